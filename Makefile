@@ -1,0 +1,53 @@
+# Two entry points for a fresh machine with Python 3.11 and Java 17:
+#   make run   -> set up, make the embedded sample if missing, kedro run
+#   make test  -> same set-up, then the test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE_DIR := data/01_raw/fruits
+
+# No command of this project may wait on the network for telemetry.
+export KEDRO_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := 1
+# Keras finds ImageNet weights in $$KERAS_HOME/models before it tries to download them.
+# Where the team's shared cache sits beside the checkout, use it, unless the caller chose one.
+SHARED_KERAS := $(wildcard ../shared/keras/models)
+ifneq ($(SHARED_KERAS),)
+export KERAS_HOME ?= $(abspath ../shared/keras)
+endif
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test install sample check-java viz clean
+
+run: install sample
+	$(BIN)/kedro run $(ARGS)
+
+test: install sample
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: check-java $(VENV)/.installed
+
+check-java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "ERROR: Java was not found on PATH. PySpark needs a Java 17 (or 21) runtime." >&2; \
+	  echo "       Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless   macOS: brew install openjdk@17" >&2; \
+	  echo "       Or set JAVA_HOME and put \$$JAVA_HOME/bin on PATH." >&2; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \
+	 if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
+	  echo "ERROR: PySpark 4 needs Java 17 or newer; 'java -version' reports '$$v'. Install Java 17 and put it first on PATH." >&2; exit 1; fi
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "ERROR: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'." >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+sample: install
+	$(BIN)/python -m fruits_kedro.sample $(SAMPLE_DIR)
+
+viz: install
+	$(BIN)/kedro viz build
+
+clean:
+	rm -rf $(VENV) data/02_intermediate/* data/03_primary/* data/04_feature/* data/08_reporting/*

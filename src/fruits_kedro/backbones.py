@@ -1,0 +1,191 @@
+"""Pretrained ImageNet CNN backbones, as data behind one small interface.
+
+A :class:`Backbone` names a ``keras.applications`` constructor, the module whose
+``preprocess_input`` turns RGB uint8 pixels into that network's input (VGG16: RGB->BGR and
+ImageNet mean subtraction; MobileNetV2: scale to [-1, 1]), how its last feature map becomes a
+vector, and its default input size. Adding a backbone is adding one entry to ``BACKBONES``.
+
+TensorFlow/Keras are imported lazily: importing this module (as ``kedro viz`` does through
+the pipelines) must stay cheap and must not start anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Pooling = Literal["avg", "flatten"]
+
+
+class UnknownBackboneError(ValueError):
+    """The configured backbone name is not one of ``BACKBONES``."""
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The configured weights cannot be loaded (no network, no cache, no file)."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    keras_application: str  # attribute of keras.applications, e.g. "MobileNetV2"
+    preprocess_module: str  # module of keras.applications holding preprocess_input
+    pooling: Pooling  # "avg": global average pooling; "flatten": the raw feature map, flattened
+    default_input_size: int
+    min_input_size: int = 32
+    channels: int = 3
+
+    def build(self, input_size: int, weights: str | None):
+        """Build the Keras model that maps (N, s, s, 3) preprocessed input to (N, features)."""
+        import keras
+
+        constructor = getattr(keras.applications, self.keras_application)
+        base = constructor(
+            include_top=False,
+            weights=weights,
+            input_shape=(input_size, input_size, self.channels),
+            pooling="avg" if self.pooling == "avg" else None,
+        )
+        if self.pooling == "avg":
+            return base
+        return keras.Model(base.input, keras.layers.Flatten(name="flatten_features")(base.output), name=self.name)
+
+    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+        """RGB uint8 (N, s, s, 3) -> the float32 input this network was trained on."""
+        module = importlib.import_module(f"keras.applications.{self.preprocess_module}")
+        return module.preprocess_input(pixels.astype("float32", copy=True))
+
+    def feature_dim(self, input_size: int) -> int:
+        """Length of the feature vector for a given input size, without building the model."""
+        if self.pooling == "avg":
+            return _AVG_POOL_CHANNELS[self.name]
+        side = input_size // 32  # five stride-2 stages
+        return side * side * _AVG_POOL_CHANNELS[self.name]
+
+
+# Channels of each network's last feature map.
+_AVG_POOL_CHANNELS = {"mobilenet_v2": 1280, "vgg16": 512, "resnet50": 2048, "efficientnet_b0": 1280}
+
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone("mobilenet_v2", "MobileNetV2", "mobilenet_v2", pooling="avg", default_input_size=224),
+        # The original study: 100x100 input, 3x3x512 feature map flattened to 4608 features.
+        Backbone("vgg16", "VGG16", "vgg16", pooling="flatten", default_input_size=100),
+        Backbone("resnet50", "ResNet50", "resnet50", pooling="avg", default_input_size=224),
+        Backbone("efficientnet_b0", "EfficientNetB0", "efficientnet", pooling="avg", default_input_size=224),
+    )
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise UnknownBackboneError(
+            f"Unknown backbone {name!r} (setting 'backbone.name'). Known backbones: {', '.join(sorted(BACKBONES))}."
+        ) from None
+
+
+def resolve_input_size(backbone: Backbone, input_size: int | None) -> int:
+    return int(input_size) if input_size else backbone.default_input_size
+
+
+# --------------------------------------------------------------------------------------
+# Driver side: load the weights once, so that they can be broadcast to the executors.
+# --------------------------------------------------------------------------------------
+_driver_weights: dict[tuple[str, int, str | None], list[np.ndarray]] = {}
+_driver_lock = threading.Lock()
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras looks for downloaded weights: ``$KERAS_HOME/models`` or ``~/.keras/models``."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def _weights_help(backbone: Backbone, weights: str | None) -> str:
+    return (
+        f"Cannot load weights {weights!r} for backbone {backbone.name!r} (setting 'backbone.weights'). "
+        "Provide them in one of these ways:\n"
+        f"  1. KERAS_HOME: point KERAS_HOME at a folder whose models/ holds the Keras ImageNet file "
+        f"(looked in {keras_cache_dir()}), e.g. export KERAS_HOME=\"$(cd ../shared/keras && pwd)\";\n"
+        "  2. a weights file: --params backbone.weights=/path/to/weights.h5;\n"
+        "  3. no pretrained weights, for a structural run only: --params backbone.weights=null."
+    )
+
+
+def load_weights(backbone: Backbone, input_size: int, weights: str | None) -> list[np.ndarray]:
+    """The model's weight arrays, loaded through Keras' own path (cache, then download).
+
+    Cached per process: the parameter check and the feature-extraction node share one load.
+    """
+    key = (backbone.name, input_size, weights)
+    with _driver_lock:
+        if key not in _driver_weights:
+            if weights not in (None, "imagenet") and not Path(weights).is_file():
+                raise WeightsUnavailableError(f"Weights file not found: {weights}\n" + _weights_help(backbone, weights))
+            try:
+                model = backbone.build(input_size, weights)
+            except Exception as exc:  # Keras raises a bare Exception on a failed download
+                raise WeightsUnavailableError(f"{_weights_help(backbone, weights)}\nCause: {exc}") from exc
+            _driver_weights[key] = model.get_weights()
+        return _driver_weights[key]
+
+
+# --------------------------------------------------------------------------------------
+# Executor side: one model per Python worker, reused across tasks and batches.
+# --------------------------------------------------------------------------------------
+_worker_models: dict[tuple[Any, ...], Callable[[np.ndarray], np.ndarray]] = {}
+_threads_configured = False
+
+
+def _configure_threads(threads: int) -> None:
+    """Pin TensorFlow's thread pools so that Spark tasks x threads never exceed the cores."""
+    global _threads_configured
+    if _threads_configured:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TF already initialised in this process; its pools are fixed
+        logger.debug("TensorFlow threads already set in this worker")
+    _threads_configured = True
+
+
+def worker_feature_fn(
+    backbone_name: str, input_size: int, weights_broadcast, threads: int, job_token: str
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A compiled ``pixels(uint8) -> features(float32)`` function, built once per worker.
+
+    ``job_token`` identifies the broadcast weights: a new job (new weights) rebuilds the model.
+    """
+    key = (backbone_name, input_size, job_token)
+    fn = _worker_models.get(key)
+    if fn is None:
+        _configure_threads(threads)
+        import tensorflow as tf
+
+        backbone = get_backbone(backbone_name)
+        model = backbone.build(input_size, weights=None)
+        model.set_weights(weights_broadcast.value)
+        infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+        def fn(pixels: np.ndarray) -> np.ndarray:
+            return infer(tf.constant(backbone.preprocess(pixels))).numpy()
+
+        _worker_models.clear()  # one model per worker: a new job replaces the previous one
+        _worker_models[key] = fn
+    return fn

@@ -1,0 +1,126 @@
+"""``ImageFolderDataset``: the files under a folder (local or any fsspec URL, e.g. ``s3://``).
+
+Loading lists the files on the driver and returns a Spark DataFrame of their locations
+(``path``, ``relative_path``, ``size``, ``modified``) — never their bytes. The bytes are read
+later, inside the executors, by :func:`read_file_bytes`, after sampling has decided which
+files are needed: with tens of thousands of photos nothing should pass through the driver.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+import fsspec
+import pandas as pd
+from kedro.io.core import AbstractDataset, DatasetError
+
+LISTING_COLUMNS = ("path", "relative_path", "size", "modified")
+
+
+class ImageFolderDataset(AbstractDataset[None, Any]):
+    """Lists every file under ``path``; read-only.
+
+    Example catalog entry::
+
+        raw_images:
+          type: fruits_kedro.datasets.ImageFolderDataset
+          path: data/01_raw/fruits
+    """
+
+    def __init__(
+        self,
+        path: str,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._path = str(path)
+        storage_options = {**(fs_args or {}), **(credentials or {})}
+        self._protocol = fsspec.utils.get_protocol(self._path)
+        self._storage_options = storage_options
+        self.metadata = metadata
+
+    def _filesystem(self):
+        fs, root = fsspec.core.url_to_fs(self._path, **self._storage_options)
+        return fs, root.rstrip("/")
+
+    def list_files(self) -> pd.DataFrame:
+        """The listing as pandas, sorted by path, so that every run sees the same order."""
+        fs, root = self._filesystem()
+        if not fs.exists(root):
+            raise DatasetError(f"Image folder not found: {self._path}")
+        if not fs.isdir(root):
+            raise DatasetError(f"Image folder is not a folder: {self._path}")
+        entries = fs.find(root, detail=True, withdirs=False)
+        rows = []
+        for name, info in sorted(entries.items()):
+            relative = posixpath.relpath(name, root) if self._protocol != "file" else _local_relpath(name, root)
+            if any(part.startswith(".") for part in relative.split("/")):
+                continue  # hidden files and folders (.DS_Store, .sample_complete, ._*) are not photos
+            rows.append(
+                {
+                    "path": self._full_uri(fs, name),
+                    "relative_path": relative,
+                    "size": int(info.get("size") or 0),
+                    "modified": _modified(info),
+                }
+            )
+        return pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
+
+    def _full_uri(self, fs, name: str) -> str:
+        if self._protocol == "file":
+            return name
+        return fs.unstrip_protocol(name)
+
+    def load(self):
+        from pyspark.sql import types as T
+
+        from fruits_kedro.spark import get_spark
+
+        listing = self.list_files()
+        schema = T.StructType(
+            [
+                T.StructField("path", T.StringType(), False),
+                T.StructField("relative_path", T.StringType(), False),
+                T.StructField("size", T.LongType(), False),
+                T.StructField("modified", T.StringType(), True),
+            ]
+        )
+        return get_spark().createDataFrame(listing, schema=schema)
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"{type(self).__name__} is read-only: upload images to {self._path} instead")
+
+    def _exists(self) -> bool:
+        fs, root = self._filesystem()
+        return fs.isdir(root)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._path, "protocol": self._protocol}
+
+
+def _local_relpath(name: str, root: str) -> str:
+    return posixpath.relpath(name.replace("\\", "/"), root.replace("\\", "/"))
+
+
+def _modified(info: dict[str, Any]) -> str | None:
+    """A change marker: mtime for files, ETag (or LastModified) for object stores."""
+    for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if value is not None:
+            return str(value).strip('"')
+    return None
+
+
+def read_file_bytes(paths: pd.Series) -> pd.Series:
+    """Read each file's bytes; runs in the executors. Unreadable files give None, not an error,
+    so one bad file cannot fail a partition of good ones (preprocessing reports it)."""
+    out = []
+    for path in paths:
+        try:
+            with fsspec.open(path, "rb") as handle:
+                out.append(handle.read())
+        except (OSError, ValueError):
+            out.append(None)
+    return pd.Series(out, dtype=object)

@@ -1,0 +1,121 @@
+"""Dimensionality reduction: Spark ML PCA, keeping the fewest components that explain
+``variance_threshold`` of the variance.
+
+Spark computes the covariance and its eigen-decomposition once; its explained-variance
+ratios are normalised by the total variance over all components, so one fit with the
+largest useful k gives the whole cumulative curve. The scores are the first k columns.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+logger = logging.getLogger(__name__)
+
+ID_COLUMNS = ("path", "label", "split")
+
+
+def choose_k(explained_variance: list[float] | np.ndarray, threshold: float) -> int:
+    """Smallest k whose cumulative explained variance reaches ``threshold``.
+
+    Ratios that sum to less than the threshold (rounding, or a capped fit) give all of them.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"dimensionality_reduction.variance_threshold must be in (0, 1], got {threshold!r}")
+    ratios = np.asarray(explained_variance, dtype=float)
+    if ratios.size == 0 or not np.all(np.isfinite(ratios)):
+        raise ValueError("explained variance is empty or not finite")
+    cumulative = np.cumsum(ratios)
+    # A tolerance of a few ulps: 0.95 must be reached by a cumulative sum printed as 0.95.
+    reached = np.nonzero(cumulative >= threshold - 1e-9)[0]
+    return int(reached[0]) + 1 if reached.size else int(ratios.size)
+
+
+def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFrame, dict[str, Any]]:
+    """Fit PCA on ``features``; return (scores ``pc_1..pc_k`` per image, variance report)."""
+    threshold = float(params.get("variance_threshold", 0.95))
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"dimensionality_reduction.variance_threshold must be in (0, 1], got {threshold!r}")
+    features = image_features.where(F.col("features").isNotNull())
+    stats = features.agg(F.count(F.lit(1)).alias("n"), F.max(F.size("features")).alias("d")).first()
+    n_images, n_input = int(stats["n"]), int(stats["d"] or 0)
+    if n_images == 0:
+        raise ValueError("No image features to reduce: every image was rejected or the input folder is empty")
+    # Rank is at most n-1 after centring: components beyond it carry no variance.
+    k_max = max(1, min(n_input, n_images - 1 if n_images > 1 else 1, params.get("max_components") or n_input))
+    vectors = features.select(*ID_COLUMNS, array_to_vector("features").alias("vector"))
+    # Centre first: Spark's PCA centres to fit but not to project; centred scores are what
+    # a reader of the CSV expects (mean zero per component).
+    scaler = StandardScaler(inputCol="vector", outputCol="centred", withMean=True, withStd=False).fit(vectors)
+    centred = scaler.transform(vectors)
+    model = PCA(k=k_max, inputCol="centred", outputCol="pca").fit(centred)
+    ratios = np.asarray(model.explainedVariance.toArray(), dtype=float)
+    if not np.all(np.isfinite(ratios)):
+        raise ValueError(
+            f"The {n_images} feature vector(s) have no variance (all identical): PCA is undefined. "
+            "Use more, or more varied, images."
+        )
+    k = choose_k(ratios, threshold)
+    cumulative = np.cumsum(ratios)
+    logger.info(
+        "PCA: %d images x %d features -> k=%d components explain %.4f (threshold %.2f)",
+        n_images, n_input, k, cumulative[k - 1], threshold,
+    )
+    scores = vector_to_array(F.col("pca"), dtype="float32")
+    reduced = model.transform(centred).select(
+        *ID_COLUMNS, *[scores[i].alias(f"pc_{i + 1}") for i in range(k)]
+    )
+    report = {
+        "k": k,
+        "threshold": threshold,
+        "n_input_features": n_input,
+        "n_images": n_images,
+        "explained_variance_at_k": float(cumulative[k - 1]),
+        "explained_variance": [float(r) for r in ratios],
+        "cumulative": [float(c) for c in cumulative],
+    }
+    return reduced, report
+
+
+def export_table(image_features_pca: DataFrame) -> DataFrame:
+    """The PCA scores, handed on unchanged to be written as a single pandas-readable CSV."""
+    return image_features_pca
+
+
+def plot_scree(report: dict[str, Any]):
+    """Scree plot: each component's share of variance, the cumulative curve and the chosen k."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = np.asarray(report["explained_variance"])
+    cumulative = np.asarray(report["cumulative"])
+    k, threshold = report["k"], report["threshold"]
+    shown = min(len(ratios), max(k * 2, 20))
+    x = np.arange(1, shown + 1)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.bar(x, ratios[:shown], color="#7aa6c2", label="explained variance ratio")
+    ax.set_xlabel("principal component")
+    ax.set_ylabel("explained variance ratio")
+    twin = ax.twinx()
+    twin.plot(x, cumulative[:shown], color="#c0392b", marker=".", label="cumulative")
+    twin.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+    twin.axvline(k, color="grey", linestyle=":", linewidth=1)
+    twin.set_ylim(0, 1.02)
+    twin.set_ylabel("cumulative explained variance")
+    ax.set_title(
+        f"PCA scree: k={k} components reach {cumulative[k - 1]:.1%} "
+        f"(threshold {threshold:.0%}) of {report['n_input_features']} features"
+    )
+    fig.tight_layout()
+    return fig
+
+

@@ -1,0 +1,78 @@
+"""Ingestion nodes: pure Spark transformations of the image listing.
+
+``label_images`` derives ``label`` (the parent folder, spaces -> ``_``) and ``split`` (the
+grandparent folder, when the file sits two folders down) and keeps image files only.
+``sample_per_class`` keeps a deterministic N per (split, label). ``attach_image_bytes``
+adds the bytes as a lazy column, fetched by the executors only for the rows that remain.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from fruits_kedro.datasets.image_folder import read_file_bytes
+
+logger = logging.getLogger(__name__)
+
+
+def normalize_label(folder_name: str) -> str:
+    """The label of a class folder: every whitespace character becomes ``_``.
+
+    Mirrors :func:`label_column`, for code outside Spark (e.g. the upload command).
+    """
+    return "".join("_" if ch.isspace() else ch for ch in folder_name.strip())
+
+
+def label_column(folder: F.Column) -> F.Column:
+    # Java's \s matches ASCII whitespace only; (?U) makes it Unicode-aware like str.isspace.
+    return F.regexp_replace(F.trim(folder), r"(?U)\s", "_")
+
+
+def label_images(image_files: DataFrame, params: dict[str, Any]) -> DataFrame:
+    """Keep image files and add ``label`` and ``split`` from their folders."""
+    extensions = [e.lower() for e in params.get("extensions", [".jpg", ".jpeg", ".png"])]
+    parts = F.split(F.col("relative_path"), "/")
+    depth = F.size(parts)
+    extension = F.lower(F.regexp_extract(F.col("relative_path"), r"(\.[^./]+)$", 1))
+    labelled = (
+        image_files.where(extension.isin(extensions))
+        .where(depth >= 2)  # a file at the root has no class folder, hence no label
+        .withColumn("label", label_column(F.element_at(parts, -2)))
+        .withColumn("split", F.when(depth >= 3, F.element_at(parts, 1)).otherwise(F.lit(None).cast("string")))
+    )
+    return labelled.select("path", "relative_path", "label", "split", "size", "modified")
+
+
+def sample_per_class(images: DataFrame, params: dict[str, Any]) -> DataFrame:
+    """Keep at most ``sample_per_class`` images of each (split, label), chosen by a seeded hash.
+
+    The same seed keeps the same files on every run and on every cluster size. ``null``
+    keeps every image.
+    """
+    n = params.get("sample_per_class")
+    if n is None:
+        return images
+    if int(n) <= 0:
+        raise ValueError(f"ingestion.sample_per_class must be a positive integer or null, got {n!r}")
+    seed = int(params.get("seed", 42))
+    order = Window.partitionBy("split", "label").orderBy(F.xxhash64(F.col("path"), F.lit(seed)), F.col("path"))
+    return images.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") <= int(n)).drop("_rank")
+
+
+def attach_image_bytes(images: DataFrame, params: dict[str, Any]) -> DataFrame:
+    """Spread the images over partitions and add their bytes as ``content``.
+
+    The listing is small, so its row count is cheap; it sets how many partitions the
+    executors get (``images_per_partition`` each, and at least one per core).
+    """
+    n_images = images.count()
+    per_partition = int(params.get("images_per_partition", 256))
+    cores = images.sparkSession.sparkContext.defaultParallelism
+    partitions = max(cores, -(-n_images // per_partition))
+    logger.info("Ingestion: %d images in %d partitions", n_images, partitions)
+    read_bytes = F.pandas_udf(read_file_bytes, "binary")
+    return images.repartition(partitions).withColumn("content", read_bytes(F.col("path")))

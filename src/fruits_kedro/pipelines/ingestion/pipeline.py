@@ -1,0 +1,13 @@
+from kedro.pipeline import Node, Pipeline
+
+from fruits_kedro.pipelines.ingestion.nodes import attach_image_bytes, label_images, sample_per_class
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(label_images, ["raw_image_files", "params:ingestion"], "labelled_image_files", name="label_images"),
+            Node(sample_per_class, ["labelled_image_files", "params:ingestion"], "sampled_image_files", name="sample_per_class"),
+            Node(attach_image_bytes, ["sampled_image_files", "params:ingestion"], "raw_images", name="attach_image_bytes"),
+        ]
+    )

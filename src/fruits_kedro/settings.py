@@ -1,0 +1,26 @@
+"""Project settings. https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
+
+import os
+
+# Telemetry must never make a command wait on the network (the machines this runs on may
+# have none). The project's `.telemetry` file says the same for runs started elsewhere.
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kedro.config import OmegaConfigLoader  # noqa: E402
+
+from fruits_kedro.hooks import ParameterValidationHooks, SparkHooks  # noqa: E402
+
+# Order matters: parameters are validated (and weights located) before Spark starts.
+HOOKS = (SparkHooks(), ParameterValidationHooks())
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "spark": ["spark*", "spark*/**"],
+        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
+    },
+}

@@ -1,0 +1,89 @@
+"""Shared fixtures: one local SparkSession for the whole run, the generated sample, and the
+real Fruits-360 photos beside the checkout when they are there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT.parent / "shared"
+SHARED_PHOTOS = SHARED / "fruits360-sample"
+SHARED_KERAS_HOME = SHARED / "keras"
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Keras reads KERAS_HOME once, when first imported: set it before any test imports keras.
+if "KERAS_HOME" not in os.environ and (SHARED_KERAS_HOME / "models").is_dir():
+    os.environ["KERAS_HOME"] = str(SHARED_KERAS_HOME)
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+
+def project_spark_conf(env: str = "local") -> dict:
+    conf: dict = {}
+    for folder in ("base", env):
+        path = PROJECT_ROOT / "conf" / folder / "spark.yml"
+        if path.exists():
+            conf.update(yaml.safe_load(path.read_text()) or {})
+    return conf
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from fruits_kedro import spark as spark_module
+
+    spark_module.configure(project_spark_conf())
+    session = spark_module.get_spark()
+    yield session
+
+
+@pytest.fixture(scope="session")
+def generated_sample(tmp_path_factory) -> Path:
+    """The sample a fresh machine generates (no ../shared needed)."""
+    from fruits_kedro.sample import generate_sample
+
+    root = tmp_path_factory.mktemp("generated") / "fruits"
+    generate_sample(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    if not SHARED_PHOTOS.is_dir():
+        pytest.skip("../shared/fruits360-sample is not beside this checkout")
+    return SHARED_PHOTOS
+
+
+@pytest.fixture(scope="session")
+def imagenet_keras_home() -> Path:
+    cache = Path(os.environ.get("KERAS_HOME", "")) / "models"
+    if not any(cache.glob("mobilenet_v2_weights_*_no_top.h5")):
+        pytest.skip("no MobileNetV2 ImageNet weights in $KERAS_HOME/models (../shared/keras)")
+    return cache
+
+
+def make_project_copy(destination: Path) -> Path:
+    """A throw-away copy of the project's configuration, so runs never touch ./data."""
+    destination.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    shutil.copy(PROJECT_ROOT / ".telemetry", destination / ".telemetry")
+    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "08_reporting"):
+        (destination / "data" / layer).mkdir(parents=True, exist_ok=True)
+    return destination
+
+
+def run_kedro(project: Path, monkeypatch, pipeline: str | None = None, env: str | None = None, **runtime_params):
+    """Run a pipeline in-process, inside ``project``, as ``kedro run`` would."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env, runtime_params=runtime_params) as session:
+        return session.run(pipeline_name=pipeline)

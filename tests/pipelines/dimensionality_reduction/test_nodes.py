@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_pca, plot_scree
+
+
+def _features_frame(spark, matrix: np.ndarray):
+    rows = [(f"img_{i:03d}.jpg", f"class_{i % 3}", "Training", [float(v) for v in row]) for i, row in enumerate(matrix)]
+    return spark.createDataFrame(rows, "path string, label string, split string, features array<float>")
+
+
+def test_fit_pca_finds_the_rank_of_low_rank_data(spark):
+    rng = np.random.default_rng(0)
+    # 60 points in 12 dimensions that really live on a 3-D subspace, plus faint noise.
+    basis = rng.normal(size=(3, 12))
+    scores = rng.normal(size=(60, 3)) * np.array([5.0, 3.0, 2.0])
+    matrix = scores @ basis + rng.normal(scale=1e-3, size=(60, 12))
+    reduced, report = fit_pca(_features_frame(spark, matrix), {"variance_threshold": 0.95})
+    assert report["k"] == choose_k(report["explained_variance"], 0.95)
+    assert 1 <= report["k"] <= 3
+    assert report["cumulative"][report["k"] - 1] >= 0.95
+    assert report["n_input_features"] == 12 and report["n_images"] == 60
+    assert reduced.columns == ["path", "label", "split"] + [f"pc_{i + 1}" for i in range(report["k"])]
+    pandas = reduced.toPandas()
+    assert len(pandas) == 60
+    # Scores are centred and reproduce the variance Spark reported.
+    pcs = pandas[[f"pc_{i + 1}" for i in range(report["k"])]].to_numpy()
+    assert np.allclose(pcs.mean(axis=0), 0, atol=1e-3)
+    total = np.var(matrix, axis=0, ddof=1).sum()
+    assert np.isclose(pcs.var(axis=0, ddof=1).sum() / total, report["cumulative"][report["k"] - 1], rtol=1e-3)
+
+
+def test_fit_pca_threshold_one_keeps_the_full_rank(spark):
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(8, 20))  # fewer images than features: rank 7 after centring
+    _, report = fit_pca(_features_frame(spark, matrix), {"variance_threshold": 1.0})
+    assert report["k"] == 7
+    assert report["cumulative"][-1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_fit_pca_refuses_identical_vectors(spark):
+    matrix = np.ones((5, 4))
+    with pytest.raises(ValueError, match="no variance"):
+        fit_pca(_features_frame(spark, matrix), {"variance_threshold": 0.95})
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.5, 1.5])
+def test_fit_pca_rejects_threshold_outside_unit_interval(spark, threshold):
+    with pytest.raises(ValueError, match="variance_threshold"):
+        fit_pca(_features_frame(spark, np.eye(4)), {"variance_threshold": threshold})
+
+
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=1.0, allow_nan=False), min_size=1, max_size=50),
+    st.floats(min_value=0.01, max_value=1.0),
+)
+def test_choose_k_is_the_smallest_k_reaching_the_threshold(raw, threshold):
+    total = sum(raw)
+    ratios = [r / total for r in raw] if total > 0 else [1.0 / len(raw)] * len(raw)
+    k = choose_k(ratios, threshold)
+    cumulative = np.cumsum(ratios)
+    assert 1 <= k <= len(ratios)
+    if cumulative[-1] >= threshold - 1e-9:
+        assert cumulative[k - 1] >= threshold - 1e-9
+        assert k == 1 or cumulative[k - 2] < threshold - 1e-9
+
+
+def test_plot_scree_draws_the_chosen_k():
+    report = {"k": 2, "threshold": 0.9, "n_input_features": 4, "explained_variance": [0.6, 0.35, 0.05],
+              "cumulative": [0.6, 0.95, 1.0]}
+    figure = plot_scree(report)
+    assert "k=2" in figure.axes[0].get_title()

@@ -1,0 +1,90 @@
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fruits_kedro.datasets.image_folder import ImageFolderDataset
+from fruits_kedro.pipelines.ingestion.nodes import (
+    attach_image_bytes,
+    label_images,
+    normalize_label,
+    sample_per_class,
+)
+
+PARAMS = {"extensions": [".jpg", ".jpeg", ".png"], "seed": 42, "images_per_partition": 4}
+
+
+def _touch(root: Path, relative: str, data: bytes = b"x") -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    for rel in (
+        "Training/Apple Red/a.jpg",
+        "Training/Apple Red/b.JPG",
+        "Training/Banana/c.jpeg",
+        "Training/Banana/notes.txt",
+        "Test/Apple Red/d.png",
+        "Lime/e.jpg",  # one folder down: a label, no split
+        "root.jpg",  # no class folder: skipped
+    ):
+        _touch(tmp_path, rel)
+    return tmp_path
+
+
+def test_label_images_labels_from_folders_and_keeps_images_only(spark, tree):
+    listing = ImageFolderDataset(str(tree)).load()
+    rows = {r.relative_path: r for r in label_images(listing, PARAMS).collect()}
+    assert set(rows) == {
+        "Training/Apple Red/a.jpg",
+        "Training/Apple Red/b.JPG",
+        "Training/Banana/c.jpeg",
+        "Test/Apple Red/d.png",
+        "Lime/e.jpg",
+    }
+    assert rows["Training/Apple Red/a.jpg"].label == "Apple_Red"
+    assert rows["Training/Apple Red/a.jpg"].split == "Training"
+    assert rows["Test/Apple Red/d.png"].split == "Test"
+    assert rows["Lime/e.jpg"].label == "Lime" and rows["Lime/e.jpg"].split is None
+
+
+def test_sample_per_class_is_deterministic_and_capped(spark, tmp_path):
+    for cls in ("A", "B"):
+        for i in range(7):
+            _touch(tmp_path, f"Training/{cls}/{i}.jpg")
+    labelled = label_images(ImageFolderDataset(str(tmp_path)).load(), PARAMS)
+    first = sample_per_class(labelled, {**PARAMS, "sample_per_class": 3})
+    counts = {r.label: r["count"] for r in first.groupBy("label").count().collect()}
+    assert counts == {"A": 3, "B": 3}
+    again = sample_per_class(labelled, {**PARAMS, "sample_per_class": 3})
+    assert sorted(r.path for r in first.collect()) == sorted(r.path for r in again.collect())
+    other_seed = sample_per_class(labelled, {**PARAMS, "sample_per_class": 3, "seed": 7})
+    assert other_seed.count() == 6
+    assert sample_per_class(labelled, {**PARAMS, "sample_per_class": None}).count() == 14
+
+
+def test_sample_per_class_rejects_non_positive(spark, tree):
+    labelled = label_images(ImageFolderDataset(str(tree)).load(), PARAMS)
+    with pytest.raises(ValueError, match="sample_per_class"):
+        sample_per_class(labelled, {**PARAMS, "sample_per_class": 0})
+
+
+def test_attach_image_bytes_reads_each_files_bytes(spark, tmp_path):
+    for i in range(5):
+        _touch(tmp_path, f"Training/Kiwi/{i}.jpg", data=f"bytes-{i}".encode())
+    labelled = label_images(ImageFolderDataset(str(tmp_path)).load(), PARAMS)
+    with_bytes = attach_image_bytes(labelled, PARAMS)
+    assert with_bytes.rdd.getNumPartitions() >= 2
+    contents = {Path(r.path).name: bytes(r.content) for r in with_bytes.collect()}
+    assert contents == {f"{i}.jpg": f"bytes-{i}".encode() for i in range(5)}
+
+
+@given(st.text(min_size=1, max_size=30).filter(lambda s: s.strip()))
+def test_normalize_label_has_no_whitespace(name):
+    label = normalize_label(name)
+    assert not any(ch.isspace() for ch in label)
+    assert len(label) == len(name.strip())
