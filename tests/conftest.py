@@ -73,6 +73,7 @@ def make_project_copy(destination: Path) -> Path:
     shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
     shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
     shutil.copy(PROJECT_ROOT / ".telemetry", destination / ".telemetry")
+    (destination / "src").mkdir(exist_ok=True)  # Kedro wants it; the package itself is installed
     for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "08_reporting"):
         (destination / "data" / layer).mkdir(parents=True, exist_ok=True)
     return destination

@@ -1,0 +1,91 @@
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fruits_kedro.pipelines.preprocessing.nodes import ImageDecodeError, decode_image, decode_images
+
+BACKBONE = {"name": "mobilenet_v2", "input_size": 32, "weights": None}
+PARAMS = {"max_image_pixels": 89478485, "background": [255, 255, 255]}
+
+
+def _encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def _red(mode: str = "RGB", size=(40, 30)) -> Image.Image:
+    return Image.new("RGB", size, (200, 10, 10)).convert(mode)
+
+
+def test_decode_resizes_rgb_jpeg():
+    pixels = decode_image(_encode(_red(), "JPEG", quality=95), 32)
+    assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8
+    assert abs(int(pixels[16, 16, 0]) - 200) < 8 and pixels[16, 16, 1] < 30
+
+
+def test_transparent_pixels_become_the_background():
+    rgba = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    rgba.putpixel((5, 5), (0, 0, 255, 255))
+    pixels = decode_image(_encode(rgba), 10)
+    assert tuple(pixels[0, 0]) == (255, 255, 255)
+    assert tuple(pixels[5, 5]) == (0, 0, 255)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "P"])
+def test_other_modes_convert_to_rgb(mode):
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    pixels = decode_image(_encode(_red(mode), fmt), 16)
+    assert pixels.shape == (16, 16, 3)
+
+
+def test_sixteen_bit_greyscale_is_scaled_to_eight_bits():
+    grey16 = Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16))
+    pixels = decode_image(_encode(grey16), 8)
+    assert pixels.min() == 255
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"this is a text file, not a photo", "not a decodable image"),
+    ],
+)
+def test_undecodable_bytes_raise_with_a_reason(data, reason):
+    with pytest.raises(ImageDecodeError, match=reason):
+        decode_image(data, 32)
+
+
+def test_truncated_jpeg_is_rejected():
+    data = _encode(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG", quality=90)
+    with pytest.raises(ImageDecodeError):
+        decode_image(data[: len(data) // 2], 32)
+
+
+def test_decompression_bomb_is_rejected():
+    with pytest.raises(ImageDecodeError, match="decompression-bomb"):
+        decode_image(_encode(_red(size=(200, 200))), 32, max_pixels=1000)
+
+
+def test_decode_images_splits_accepted_and_rejected(spark):
+    good = _encode(_red(), "JPEG")
+    rows = [
+        ("/x/Training/Apple/1.jpg", "Training/Apple/1.jpg", "Apple", "Training", 1, None, good),
+        ("/x/Training/Apple/2.jpg", "Training/Apple/2.jpg", "Apple", "Training", 1, None, b"not an image"),
+        ("/x/Training/Apple/3.jpg", "Training/Apple/3.jpg", "Apple", "Training", 1, None, None),
+    ]
+    raw = spark.createDataFrame(
+        rows,
+        "path string, relative_path string, label string, split string, size long, modified string, content binary",
+    )
+    accepted, rejected = decode_images(raw, BACKBONE, PARAMS)
+    accepted_rows = accepted.collect()
+    assert [r.path for r in accepted_rows] == ["/x/Training/Apple/1.jpg"]
+    assert len(accepted_rows[0].pixels) == 32 * 32 * 3
+    reasons = {r.path: r.reason for r in rejected.collect()}
+    assert set(reasons) == {"/x/Training/Apple/2.jpg", "/x/Training/Apple/3.jpg"}
+    assert reasons["/x/Training/Apple/3.jpg"] == "empty file"
