@@ -71,6 +71,7 @@ def make_project_copy(destination: Path) -> Path:
     """A throw-away copy of the project's configuration, so runs never touch ./data."""
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
+    shutil.copytree(PROJECT_ROOT / "notebooks", destination / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
     shutil.copy(PROJECT_ROOT / ".telemetry", destination / ".telemetry")
     (destination / "src").mkdir(exist_ok=True)  # Kedro wants it; the package itself is installed
@@ -88,3 +89,17 @@ def run_kedro(project: Path, monkeypatch, pipeline: str | None = None, env: str 
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=env, runtime_params=runtime_params) as session:
         return session.run(pipeline_name=pipeline)
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory, generated_sample) -> Path:
+    """``kedro run`` (``__default__``) on the generated sample, in a copy of the project."""
+    project = make_project_copy(tmp_path_factory.mktemp("project"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_kedro(
+            project,
+            monkeypatch,
+            images_root=str(generated_sample),
+            backbone={"weights": None, "input_size": 64},  # random weights: structure, not quality
+        )
+    return project

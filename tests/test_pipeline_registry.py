@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import PROJECT_ROOT, make_project_copy, run_kedro
+from tests.conftest import PROJECT_ROOT, make_project_copy
 
 
 def test_default_pipeline_chains_the_four_core_pipelines():
@@ -19,19 +19,6 @@ def test_default_pipeline_chains_the_four_core_pipelines():
     default_nodes = {n.name for n in pipelines["__default__"].nodes}
     for name in ("ingestion", "preprocessing", "feature_extraction", "dimensionality_reduction"):
         assert {n.name for n in pipelines[name].nodes} <= default_nodes
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory, generated_sample):
-    project = make_project_copy(tmp_path_factory.mktemp("project"))
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        run_kedro(
-            project,
-            monkeypatch,
-            images_root=str(generated_sample),
-            backbone={"weights": None, "input_size": 64},  # random weights: structure, not quality
-        )
-    return project
 
 
 def test_default_run_writes_one_csv_row_per_image(default_run, generated_sample):

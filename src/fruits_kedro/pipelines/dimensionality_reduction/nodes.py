@@ -91,10 +91,7 @@ def export_table(image_features_pca: DataFrame) -> DataFrame:
 
 def plot_scree(report: dict[str, Any]):
     """Scree plot: each component's share of variance, the cumulative curve and the chosen k."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib picks a headless backend where there is no display
 
     ratios = np.asarray(report["explained_variance"])
     cumulative = np.asarray(report["cumulative"])
