@@ -14,8 +14,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -133,14 +136,62 @@ def load_weights(backbone: Backbone, input_size: int, weights: str | None) -> li
     key = (backbone.name, input_size, weights)
     with _driver_lock:
         if key not in _driver_weights:
-            if weights not in (None, "imagenet") and not Path(weights).is_file():
-                raise WeightsUnavailableError(f"Weights file not found: {weights}\n" + _weights_help(backbone, weights))
-            try:
-                model = backbone.build(input_size, weights)
-            except Exception as exc:  # Keras raises a bare Exception on a failed download
-                raise WeightsUnavailableError(f"{_weights_help(backbone, weights)}\nCause: {exc}") from exc
-            _driver_weights[key] = model.get_weights()
+            _driver_weights[key] = _load_uncached(backbone, input_size, weights)
         return _driver_weights[key]
+
+
+def _load_uncached(backbone: Backbone, input_size: int, weights: str | None) -> list[np.ndarray]:
+    if _is_remote_uri(weights):
+        with _downloaded_weights(backbone, weights) as local_file:
+            return _build_weights(backbone, input_size, local_file, shown_as=weights)
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise WeightsUnavailableError(f"Weights file not found: {weights}\n" + _weights_help(backbone, weights))
+    if weights is None:
+        import keras
+
+        # Random weights are for structural runs and tests: seed them, so that two
+        # runs (local and S3, or a rerun) give the same features.
+        keras.utils.set_random_seed(0)
+    return _build_weights(backbone, input_size, weights, shown_as=weights)
+
+
+def _build_weights(backbone: Backbone, input_size: int, weights: str | None, shown_as: str | None) -> list[np.ndarray]:
+    try:
+        model = backbone.build(input_size, weights)
+    except Exception as exc:  # Keras raises a bare Exception on a failed download
+        raise WeightsUnavailableError(f"{_weights_help(backbone, shown_as)}\nCause: {exc}") from exc
+    return model.get_weights()
+
+
+def _is_remote_uri(weights: str | None) -> bool:
+    """``s3://...`` (or any fsspec URL but a local path): Keras can only open local files."""
+    return bool(weights) and "://" in str(weights) and not str(weights).startswith("file://")
+
+
+@contextmanager
+def _downloaded_weights(backbone: Backbone, uri: str) -> Iterator[str]:
+    """Copy a remote weights file to a local temporary file, once, on the driver.
+
+    The executors never read it: the driver broadcasts the loaded arrays. Credentials and
+    endpoint come from the standard AWS chain (``AWS_ENDPOINT_URL`` included) via fsspec.
+    """
+    import fsspec
+
+    # Keep the file name: Keras picks the format by it (".weights.h5" vs a legacy ".h5").
+    name = uri.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "weights.h5"
+    with tempfile.TemporaryDirectory(prefix="fruits_kedro_weights_") as folder:
+        local_file = str(Path(folder) / name)
+        try:
+            with fsspec.open(uri, "rb") as source, open(local_file, "wb") as target:
+                shutil.copyfileobj(source, target, length=8 * 1024 * 1024)
+        except Exception as exc:  # fsspec/botocore raise many types: the URI is what matters
+            raise WeightsUnavailableError(
+                f"Cannot read weights {uri} (setting 'backbone.weights'): {type(exc).__name__}: {exc}\n"
+                "Check the bucket and key, and that AWS credentials are available "
+                "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role)."
+            ) from exc
+        logger.info("Downloaded weights %s for backbone %s", uri, backbone.name)
+        yield local_file
 
 
 # --------------------------------------------------------------------------------------
