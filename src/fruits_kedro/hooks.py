@@ -34,6 +34,30 @@ class ParameterValidationHooks:
         from fruits_kedro.params import validate_run
 
         parameters = catalog.load("parameters")
-        used = {name.removeprefix("params:").split(".")[0] for name in pipeline.inputs() if name.startswith("params:")}
-        validate_run(parameters, used_sections=used)
+        inputs = pipeline.inputs()
+        used = {name.removeprefix("params:").split(".")[0] for name in inputs if name.startswith("params:")}
+        params = validate_run(parameters, used_sections=used)
+        if IMAGE_FOLDER in inputs and IMAGE_FOLDER in catalog:
+            _require_images(catalog[IMAGE_FOLDER], params.ingestion.extensions)
         spark.get_spark()
+
+
+IMAGE_FOLDER = "raw_image_files"
+
+
+def _require_images(dataset, extensions: list[str]) -> None:
+    """A missing folder, or one without a single image, is a setting to fix, not a Spark job."""
+    from kedro.io.core import DatasetError
+
+    from fruits_kedro.datasets.image_folder import ImageFolderDataset
+
+    if not isinstance(dataset, ImageFolderDataset):
+        return
+    listing = dataset.list_files()
+    is_image = listing["relative_path"].str.lower().str.endswith(tuple(extensions))
+    if not is_image.any():
+        raise DatasetError(
+            f"No images ({', '.join(extensions)}) under {dataset._describe()['path']} "
+            f"({len(listing)} other files). Point 'images_root' (kedro run --params images_root=...) "
+            "or the raw_image_files catalog entry at a folder of <Split>/<Class>/*.jpg."
+        )

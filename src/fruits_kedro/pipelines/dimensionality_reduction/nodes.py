@@ -84,11 +84,6 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
     return reduced, report
 
 
-def export_table(image_features_pca: DataFrame) -> DataFrame:
-    """The PCA scores, handed on unchanged to be written as a single pandas-readable CSV."""
-    return image_features_pca
-
-
 def plot_scree(report: dict[str, Any]):
     """Scree plot: each component's share of variance, the cumulative curve and the chosen k."""
     import matplotlib.pyplot as plt  # matplotlib picks a headless backend where there is no display

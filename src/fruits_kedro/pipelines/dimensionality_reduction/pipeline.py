@@ -1,6 +1,7 @@
 from kedro.pipeline import Node, Pipeline
 
-from fruits_kedro.pipelines.dimensionality_reduction.nodes import export_table, fit_pca, plot_scree
+from fruits_kedro.pipelines.dimensionality_reduction.nodes import fit_pca, plot_scree
+from fruits_kedro.pipelines.tables import export_table
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -46,18 +46,21 @@ def decode_image(
     if not data:
         raise ImageDecodeError("empty file")
     ImageFile.LOAD_TRUNCATED_IMAGES = False
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    Image.MAX_IMAGE_PIXELS = max_pixels  # above twice this, Image.open itself refuses
+    bomb = f"image too large (decompression-bomb limit {max_pixels} pixels)"
     try:
         with warnings.catch_warnings():
-            # Above max_pixels Pillow only warns; a decompression bomb must be an error.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Between 1x and 2x the limit Pillow only warns; the size check below decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > max_pixels:
+                    raise ImageDecodeError(f"{bomb}: {image.width}x{image.height}")
                 image.load()  # force the full decode: truncated files fail here, not later
                 rgb = _to_rgb(image, background)
     except ImageDecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"image too large (decompression-bomb limit {max_pixels} pixels): {exc}") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"{bomb}: {exc}") from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
         raise ImageDecodeError(f"not a decodable image: {type(exc).__name__}: {exc}") from None
     if rgb.size != (size, size):

@@ -1,0 +1,89 @@
+"""A photo folder is never clean: a run over valid photos mixed with every kind of bad file
+keeps each valid photo's features unchanged and lists each bad file with its reason."""
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import make_project_copy, run_kedro
+
+
+def _save(path: Path, image: Image.Image, fmt: str, **kwargs) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt, **kwargs)
+
+
+def _build_corpus(root: Path, valid_sample: Path) -> tuple[set[str], set[str]]:
+    """Copy the valid sample, then add odd-but-valid and invalid files. Returns (extra valid, invalid)."""
+    shutil.copytree(valid_sample, root)
+    a_photo = next(valid_sample.glob("Training/Apple Red/*.jpg"))
+    photo = Image.open(a_photo).convert("RGB")
+    extra_valid = {
+        "Training/Apple Red/alpha.png": lambda p: _save(p, photo.convert("RGBA"), "PNG"),
+        "Training/Apple Red/grey.jpg": lambda p: _save(p, photo.convert("L"), "JPEG"),
+        "Training/Apple Red/cmyk.jpg": lambda p: _save(p, photo.convert("CMYK"), "JPEG"),
+        "Training/Apple Red/sixteen_bit.png": lambda p: _save(
+            p, Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)), "PNG"
+        ),
+        "Training/Pomme Émeraude/l'été \"1\" .JPG": lambda p: shutil.copy(a_photo, p),
+        "Training/Banana/nested/deeper.jpg": lambda p: shutil.copy(a_photo, p),
+    }
+    jpeg = a_photo.read_bytes()
+    invalid = {
+        "Training/Apple Red/truncated.jpg": lambda p: p.write_bytes(jpeg[: len(jpeg) // 3]),
+        "Training/Apple Red/empty.jpg": lambda p: p.write_bytes(b""),
+        "Training/Banana/notes.jpg": lambda p: p.write_text("shopping list: bananas\n"),
+        # Past Pillow's decompression-bomb limit (89.5 Mpx): rejected without being decoded.
+        "Test/Lemon/huge.png": lambda p: _save(p, Image.new("1", (9500, 9500)), "PNG"),
+    }
+    for relative, make in {**extra_valid, **invalid}.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make(path)
+    (root / "Training" / "Empty Class").mkdir(parents=True)
+    return set(extra_valid), set(invalid)
+
+
+@pytest.fixture(scope="module")
+def messy_run(tmp_path_factory, generated_sample):
+    base = tmp_path_factory.mktemp("messy")
+    extra_valid, invalid = _build_corpus(base / "photos", generated_sample)
+    project = make_project_copy(base / "project")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_kedro(project, monkeypatch, images_root=str(base / "photos"), backbone={"weights": None, "input_size": 64})
+    return project, base / "photos", extra_valid, invalid
+
+
+def test_bad_files_are_rejected_with_a_reason_and_nothing_else_is(messy_run):
+    project, photos, _, invalid = messy_run
+    rejected = pd.read_csv(project / "data/02_intermediate/rejected_images.csv")
+    relative = {str(Path(p).relative_to(photos)) for p in rejected["path"]}
+    assert relative == invalid
+    reasons = dict(zip(relative, rejected["reason"]))
+    assert reasons["Training/Apple Red/empty.jpg"] == "empty file"
+    assert "decompression-bomb" in reasons["Test/Lemon/huge.png"]
+    assert pd.read_parquet(project / "data/02_intermediate/rejected_images.parquet").shape[0] == len(invalid)
+
+
+def test_every_valid_photo_keeps_its_row(messy_run, generated_sample):
+    project, photos, extra_valid, _ = messy_run
+    table = pd.read_csv(project / "data/04_feature/image_features_pca.csv")
+    expected = {str(p.relative_to(generated_sample)) for p in generated_sample.rglob("*.jpg")} | extra_valid
+    assert {str(Path(p).relative_to(photos)) for p in table["path"]} == expected
+    assert not table.filter(like="pc_").isna().any().any()
+    labels = set(table["label"])
+    assert "Pomme_Émeraude" in labels and "nested" in labels
+
+
+def test_valid_photos_get_the_same_features_as_in_a_clean_run(messy_run, default_run, generated_sample):
+    project, photos, _, _ = messy_run
+    messy = pd.read_parquet(project / "data/04_feature/image_features.parquet").set_index("relative_path")
+    clean = pd.read_parquet(default_run / "data/04_feature/image_features.parquet").set_index("relative_path")
+    assert len(clean) == len(list(generated_sample.rglob("*.jpg")))
+    for relative, row in clean.iterrows():
+        np.testing.assert_allclose(messy.loc[relative, "features"], row["features"], rtol=1e-5, atol=1e-12)
