@@ -194,6 +194,35 @@ def _downloaded_weights(backbone: Backbone, uri: str) -> Iterator[str]:
         yield local_file
 
 
+_onnx_models: dict[tuple[str, int, str | None], bytes] = {}
+
+
+def inference_payload(backbone: Backbone, input_size: int, weights: str | None, runtime: str) -> Any:
+    """What the driver broadcasts for a runtime: Keras weight arrays, or the ONNX model bytes."""
+    arrays = load_weights(backbone, input_size, weights)
+    if runtime == "keras":
+        return arrays
+    if runtime == "onnx":
+        key = (backbone.name, input_size, weights)
+        with _driver_lock:
+            if key not in _onnx_models:
+                _onnx_models[key] = _export_onnx(backbone, input_size, arrays)
+            return _onnx_models[key]
+    raise ValueError(f"Unknown runtime {runtime!r} (setting 'feature_extraction.runtime'); known: {', '.join(RUNTIMES)}")
+
+
+def _export_onnx(backbone: Backbone, input_size: int, arrays: list[np.ndarray]) -> bytes:
+    """Convert the Keras model to ONNX once, on the driver (Keras' own exporter, via tf2onnx)."""
+    model = backbone.build(input_size, weights=None)
+    model.set_weights(arrays)
+    model(np.zeros((1, input_size, input_size, backbone.channels), np.float32))  # the exporter needs a call
+    with tempfile.TemporaryDirectory(prefix="fruits_kedro_onnx_") as folder:
+        path = Path(folder) / f"{backbone.name}_{input_size}.onnx"
+        model.export(str(path), format="onnx", verbose=False)
+        logger.info("Exported %s at %dx%d to ONNX (%.1f MB)", backbone.name, input_size, input_size, path.stat().st_size / 1e6)
+        return path.read_bytes()
+
+
 # --------------------------------------------------------------------------------------
 # Executor side: one model per Python worker, reused across tasks and batches.
 # --------------------------------------------------------------------------------------
@@ -216,27 +245,51 @@ def _configure_threads(threads: int) -> None:
     _threads_configured = True
 
 
-def worker_feature_fn(
-    backbone_name: str, input_size: int, weights_broadcast, threads: int, job_token: str
-) -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled ``pixels(uint8) -> features(float32)`` function, built once per worker.
+def _keras_feature_fn(backbone: Backbone, input_size: int, weights: list[np.ndarray], threads: int):
+    _configure_threads(threads)
+    import tensorflow as tf
 
-    ``job_token`` identifies the broadcast weights: a new job (new weights) rebuilds the model.
+    model = backbone.build(input_size, weights=None)
+    model.set_weights(weights)
+    infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def features(pixels: np.ndarray) -> np.ndarray:
+        return infer(tf.constant(backbone.preprocess(pixels))).numpy()
+
+    return features
+
+
+def _onnx_feature_fn(backbone: Backbone, input_size: int, onnx_model: bytes, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def features(pixels: np.ndarray) -> np.ndarray:
+        return session.run(None, {input_name: backbone.preprocess(pixels)})[0]
+
+    return features
+
+
+# How each inference runtime turns the broadcast payload into a features function.
+_WORKER_BUILDERS = {"keras": _keras_feature_fn, "onnx": _onnx_feature_fn}
+RUNTIMES = tuple(_WORKER_BUILDERS)
+
+
+def worker_feature_fn(
+    backbone_name: str, input_size: int, payload_broadcast, threads: int, job_token: str, runtime: str = "keras"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``pixels(uint8) -> features(float32)`` function, built once per worker.
+
+    ``job_token`` identifies the broadcast payload: a new job (new weights) rebuilds the model.
     """
-    key = (backbone_name, input_size, job_token)
+    key = (backbone_name, input_size, job_token, runtime)
     fn = _worker_models.get(key)
     if fn is None:
-        _configure_threads(threads)
-        import tensorflow as tf
-
-        backbone = get_backbone(backbone_name)
-        model = backbone.build(input_size, weights=None)
-        model.set_weights(weights_broadcast.value)
-        infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-
-        def fn(pixels: np.ndarray) -> np.ndarray:
-            return infer(tf.constant(backbone.preprocess(pixels))).numpy()
-
+        fn = _WORKER_BUILDERS[runtime](get_backbone(backbone_name), input_size, payload_broadcast.value, threads)
         _worker_models.clear()  # one model per worker: a new job replaces the previous one
         _worker_models[key] = fn
     return fn

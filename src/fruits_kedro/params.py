@@ -6,7 +6,7 @@ Each error names the setting as a user would pass it with ``--params`` (e.g.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -52,6 +52,7 @@ class PreprocessingParams(_Section):
 
 
 class FeatureExtractionParams(_Section):
+    runtime: Literal["keras", "onnx"] = "keras"
     batch_size: int = Field(64, gt=0, le=4096)
     threads_per_task: int | None = Field(None, gt=0)
 

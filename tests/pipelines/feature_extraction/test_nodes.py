@@ -56,3 +56,26 @@ def test_extract_features_matches_the_keras_model_on_the_driver(spark):
     scale = np.abs(expected).max()
     assert scale > 0  # a real comparison, not of two zero matrices
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+def _decoded_photos(spark, photos_root, n: int, size: int):
+    from fruits_kedro.pipelines.preprocessing.nodes import decode_image
+
+    paths = sorted(photos_root.glob("Test/*/*.jpg"))[::10][:n]
+    rows = [(str(p), p.name, p.parent.name, "Test", decode_image(p.read_bytes(), size).tobytes()) for p in paths]
+    return spark.createDataFrame(rows, "path string, relative_path string, label string, split string, pixels binary")
+
+
+@pytest.mark.real_photos
+def test_onnx_runtime_matches_keras_on_real_photos(spark, shared_photos, imagenet_keras_home):
+    size = 100
+    images = _decoded_photos(spark, shared_photos, n=24, size=size)
+    backbone = {"name": "mobilenet_v2", "input_size": size, "weights": "imagenet"}
+    by_runtime = {}
+    for runtime in ("keras", "onnx"):
+        rows = extract_features(images, backbone, {"batch_size": 8, "runtime": runtime}).orderBy("path").collect()
+        by_runtime[runtime] = np.array([r.features for r in rows])
+    keras_features, onnx_features = by_runtime["keras"], by_runtime["onnx"]
+    assert keras_features.shape == (24, 1280) and np.abs(keras_features).max() > 0.1
+    relative = np.abs(onnx_features - keras_features).max() / np.abs(keras_features).max()
+    assert relative <= 1e-4
