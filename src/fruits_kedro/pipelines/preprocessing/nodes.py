@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFile
+from PIL import Image
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -45,12 +45,11 @@ def decode_image(
     """
     if not data:
         raise ImageDecodeError("empty file")
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    Image.MAX_IMAGE_PIXELS = max_pixels  # above twice this, Image.open itself refuses
     bomb = f"image too large (decompression-bomb limit {max_pixels} pixels)"
     try:
         with warnings.catch_warnings():
-            # Between 1x and 2x the limit Pillow only warns; the size check below decides.
+            # Pillow warns above its own process-wide limit; the explicit size check below
+            # applies this run's limit instead, without changing Pillow's global settings.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 if image.width * image.height > max_pixels:
