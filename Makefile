@@ -17,7 +17,7 @@ export KERAS_HOME ?= $(abspath ../shared/keras)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install sample check-java viz clean
+.PHONY: run test install sample check-java viz clean bench
 
 run: install sample
 	$(BIN)/kedro run $(ARGS)
@@ -51,3 +51,8 @@ viz: install
 
 clean:
 	rm -rf $(VENV) data/02_intermediate/* data/03_primary/* data/04_feature/* data/08_reporting/*
+
+# Featurization throughput against the machine's ceiling (prints a table, writes
+# data/08_reporting/benchmark.json). BENCH_ARGS="--n 1000 --runtimes onnx" to narrow it.
+bench: install
+	$(BIN)/python -m fruits_kedro.bench $(BENCH_ARGS)

@@ -1,0 +1,239 @@
+"""Featurization benchmark: how close does the Spark + Kedro path come to the machine's limit?
+
+For each backbone and inference runtime it measures, in one run:
+
+1. the ceiling: the inference call alone, on pre-decoded batches, in this process, using
+   every core (images/s);
+2. the whole ``feature_extraction`` path through Kedro and Spark (ingestion, decoding,
+   inference, Parquet), from image files to features, on N images (images/s);
+3. the ratio of 2 to 1,
+
+and the peak resident memory of the Spark driver (this process and its JVM) and of the
+Python workers. Real photos from ``../shared/fruits360-sample`` are repeated (hard links)
+to reach N when present; the generated sample is used otherwise.
+
+    python -m fruits_kedro.bench                       # N = 1000 5000 20000, both runtimes
+    python -m fruits_kedro.bench --n 1000 --runtimes onnx --backbones mobilenet_v2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_PHOTOS = PROJECT_ROOT.parent / "shared" / "fruits360-sample"
+
+
+@dataclass
+class BenchRow:
+    backbone: str
+    runtime: str
+    input_size: int
+    weights: str | None
+    n_images: int
+    ceiling_images_per_s: float
+    end_to_end_images_per_s: float
+    ratio: float
+    end_to_end_seconds: float
+    peak_driver_mb: float
+    peak_workers_mb: float
+
+
+class PeakMemory:
+    """Polls the resident memory of this process tree: the driver (Python + JVM) and the
+    PySpark Python workers (``pyspark.daemon`` and its forks)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self._interval = interval
+        self.driver_mb = 0.0
+        self.workers_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            driver = workers = 0
+            try:
+                driver = self._me.memory_info().rss
+                for child in self._me.children(recursive=True):
+                    try:
+                        rss = child.memory_info().rss
+                        # Workers are forks of `python -m pyspark.daemon`; the JVM's command
+                        # line also mentions pyspark (its jars), so match the module name.
+                        is_worker = "pyspark.daemon" in " ".join(child.cmdline())
+                    except psutil.Error:
+                        continue
+                    if is_worker:
+                        workers += rss
+                    else:
+                        driver += rss
+            except psutil.Error:
+                pass
+            self.driver_mb = max(self.driver_mb, driver / 2**20)
+            self.workers_mb = max(self.workers_mb, workers / 2**20)
+            self._stop.wait(self._interval)
+
+
+def photo_source() -> tuple[Path, str]:
+    if SHARED_PHOTOS.is_dir():
+        return SHARED_PHOTOS, "real Fruits-360 photos (../shared/fruits360-sample)"
+    from fruits_kedro.sample import generate_sample
+
+    root = Path(tempfile.mkdtemp(prefix="fruits_bench_sample_")) / "fruits"
+    generate_sample(root)
+    return root, "the generated sample"
+
+
+def replicate_photos(source: Path, n: int, destination: Path) -> Path:
+    """A Fruits-360-shaped folder of exactly n images, repeating the source photos (hard links)."""
+    photos = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    for i in range(n):
+        original = photos[i % len(photos)]
+        relative = original.relative_to(source)
+        target = destination / relative.parent / f"r{i // len(photos):04d}_{relative.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(original, target)
+        except OSError:
+            shutil.copyfile(original, target)
+    return destination
+
+
+def measure_ceiling(backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path,
+                    batch_size: int, seconds: float = 10.0) -> float:
+    """Inference alone, one process, all cores: the most the machine gives this model."""
+    from fruits_kedro import backbones
+    from fruits_kedro.pipelines.preprocessing.nodes import decode_image
+
+    backbone = backbones.get_backbone(backbone_name)
+    files = sorted(photos.rglob("*.jpg"))[:batch_size]
+    batch = np.stack([decode_image(f.read_bytes(), input_size) for f in files])
+    payload = backbones.inference_payload(backbone, input_size, weights, runtime)
+    build = backbones._WORKER_BUILDERS[runtime]
+    infer = build(backbone, input_size, payload, os.cpu_count() or 1)
+    infer(batch)  # warm-up: tracing, allocation
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        infer(batch)
+        done += len(batch)
+    return done / (time.perf_counter() - start)
+
+
+def measure_end_to_end(project: Path, images_root: Path, backbone_name: str, input_size: int, weights: str | None,
+                       runtime: str, batch_size: int) -> tuple[float, PeakMemory]:
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    os.chdir(project)
+    bootstrap_project(project)
+    params = {
+        "images_root": str(images_root),
+        "backbone": {"name": backbone_name, "input_size": input_size, "weights": weights},
+        "feature_extraction": {"runtime": runtime, "batch_size": batch_size},
+    }
+    with PeakMemory() as memory, KedroSession.create(project_path=project, runtime_params=params) as session:
+        session.load_context()
+        from fruits_kedro.spark import get_spark
+
+        get_spark()  # a cluster is up before a job arrives: its start-up is not featurization time
+        start = time.perf_counter()
+        session.run(to_outputs=["image_features"])  # ingestion, preprocessing, feature extraction
+        seconds = time.perf_counter() - start
+    return seconds, memory
+
+
+def make_project(destination: Path) -> Path:
+    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("credentials*.yml"))
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    (destination / "src").mkdir()
+    for layer in ("01_raw", "02_intermediate", "04_feature", "08_reporting"):
+        (destination / "data" / layer).mkdir(parents=True)
+    return destination
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    header = ("backbone", "runtime", "input", "N", "ceiling img/s", "end-to-end img/s", "ratio", "driver MB", "workers MB")
+    lines = [" | ".join(header), " | ".join("---" for _ in header)]
+    for r in rows:
+        lines.append(" | ".join([
+            r.backbone, r.runtime, str(r.input_size), str(r.n_images), f"{r.ceiling_images_per_s:.1f}",
+            f"{r.end_to_end_images_per_s:.1f}", f"{r.ratio:.2f}", f"{r.peak_driver_mb:.0f}", f"{r.peak_workers_mb:.0f}",
+        ]))
+    return "\n".join("| " + line + " |" for line in lines)
+
+
+def main(argv: list[str] | None = None) -> list[BenchRow]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000], help="image counts")
+    parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2"])
+    parser.add_argument("--runtimes", nargs="+", default=["keras", "onnx"])
+    parser.add_argument("--input-size", type=int, default=None, help="default: each backbone's own")
+    parser.add_argument("--weights", default="imagenet", help="imagenet | path | none (speed does not depend on it)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    from fruits_kedro.backbones import get_backbone, resolve_input_size
+
+    weights = None if str(args.weights).lower() in ("none", "null") else args.weights
+    source, source_name = photo_source()
+    print(f"Photos: {source_name}; {os.cpu_count()} cores; {platform.processor() or platform.machine()}")
+    rows: list[BenchRow] = []
+    work = Path(tempfile.mkdtemp(prefix="fruits_bench_"))
+    try:
+        for backbone_name in args.backbones:
+            size = resolve_input_size(get_backbone(backbone_name), args.input_size)
+            for runtime in args.runtimes:
+                ceiling = measure_ceiling(backbone_name, size, weights, runtime, source, args.batch_size)
+                print(f"{backbone_name}/{runtime} at {size}px: ceiling {ceiling:.1f} images/s")
+                for n in args.n:
+                    images = replicate_photos(source, n, work / f"photos_{n}")
+                    project = make_project(work / f"project_{backbone_name}_{runtime}_{n}")
+                    seconds, memory = measure_end_to_end(project, images, backbone_name, size, weights, runtime,
+                                                         args.batch_size)
+                    row = BenchRow(backbone_name, runtime, size, weights, n, ceiling, n / seconds,
+                                   (n / seconds) / ceiling, seconds, memory.driver_mb, memory.workers_mb)
+                    rows.append(row)
+                    print(f"  N={n}: {row.end_to_end_images_per_s:.1f} images/s end to end "
+                          f"({row.ratio:.2f} of the ceiling), driver {row.peak_driver_mb:.0f} MB, "
+                          f"workers {row.peak_workers_mb:.0f} MB")
+    finally:
+        os.chdir(PROJECT_ROOT)
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(format_table(rows))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"source": source_name, "cores": os.cpu_count(), "rows": [asdict(r) for r in rows]},
+                                 indent=2))
+    print(f"\nWritten to {output}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
