@@ -72,3 +72,26 @@ def test_plot_scree_draws_the_chosen_k():
               "cumulative": [0.6, 0.95, 1.0]}
     figure = plot_scree(report)
     assert "k=2" in figure.axes[0].get_title()
+
+
+def test_fit_pca_refuses_a_single_image(spark):
+    with pytest.raises(ValueError, match="at least 2 images"):
+        fit_pca(_features_frame(spark, np.ones((1, 4))), {"variance_threshold": 0.95})
+
+
+def test_fit_pca_is_the_same_whatever_the_partitioning(spark):
+    """Spark ML's general SVD gave k=52 or 80 for one matrix depending on partitions; eigh does not."""
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(90, 40)) * np.geomspace(1, 1e-3, 40) + 1e3  # large mean, falling spectrum
+    matrix = matrix.astype(np.float32).astype(np.float64)  # what Spark sees: features are float32
+    frame = _features_frame(spark, matrix)
+    results = [fit_pca(frame.repartition(parts), {"variance_threshold": 0.95}) for parts in (1, 3)]
+    (one, report_one), (three, report_three) = results
+    assert report_one["k"] == report_three["k"]
+    np.testing.assert_allclose(report_one["explained_variance"], report_three["explained_variance"], rtol=1e-9)
+    centred = matrix - matrix.mean(axis=0)
+    expected = np.linalg.svd(centred, compute_uv=False) ** 2
+    np.testing.assert_allclose(report_one["explained_variance"], (expected / expected.sum())[: len(report_one["explained_variance"])], rtol=1e-6, atol=1e-12)
+    a = one.orderBy("path").toPandas().filter(like="pc_").to_numpy()
+    b = three.orderBy("path").toPandas().filter(like="pc_").to_numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())

@@ -1,9 +1,9 @@
 """Dimensionality reduction: Spark ML PCA, keeping the fewest components that explain
 ``variance_threshold`` of the variance.
 
-Spark computes the covariance and its eigen-decomposition once; its explained-variance
-ratios are normalised by the total variance over all components, so one fit with the
-largest useful k gives the whole cumulative curve. The scores are the first k columns.
+Spark computes the mean and covariance over the cluster; the driver decomposes the d x d
+covariance once, which gives every component's share of the total variance, hence the
+whole cumulative curve and k. The projection is a Spark ML ``PCAModel`` with k axes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import logging
 from typing import Any
 
 import numpy as np
-from pyspark.ml.feature import PCA, StandardScaler
+from pyspark.ml.feature import PCAModel, StandardScaler, StandardScalerModel
 from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.mllib.linalg import Vectors as MLlibVectors
+from pyspark.mllib.linalg.distributed import RowMatrix
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -38,6 +40,50 @@ def choose_k(explained_variance: list[float] | np.ndarray, threshold: float) -> 
     return int(reached[0]) + 1 if reached.size else int(ratios.size)
 
 
+def fit_principal_components(vectors: DataFrame, input_col: str) -> tuple[StandardScalerModel, np.ndarray, np.ndarray]:
+    """Centre the vectors and find their principal axes.
+
+    Returns (the centring model, every axis's explained-variance ratio in decreasing order,
+    the axes as columns of a d x d matrix). Spark computes the mean and the covariance over
+    the cluster (``StandardScaler``, ``RowMatrix.computeCovariance``); the d x d symmetric
+    eigen-decomposition runs on the driver with LAPACK's ``eigh``. Spark ML's own ``PCA.fit``
+    decomposes the same covariance with a general SVD that, on JVMs without a native LAPACK,
+    returned different spectra run after run for the same features (k moved from 52 to 80);
+    ``eigh`` is exact and stable for this symmetric case.
+    """
+    scaler = StandardScaler(inputCol=input_col, outputCol="centred", withMean=True, withStd=False).fit(vectors)
+    rows = scaler.transform(vectors).select("centred").rdd.map(lambda row: MLlibVectors.fromML(row.centred))
+    covariance = RowMatrix(rows).computeCovariance().toArray()
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues = np.clip(eigenvalues[order], 0.0, None)  # tiny negatives are rounding
+    eigenvectors = eigenvectors[:, order]
+    # An axis's sign is arbitrary; fix it (largest loading positive) so reruns agree exactly.
+    signs = np.sign(eigenvectors[np.abs(eigenvectors).argmax(axis=0), np.arange(eigenvectors.shape[1])])
+    eigenvectors = eigenvectors * np.where(signs == 0, 1.0, signs)
+    total = eigenvalues.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = eigenvalues / total if total > 0 else np.full_like(eigenvalues, np.nan)
+    return scaler, ratios, eigenvectors
+
+
+def pca_model(spark, components: np.ndarray, ratios: np.ndarray, input_col: str, output_col: str) -> PCAModel:
+    """A Spark ML ``PCAModel`` holding the given axes: it projects, saves and loads like a fitted one."""
+    from pyspark.ml.common import _py2java
+    from pyspark.ml.linalg import DenseMatrix, DenseVector
+
+    d, k = components.shape
+    context = spark.sparkContext
+    java_matrix = _py2java(context, DenseMatrix(d, k, components.flatten(order="F").tolist(), False))
+    java_ratios = _py2java(context, DenseVector(ratios.tolist()))
+    java_model = context._jvm.org.apache.spark.ml.feature.PCAModel(f"PCAModel_{k}x{d}", java_matrix, java_ratios)
+    model = PCAModel(java_model)
+    model._resetUid(java_model.uid())
+    model._transfer_params_from_java()
+    model._set(k=k)  # a fitted model carries its estimator's k; transform checks it
+    return model.setInputCol(input_col).setOutputCol(output_col)
+
+
 def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFrame, dict[str, Any]]:
     """Fit PCA on ``features``; return (scores ``pc_1..pc_k`` per image, variance report)."""
     threshold = float(params.get("variance_threshold", 0.95))
@@ -48,28 +94,27 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
     n_images, n_input = int(stats["n"]), int(stats["d"] or 0)
     if n_images == 0:
         raise ValueError("No image features to reduce: every image was rejected or the input folder is empty")
+    if n_images == 1:
+        raise ValueError("PCA needs at least 2 images: only 1 image has features (variance is undefined)")
     # Rank is at most n-1 after centring: components beyond it carry no variance.
     k_max = max(1, min(n_input, n_images - 1 if n_images > 1 else 1, params.get("max_components") or n_input))
     vectors = features.select(*ID_COLUMNS, array_to_vector("features").alias("vector"))
-    # Centre first: Spark's PCA centres to fit but not to project; centred scores are what
-    # a reader of the CSV expects (mean zero per component).
-    scaler = StandardScaler(inputCol="vector", outputCol="centred", withMean=True, withStd=False).fit(vectors)
-    centred = scaler.transform(vectors)
-    model = PCA(k=k_max, inputCol="centred", outputCol="pca").fit(centred)
-    ratios = np.asarray(model.explainedVariance.toArray(), dtype=float)
+    scaler, ratios, components = fit_principal_components(vectors, "vector")
     if not np.all(np.isfinite(ratios)):
         raise ValueError(
             f"The {n_images} feature vector(s) have no variance (all identical): PCA is undefined. "
             "Use more, or more varied, images."
         )
+    ratios = ratios[:k_max]
     k = choose_k(ratios, threshold)
     cumulative = np.cumsum(ratios)
     logger.info(
         "PCA: %d images x %d features -> k=%d components explain %.4f (threshold %.2f)",
         n_images, n_input, k, cumulative[k - 1], threshold,
     )
+    model = pca_model(image_features.sparkSession, components[:, :k], ratios[:k], "centred", "pca")
     scores = vector_to_array(F.col("pca"), dtype="float32")
-    reduced = model.transform(centred).select(
+    reduced = model.transform(scaler.transform(vectors)).select(
         *ID_COLUMNS, *[scores[i].alias(f"pc_{i + 1}") for i in range(k)]
     )
     report = {
