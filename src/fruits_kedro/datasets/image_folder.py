@@ -15,6 +15,8 @@ import fsspec
 import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
+from fruits_kedro.datasets.aws import describe_s3_error, forward_aws_environment, is_local_path, require_bucket
+
 LISTING_COLUMNS = ("path", "relative_path", "size", "modified")
 
 
@@ -48,11 +50,10 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
     def list_files(self) -> pd.DataFrame:
         """The listing as pandas, sorted by path, so that every run sees the same order."""
         fs, root = self._filesystem()
-        if not fs.exists(root):
-            raise DatasetError(f"Image folder not found: {self._path}")
-        if not fs.isdir(root):
-            raise DatasetError(f"Image folder is not a folder: {self._path}")
-        entries = fs.find(root, detail=True, withdirs=False)
+        if is_local_path(self._path):
+            entries = self._find_local(fs, root)
+        else:
+            entries = self._find_remote(fs, root)
         rows = []
         for name, info in sorted(entries.items()):
             relative = posixpath.relpath(name, root) if self._protocol != "file" else _local_relpath(name, root)
@@ -68,6 +69,32 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
             )
         return pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
 
+    def _find_local(self, fs, root: str) -> dict[str, Any]:
+        if not fs.exists(root):
+            raise DatasetError(f"Image folder not found: {self._path}")
+        if not fs.isdir(root):
+            raise DatasetError(f"Image folder is not a folder: {self._path}")
+        return fs.find(root, detail=True, withdirs=False)
+
+    def _find_remote(self, fs, root: str) -> dict[str, Any]:
+        """Object stores have no folders: an empty or mistyped prefix simply lists nothing,
+        so say which bucket and prefix were searched and how to fill them."""
+        require_bucket(fs, self._path, "list images under")
+        fs.invalidate_cache(root)  # objects uploaded since the last listing must be seen
+        try:
+            entries = fs.find(root, detail=True, withdirs=False)
+        except Exception as exc:
+            message = describe_s3_error(exc, self._path, "list images under")
+            if message:
+                raise DatasetError(message) from exc
+            raise
+        if not entries:
+            raise DatasetError(
+                f"No files under {self._path}/ (empty or mistyped prefix). Upload the images with: "
+                f"python -m fruits_kedro.cloud.upload LOCAL_DIR --bucket BUCKET --prefix PREFIX"
+            )
+        return entries
+
     def _full_uri(self, fs, name: str) -> str:
         if self._protocol == "file":
             return name
@@ -79,6 +106,10 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
         from fruits_kedro.spark import get_spark
 
         listing = self.list_files()
+        spark = get_spark()
+        if not is_local_path(self._path):
+            # read_file_bytes runs in the executors: they must reach the same endpoint.
+            forward_aws_environment(spark.sparkContext)
         schema = T.StructType(
             [
                 T.StructField("path", T.StringType(), False),
@@ -87,7 +118,7 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
                 T.StructField("modified", T.StringType(), True),
             ]
         )
-        return get_spark().createDataFrame(listing, schema=schema)
+        return spark.createDataFrame(listing, schema=schema)
 
     def save(self, data: None) -> None:
         raise DatasetError(f"{type(self).__name__} is read-only: upload images to {self._path} instead")

@@ -16,6 +16,8 @@ import fsspec
 import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
+from fruits_kedro.datasets.aws import require_bucket
+
 
 class SparkCSVFileDataset(AbstractDataset[Any, pd.DataFrame]):
     """Save a Spark DataFrame as a single CSV; load it back as pandas.
@@ -50,6 +52,7 @@ class SparkCSVFileDataset(AbstractDataset[Any, pd.DataFrame]):
 
     def save(self, data) -> None:
         fs, path = self._fs()
+        require_bucket(fs, self._filepath, "write CSV to")  # s3fs would create a missing bucket
         sort_by = self._save_args["sort_by"]
         frame = data.orderBy(*sort_by) if sort_by else data
         chunk_rows = int(self._save_args["rows_per_chunk"])

@@ -1,0 +1,121 @@
+"""What the driver and the executors need to reach S3 the same way.
+
+Nothing here carries credentials in the code or the configuration: boto3 and s3fs find
+them through the standard AWS chain (environment variables, ``AWS_PROFILE`` /
+``AWS_SHARED_CREDENTIALS_FILE``, the instance role on EMR). ``AWS_ENDPOINT_URL`` points
+both at any S3-compatible server (MinIO, moto, Ceph) instead of AWS.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Settings that say *where* S3 is and *which* identity to use, never a secret themselves.
+AWS_ROUTING_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_EC2_METADATA_DISABLED",
+)
+AWS_SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def is_local_path(url: str) -> bool:
+    import fsspec
+
+    return fsspec.utils.get_protocol(str(url)) in ("file", "local")
+
+
+def forward_aws_environment(spark_context, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Give the Python workers of the UDFs created from now on the driver's AWS settings.
+
+    Local Python workers inherit the environment of the JVM, which was fixed when the first
+    SparkSession started; variables set later (a notebook cell, a test's monkeypatch, a
+    second ``kedro run`` in one process) would otherwise never reach them, and s3fs in the
+    executors would silently talk to another endpoint. PySpark sends
+    ``SparkContext.environment`` with every Python function, so setting it here reaches
+    the workers. Secrets are forwarded only to local workers (this machine's processes,
+    which would inherit them anyway): on a cluster the executors use their own chain
+    (the instance role), and no key travels inside a task.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    names = list(AWS_ROUTING_VARIABLES)
+    if str(spark_context.master).startswith("local"):
+        names += AWS_SECRET_VARIABLES
+    forwarded = {name: environ[name] for name in names if environ.get(name)}
+    spark_context.environment.update(forwarded)
+    return forwarded
+
+
+def describe_s3_error(exc: BaseException, url: str, action: str) -> str | None:
+    """A message naming the bucket/key and the fix, for the S3 failures users actually hit.
+
+    Returns None for errors that are not about reaching S3 (the caller re-raises them).
+    """
+    bucket, key = split_s3_url(url)
+    name = type(exc).__name__
+    text = str(exc)
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return (
+            f"Cannot {action} s3://{bucket}/{key}: no AWS credentials were found ({text}). "
+            "Set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (optionally with "
+            "AWS_SHARED_CREDENTIALS_FILE), or run where an instance role is attached."
+        )
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+        return f"Cannot {action} s3://{bucket}/{key}: bucket {bucket!r} does not exist (check --params bucket=...)."
+    if isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
+        return f"Cannot {action} s3://{bucket}/{key}: access denied to bucket {bucket!r} ({text})."
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
+        return f"Cannot {action} s3://{bucket}/{key}: S3 endpoint unreachable ({text}). Check AWS_ENDPOINT_URL."
+    return None
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` (or ``bucket/a/b``) -> (``bucket``, ``a/b``)."""
+    rest = str(url).split("://", 1)[-1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def storage_options(credentials: dict[str, Any] | None, fs_args: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(fs_args or {}), **(credentials or {})}
+
+
+def require_bucket(fs, url: str, action: str) -> None:
+    """Fail early, naming the bucket, when ``url``'s bucket is missing or unreachable.
+
+    Needed before any write: s3fs *creates* a missing bucket when it opens a file for
+    writing or makes a folder, which would turn a typo in ``--params bucket=`` into a new
+    bucket instead of an error.
+    """
+    from kedro.io.core import DatasetError
+
+    if is_local_path(url):
+        return
+    bucket, _ = split_s3_url(url)
+    try:
+        # info, not exists: s3fs's exists() answers False for a bucket it could not even
+        # ask about (no credentials), which would blame the bucket name.
+        fs.info(bucket)
+        found = True
+    except FileNotFoundError:
+        found = False
+    except Exception as exc:
+        message = describe_s3_error(exc, url, action)
+        if message:
+            raise DatasetError(message) from exc
+        raise
+    if not found:
+        raise DatasetError(
+            f"Cannot {action} {url}: bucket {bucket!r} does not exist or is not visible with these "
+            "credentials (check --params bucket=...)."
+        )

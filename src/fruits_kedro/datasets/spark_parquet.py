@@ -1,0 +1,317 @@
+"""``SparkParquetFsspecDataset``: a Spark DataFrame as a folder of Parquet files, written and
+read by the executors through pyarrow + fsspec.
+
+Why not Spark's own writer: ``df.write.parquet("s3://...")`` needs a Hadoop S3 connector
+(EMRFS on EMR, hadoop-aws elsewhere), which a laptop Spark and a plain S3-compatible
+endpoint do not have. fsspec reaches local disk, S3 (and any endpoint set by
+``AWS_ENDPOINT_URL``) the same way on a laptop and on EMR, so one catalog entry type
+works in every environment.
+
+Layout of ``filepath`` once saved::
+
+    part-00000-<id>.parquet ...   one file per non-empty partition, written by its task
+    _SUCCESS                      JSON manifest: Spark schema, the part files, the row count
+
+Saving is a two-phase commit. Each task writes its part under
+``_temporary/<job id>/`` (``_``-prefixed names are ignored by Spark, pyarrow and this
+dataset) and reports the file name back; only files reported by *successful* task attempts
+are committed, so retried or speculative attempts leave nothing behind. The driver then
+moves the parts into place, writes ``_SUCCESS`` last (one PUT on S3, an atomic rename on
+disk) and only then deletes the previous version's parts. :meth:`load` reads exactly the
+files the manifest lists: a reader sees either the previous complete dataset or the new
+one, never a mix or half of one.
+
+Loading reads the parts inside the executors (one Spark partition per part file, via
+``mapInArrow``), not on the driver: ``image_features`` for the full Fruits-360 is
+hundreds of MB of float arrays, which must not funnel through the driver's memory.
+
+Uses only APIs present in Spark 3.5 (EMR 7) and 4.x: ``DataFrame.mapInArrow``,
+``DataFrame.sparkSession``, ``TaskContext.partitionId``, ``StructType.fromJson``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+from kedro.io.core import AbstractDataset, DatasetError
+
+from fruits_kedro.datasets.aws import (
+    describe_s3_error,
+    forward_aws_environment,
+    is_local_path,
+    require_bucket,
+    storage_options,
+)
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "_SUCCESS"
+STAGING_FOLDER = "_temporary"
+MANIFEST_FORMAT = "fruits_kedro.parquet/1"
+WRITTEN_FILES_SCHEMA = "file string, rows long"
+
+
+class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
+    """Save/load a Spark DataFrame as Parquet through fsspec, from the executors.
+
+    Example catalog entry::
+
+        image_features_pca:
+          type: fruits_kedro.datasets.SparkParquetFsspecDataset
+          filepath: s3://${runtime_params:bucket}/fruits/features/image_features_pca.parquet
+
+    ``save_args``: ``compression`` (pyarrow codec, default ``snappy``), ``row_group_rows``.
+    ``load_args``: ``batch_rows`` (rows per Arrow batch handed to Spark, default 4096).
+    Saving always replaces the previous version (Kedro's ``mode: overwrite``).
+    """
+
+    DEFAULT_SAVE_ARGS: dict[str, Any] = {"compression": "snappy", "row_group_rows": 100_000}
+    DEFAULT_LOAD_ARGS: dict[str, Any] = {"batch_rows": 4096}
+
+    def __init__(
+        self,
+        filepath: str,
+        save_args: dict[str, Any] | None = None,
+        load_args: dict[str, Any] | None = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._filepath = str(filepath).rstrip("/")
+        save_args = dict(save_args or {})
+        mode = save_args.pop("mode", "overwrite")
+        if mode != "overwrite":
+            raise DatasetError(f"{type(self).__name__} ({self._filepath}): only save_args.mode 'overwrite' is supported, got {mode!r}")
+        self._save_args = {**self.DEFAULT_SAVE_ARGS, **save_args}
+        self._load_args = {**self.DEFAULT_LOAD_ARGS, **(load_args or {})}
+        self._storage_options = storage_options(credentials, fs_args)
+        self.metadata = metadata
+
+    # ---- paths ------------------------------------------------------------------------
+    def _fs(self):
+        fs, root = fsspec.core.url_to_fs(self._filepath, **self._storage_options)
+        root = root.rstrip("/")
+        # fsspec reuses filesystem instances and their listings; the executors (other
+        # processes) change this folder behind the driver's back, so never trust a cache.
+        fs.invalidate_cache(root)
+        return fs, root
+
+    def _uri(self, fs, path: str) -> str:
+        """A URI the executors can open: local paths stay paths, others keep their protocol."""
+        return path if is_local_path(self._filepath) else fs.unstrip_protocol(path)
+
+    # ---- save -------------------------------------------------------------------------
+    def save(self, data) -> None:
+        fs, root = self._fs()
+        require_bucket(fs, self._filepath, "write Parquet to")
+        staging = f"{root}/{STAGING_FOLDER}/{uuid.uuid4().hex}"
+        try:
+            self._prepare_staging(fs, staging)
+            written = self._write_parts(data, self._uri(fs, staging))
+            self._commit(fs, root, staging, written, data.schema.json())
+        except DatasetError:
+            raise
+        except Exception as exc:
+            message = describe_s3_error(exc, self._filepath, "write Parquet to") if not is_local_path(self._filepath) else None
+            if message:
+                raise DatasetError(message) from exc
+            raise
+        finally:
+            _remove_quietly(fs, staging)
+
+    def _prepare_staging(self, fs, staging: str) -> None:
+        if is_local_path(self._filepath):
+            # Executors on this machine write straight into it; object stores need no folders.
+            fs.makedirs(staging, exist_ok=True)
+
+    def _write_parts(self, data, staging_uri: str) -> list[tuple[str, int]]:
+        if not is_local_path(self._filepath):
+            forward_aws_environment(data.sparkSession.sparkContext)
+        writer = _part_writer(
+            staging_uri,
+            self._storage_options,
+            str(self._save_args["compression"]),
+            int(self._save_args["row_group_rows"]),
+        )
+        rows = data.mapInArrow(writer, WRITTEN_FILES_SCHEMA).collect()
+        return sorted((row["file"], int(row["rows"])) for row in rows)
+
+    def _commit(self, fs, root: str, staging: str, written: list[tuple[str, int]], schema_json: str) -> None:
+        previous = self._committed_files(fs, root)
+        names = [name for name, _ in written]
+        _move_all(fs, [f"{staging}/{n}" for n in names], [f"{root}/{n}" for n in names])
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "schema": json.loads(schema_json),
+            "files": names,
+            "rows": sum(rows for _, rows in written),
+        }
+        _write_text_atomically(fs, f"{root}/{MANIFEST_NAME}", json.dumps(manifest, indent=1))
+        stale = [f"{root}/{n}" for n in previous if n not in set(names)]
+        stale += self._foreign_files(fs, root, keep=set(names))
+        if stale:
+            fs.rm(sorted(set(stale)), recursive=True)  # recursive: a Spark-written folder may hold partition dirs
+        logger.info("Saved %d rows in %d Parquet part(s) to %s", manifest["rows"], len(names), self._filepath)
+
+    def _committed_files(self, fs, root: str) -> list[str]:
+        try:
+            return list(self._read_manifest(fs, root)["files"])
+        except (FileNotFoundError, DatasetError):
+            return []
+
+    @staticmethod
+    def _foreign_files(fs, root: str, keep: set[str]) -> list[str]:
+        """Data files in the folder that no manifest owns (e.g. an earlier Spark-written
+        version): overwrite means the folder ends up holding the new dataset only."""
+        fs.invalidate_cache(root)
+        if not fs.isdir(root):
+            return []
+        out = []
+        for info in fs.ls(root, detail=True):
+            name = posixpath.basename(info["name"].rstrip("/"))
+            if name.startswith(("_", ".")) or name in keep:
+                continue
+            out.append(info["name"])
+        return out
+
+    # ---- load -------------------------------------------------------------------------
+    def load(self):
+        from pyspark.sql import types as T
+
+        from fruits_kedro.spark import get_spark
+
+        fs, root = self._fs()
+        require_bucket(fs, self._filepath, "read Parquet from")
+        try:
+            manifest = self._read_manifest(fs, root)
+        except FileNotFoundError:
+            raise DatasetError(
+                f"No committed Parquet dataset at {self._filepath}: {MANIFEST_NAME} is missing "
+                "(never saved, or a save did not finish)."
+            ) from None
+        except Exception as exc:
+            message = describe_s3_error(exc, self._filepath, "read") if not is_local_path(self._filepath) else None
+            if message:
+                raise DatasetError(message) from exc
+            raise
+        schema = T.StructType.fromJson(manifest["schema"])
+        spark = get_spark()
+        files = [self._uri(fs, f"{root}/{name}") for name in manifest["files"]]
+        if not files:
+            return spark.createDataFrame([], schema)
+        if not is_local_path(self._filepath):
+            forward_aws_environment(spark.sparkContext)
+        # One element per slice: each part file is read by its own task.
+        file_rows = spark.sparkContext.parallelize([(f,) for f in files], len(files))
+        reader = _part_reader(self._storage_options, int(self._load_args["batch_rows"]))
+        return spark.createDataFrame(file_rows, "file string").mapInArrow(reader, schema)
+
+    def _read_manifest(self, fs, root: str) -> dict[str, Any]:
+        with fs.open(f"{root}/{MANIFEST_NAME}", "r", encoding="utf-8") as handle:
+            text = handle.read()
+        try:
+            manifest = json.loads(text)
+        except json.JSONDecodeError:
+            manifest = None
+        if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+            raise DatasetError(
+                f"{self._filepath}/{MANIFEST_NAME} is not a {type(self).__name__} manifest "
+                "(a folder written by Spark's own writer? read it with spark.SparkDataset, or save it again)."
+            )
+        return manifest
+
+    def _exists(self) -> bool:
+        fs, root = self._fs()
+        return fs.exists(f"{root}/{MANIFEST_NAME}")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "save_args": self._save_args, "load_args": self._load_args}
+
+
+# --------------------------------------------------------------------------------------
+# Executor side. Module-level factories, so that the closures pickle small and clean.
+# --------------------------------------------------------------------------------------
+def _part_writer(staging_uri: str, options: dict[str, Any], compression: str, row_group_rows: int):
+    def write_partition(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else 0
+        name = f"part-{partition:05d}-{uuid.uuid4().hex[:12]}.parquet"
+        writer = None
+        rows = 0
+        handle = None
+        try:
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                if writer is None:
+                    handle = fsspec.open(f"{staging_uri}/{name}", "wb", **options).open()
+                    writer = pq.ParquetWriter(handle, batch.schema, compression=compression)
+                writer.write_batch(batch, row_group_size=row_group_rows)
+                rows += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+            if handle is not None:
+                handle.close()
+        if rows:  # an empty partition writes no file
+            yield pa.RecordBatch.from_pydict({"file": [name], "rows": [rows]})
+
+    return write_partition
+
+
+def _part_reader(options: dict[str, Any], batch_rows: int):
+    def read_files(batches: Iterator) -> Iterator:
+        import pyarrow.parquet as pq
+
+        for batch in batches:
+            for uri in batch.column(0).to_pylist():
+                with fsspec.open(uri, "rb", **options) as handle:
+                    yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_rows)
+
+    return read_files
+
+
+# --------------------------------------------------------------------------------------
+# Driver-side file operations.
+# --------------------------------------------------------------------------------------
+def _move_all(fs, sources: list[str], destinations: list[str]) -> None:
+    if not sources:
+        return
+    if getattr(fs, "async_impl", False):
+        # Object stores: one batch of concurrent server-side copies, then one bulk delete.
+        fs.copy(sources, destinations)
+        fs.rm(sources)
+    else:
+        for source, destination in zip(sources, destinations):
+            fs.mv(source, destination)  # a rename on local disk
+
+
+def _write_text_atomically(fs, path: str, text: str) -> None:
+    if getattr(fs, "async_impl", False):
+        fs.pipe_file(path, text.encode("utf-8"))  # one PUT: readers see the old or the new object
+        return
+    temp = f"{posixpath.dirname(path)}/.{posixpath.basename(path)}.{uuid.uuid4().hex}.tmp"
+    fs.pipe_file(temp, text.encode("utf-8"))
+    fs.mv(temp, path)
+
+
+def _remove_quietly(fs, path: str) -> None:
+    """Best-effort cleanup of the staging folder; a leftover is harmless (``_``-prefixed)."""
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        parent = posixpath.dirname(path)
+        if not getattr(fs, "async_impl", False) and fs.isdir(parent) and not fs.ls(parent):
+            fs.rmdir(parent)  # local disk keeps empty folders; object stores have none
+    except Exception:  # noqa: BLE001 - cleanup must never hide the real outcome
+        logger.debug("Could not remove staging folder %s", path, exc_info=True)

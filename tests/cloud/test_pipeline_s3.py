@@ -1,0 +1,122 @@
+"""The default pipeline in the `s3` environment, end to end against a real S3 API.
+
+One module-scoped run (the expensive part) uploads the generated sample, runs the local
+pipeline and the S3 one on the same images, and keeps both results for the checks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import s3fs
+
+from tests.conftest import make_project_copy, run_kedro
+from tests.s3_server import forget_cached_s3_clients, new_bucket, set_aws_environment
+
+pytestmark = pytest.mark.slow
+
+# weights=None builds a seeded random network: both runs compute the same features.
+RUN_PARAMS = {"backbone.weights": None, "backbone.input_size": 64}
+PREFIX = "fruits"
+
+
+def _image_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.jpg") if not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+@pytest.fixture(scope="module")
+def s3_module_env(s3_endpoint):
+    with pytest.MonkeyPatch.context() as patch:
+        set_aws_environment(patch, s3_endpoint)
+        yield patch
+    forget_cached_s3_clients()
+
+
+@pytest.fixture(scope="module")
+def runs(s3_module_env, generated_sample, tmp_path_factory):
+    from fruits_kedro.cloud.upload import upload_folder
+
+    bucket = new_bucket()
+    upload_folder(generated_sample, bucket, PREFIX, write=lambda _: None)
+    local_project = make_project_copy(tmp_path_factory.mktemp("local_project"))
+    run_kedro(local_project, s3_module_env, images_root=str(generated_sample), **RUN_PARAMS)
+    s3_project = make_project_copy(tmp_path_factory.mktemp("s3_project"))
+    run_kedro(s3_project, s3_module_env, env="s3", bucket=bucket, prefix=PREFIX, **RUN_PARAMS)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    features = f"{bucket}/{PREFIX}/features"
+    return {
+        "bucket": bucket,
+        "fs": fs,
+        "features": features,
+        "local_csv": pd.read_csv(local_project / "data/04_feature/image_features_pca.csv"),
+        "local_report": json.loads((local_project / "data/08_reporting/pca_explained_variance.json").read_text()),
+        "s3_csv": pd.read_csv(io.BytesIO(fs.cat_file(f"{features}/image_features_pca.csv"))),
+        "s3_report": json.loads(fs.cat_file(f"{features}/pca_explained_variance.json")),
+        "s3_project": s3_project,
+        "local_project": local_project,
+        "n_images": len(_image_files(generated_sample)),
+    }
+
+
+def _by_relative_path(frame: pd.DataFrame, root_marker: str) -> pd.DataFrame:
+    """Index rows by the path below the image root: local and S3 paths differ only above it."""
+    keyed = frame.assign(key=frame["path"].str.split(root_marker, n=1).str[1])
+    return keyed.set_index("key").sort_index()
+
+
+def test_every_output_is_in_the_bucket(runs):
+    names = {p.rsplit("/", 1)[-1] for p in runs["fs"].ls(runs["features"])}
+    assert {"image_features_pca.csv", "image_features_pca.parquet", "pca_explained_variance.json",
+            "pca_scree_plot.png", "rejected_images.parquet", "rejected_images.csv"} <= names
+    parquet = f"{runs['features']}/image_features_pca.parquet"
+    manifest = json.loads(runs["fs"].cat_file(f"{parquet}/_SUCCESS"))
+    assert manifest["rows"] == runs["n_images"]
+    assert not runs["fs"].exists(f"{parquet}/_temporary")
+
+
+def test_csv_has_one_row_per_image_and_the_local_layout(runs):
+    s3_csv, report = runs["s3_csv"], runs["s3_report"]
+    assert len(s3_csv) == runs["n_images"] == len(runs["local_csv"])
+    assert list(s3_csv.columns) == ["path", "label", "split"] + [f"pc_{i + 1}" for i in range(report["k"])]
+    assert s3_csv["path"].str.startswith(f"s3://{runs['bucket']}/{PREFIX}/raw/").all()
+    assert sorted(s3_csv["label"].unique()) == sorted(runs["local_csv"]["label"].unique())
+    assert report["n_images"] == runs["n_images"]
+
+
+def _cnn_features(project: Path) -> pd.DataFrame:
+    table = pq.read_table(project / "data/04_feature/image_features.parquet").to_pandas()
+    return table.set_index("relative_path").sort_index()
+
+
+def test_features_match_a_local_run_on_the_same_images(runs):
+    """The CNN features computed from the S3 copies equal those from the local files."""
+    s3_rows, local_rows = _cnn_features(runs["s3_project"]), _cnn_features(runs["local_project"])
+    assert list(s3_rows.index) == list(local_rows.index) and len(s3_rows) == runs["n_images"]
+    assert (s3_rows[["label", "split"]] == local_rows[["label", "split"]]).all().all()
+    s3_features, local_features = np.stack(s3_rows["features"]), np.stack(local_rows["features"])
+    # TensorFlow's thread scheduling moves the last float32 bits (~1e-7 relative) between runs.
+    np.testing.assert_allclose(s3_features, local_features, rtol=1e-5, atol=1e-5 * np.abs(local_features).max())
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="Spark ML PCA (ARPACK when k < n) is not reproducible on the near-degenerate spectrum of "
+    "random-weight features: k moves with the partitioning and the last float bits (see the cloud report)",
+)
+def test_pca_scores_match_a_local_run(runs):
+    assert runs["s3_report"]["k"] == runs["local_report"]["k"]
+    s3_rows = _by_relative_path(runs["s3_csv"], f"/{PREFIX}/raw/")
+    local_rows = _by_relative_path(runs["local_csv"], "/fruits/")
+    pcs = [c for c in local_rows.columns if c.startswith("pc_")]
+    scale = np.abs(local_rows[pcs].to_numpy()).max()
+    np.testing.assert_allclose(s3_rows[pcs].to_numpy(), local_rows[pcs].to_numpy(), rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_intermediate_features_stay_local_in_the_s3_env(runs):
+    assert (runs["s3_project"] / "data/04_feature/image_features.parquet").is_dir()

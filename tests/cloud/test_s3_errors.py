@@ -1,0 +1,72 @@
+"""Clear errors, naming the bucket/key/setting, for what goes wrong with S3 in practice;
+and weights read from S3."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_project_copy, run_kedro
+from tests.s3_server import forget_cached_s3_clients
+
+pytestmark = pytest.mark.slow
+
+RUN_PARAMS = {"backbone.weights": None, "backbone.input_size": 64}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project_copy(tmp_path_factory.mktemp("s3_errors_project"))
+
+
+def _run_s3(project, monkeypatch, bucket: str, prefix: str = "fruits"):
+    return run_kedro(project, monkeypatch, env="s3", bucket=bucket, prefix=prefix, **RUN_PARAMS)
+
+
+def test_missing_bucket(project, monkeypatch, aws_env):
+    with pytest.raises(Exception, match=r"bucket 'no-such-bucket-run' does not exist"):
+        _run_s3(project, monkeypatch, "no-such-bucket-run")
+
+
+def test_empty_prefix(project, monkeypatch, bucket):
+    with pytest.raises(Exception, match=rf"No files under s3://{bucket}/nothing-here/raw/.*fruits_kedro.cloud.upload"):
+        _run_s3(project, monkeypatch, bucket, prefix="nothing-here")
+
+
+def test_missing_credentials(project, monkeypatch, bucket):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    forget_cached_s3_clients()
+    with pytest.raises(Exception, match=rf"s3://{bucket}/fruits/raw: no AWS credentials were found"):
+        _run_s3(project, monkeypatch, bucket)
+
+
+def test_missing_bucket_parameter_is_named(project, monkeypatch, aws_env):
+    with pytest.raises(Exception, match="Runtime parameter 'bucket' not found"):
+        run_kedro(project, monkeypatch, env="s3", **RUN_PARAMS)
+
+
+def test_unreadable_weights_uri_is_named(bucket):
+    from fruits_kedro.backbones import WeightsUnavailableError, get_backbone, load_weights
+
+    uri = f"s3://{bucket}/models/missing.weights.h5"
+    with pytest.raises(WeightsUnavailableError, match=rf"Cannot read weights {uri} \(setting 'backbone.weights'\)"):
+        load_weights(get_backbone("mobilenet_v2"), 64, uri)
+
+
+def test_weights_from_s3(bucket, tmp_path):
+    import boto3
+
+    from fruits_kedro.backbones import get_backbone, load_weights
+
+    backbone = get_backbone("mobilenet_v2")
+    model = backbone.build(32, weights=None)
+    local = tmp_path / "mobilenet_v2_32.weights.h5"
+    model.save_weights(str(local))
+    boto3.session.Session().client("s3").upload_file(str(local), bucket, "models/mobilenet_v2_32.weights.h5")
+
+    loaded = load_weights(backbone, 32, f"s3://{bucket}/models/mobilenet_v2_32.weights.h5")
+
+    assert len(loaded) == len(model.get_weights())
+    for got, expected in zip(loaded, model.get_weights()):
+        np.testing.assert_array_equal(got, expected)
