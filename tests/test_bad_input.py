@@ -1,7 +1,6 @@
 """A photo folder is never clean: a run over valid photos mixed with every kind of bad file
 keeps each valid photo's features unchanged and lists each bad file with its reason."""
 
-import io
 import shutil
 from pathlib import Path
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from tests.conftest import PROJECT_ROOT, make_project_copy
 

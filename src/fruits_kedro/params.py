@@ -62,6 +62,64 @@ class DimensionalityReductionParams(_Section):
     max_components: int | None = Field(None, gt=0)
 
 
+class OrbBaselineParams(_Section):
+    image_size: int = Field(200, ge=32, le=2048)
+    contrast: Literal["clahe", "equalize", "none"] = "clahe"
+    clahe_clip_limit: float = Field(2.0, gt=0)
+    clahe_tile_grid: int = Field(8, gt=0)
+    denoise: Literal["median", "nlmeans", "none"] = "median"
+    median_kernel: int = Field(3, ge=3)
+    nlmeans_strength: float = Field(7.0, gt=0)
+    blur_kernel: int = Field(3, ge=0, description="Odd Gaussian kernel; 0 skips the blur")
+    n_features: int = Field(500, gt=0)
+    fast_threshold: int = Field(10, gt=0, le=255)
+    edge_threshold: int = Field(15, ge=0)
+    patch_size: int = Field(15, ge=2)
+    vocabulary_size: int = Field(100, ge=2)
+    vocabulary_sample_size: int = Field(20_000, gt=0)
+    kmeans_max_iter: int = Field(15, gt=0)
+    seed: int = 42
+
+    @field_validator("median_kernel", "blur_kernel")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        # OpenCV's median and Gaussian filters need a centre pixel.
+        if value and value % 2 == 0:
+            raise ValueError(f"must be odd, got {value}")
+        return value
+
+
+class LogisticRegressionParams(_Section):
+    max_iter: int = Field(100, gt=0)
+    reg_param: float = Field(0.01, ge=0)
+    elastic_net_param: float = Field(0.0, ge=0, le=1)
+
+
+class EvaluationParams(_Section):
+    backbones: list[str] = ["mobilenet_v2", "vgg16"]
+    input_size: int | None = Field(None, ge=32, le=1024)
+    weights: str | None = "imagenet"
+    predict_backbone: str = "mobilenet_v2"
+    logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
+
+    @field_validator("backbones")
+    @classmethod
+    def _known_and_unique(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in BACKBONES]
+        if unknown:
+            raise ValueError(f"unknown backbone(s) {unknown}; known: {', '.join(sorted(BACKBONES))}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"backbones are listed more than once: {value}")
+        return value
+
+    @field_validator("predict_backbone")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; known: {', '.join(sorted(BACKBONES))}")
+        return value
+
+
 class ProjectParams(BaseModel):
     model_config = ConfigDict(extra="allow")  # other pipelines own other sections
 
@@ -70,6 +128,8 @@ class ProjectParams(BaseModel):
     preprocessing: PreprocessingParams = PreprocessingParams()
     feature_extraction: FeatureExtractionParams = FeatureExtractionParams()
     dimensionality_reduction: DimensionalityReductionParams = DimensionalityReductionParams()
+    orb_baseline: OrbBaselineParams = OrbBaselineParams()
+    evaluation: EvaluationParams = EvaluationParams()
 
 
 def _format(error: ValidationError) -> str:

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from fruits_kedro.pipelines import dimensionality_reduction, feature_extraction, ingestion, preprocessing
+from fruits_kedro.pipelines import (
+    dimensionality_reduction,
+    evaluation,
+    feature_extraction,
+    ingestion,
+    orb_baseline,
+    preprocessing,
+)
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register the project's pipelines; ``__default__`` chains the four core ones."""
+    """Register the project's pipelines; ``__default__`` chains the four core ones.
+
+    ``kedro run --pipeline evaluation`` compares the feature sets (ingestion, ORB, every
+    configured backbone) and saves the classifier that ``fruits_kedro.predict`` uses.
+    """
     pipelines = {
         "ingestion": ingestion.create_pipeline(),
         "preprocessing": preprocessing.create_pipeline(),
@@ -16,4 +27,8 @@ def register_pipelines() -> dict[str, Pipeline]:
         "dimensionality_reduction": dimensionality_reduction.create_pipeline(),
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    # ORB and evaluation read ingestion's raw_images, which is not persisted (it carries
+    # the photos' bytes): each is registered with ingestion, so that it runs on its own.
+    pipelines["orb_baseline"] = pipelines["ingestion"] + orb_baseline.create_pipeline()
+    pipelines["evaluation"] = pipelines["orb_baseline"] + evaluation.create_pipeline()
     return pipelines

@@ -1,0 +1,488 @@
+"""Evaluation: how well does each feature set classify the photos?
+
+For every configured backbone the core node functions run again on the shared raw images
+(preprocessing's decode at that backbone's input size, then feature extraction), inside
+this one node, so that a backbone whose weights cannot be had is *reported* as skipped
+instead of failing the run, as a separate Kedro node would. The ORB histograms come from
+the orb_baseline pipeline.
+
+Each feature set gets a Spark ML multinomial logistic regression trained on the Training
+split and scored on Test. CNN features are first centred and reduced by PCA fitted on the
+Training split only (k chosen by the core :func:`choose_k` rule), so nothing of the Test
+photos leaks into the classifier. The fitted transformations and classifier of one
+backbone form a single PipelineModel, persisted for :mod:`fruits_kedro.predict`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.ml import PipelineModel
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import IndexToString, StringIndexer
+from pyspark.ml.functions import array_to_vector, vector_to_array
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from fruits_kedro.backbones import WeightsUnavailableError, get_backbone, load_weights, resolve_input_size
+from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_principal_components, pca_model
+from fruits_kedro.pipelines.feature_extraction.nodes import extract_features
+from fruits_kedro.pipelines.preprocessing.nodes import decode_images
+
+logger = logging.getLogger(__name__)
+
+ORB_FEATURE_SET = "orb"
+TRAIN_SPLIT, TEST_SPLIT = "Training", "Test"
+# Column names shared with fruits_kedro.predict, which feeds the persisted PipelineModel.
+VECTOR_COLUMN = "vector"
+PREDICTED_LABEL_COLUMN = "predicted_label"
+
+DEFAULT_EVALUATION_PARAMS: dict[str, Any] = {
+    "backbones": ["mobilenet_v2", "vgg16"],
+    "input_size": None,
+    "weights": "imagenet",
+    "predict_backbone": "mobilenet_v2",
+    "logistic_regression": {"max_iter": 100, "reg_param": 0.01, "elastic_net_param": 0.0},
+}
+
+
+def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
+    settings = {**DEFAULT_EVALUATION_PARAMS, **(params or {})}
+    settings["logistic_regression"] = {
+        **DEFAULT_EVALUATION_PARAMS["logistic_regression"],
+        **(settings.get("logistic_regression") or {}),
+    }
+    return settings
+
+
+# --------------------------------------------------------------------------------------
+# Featurization
+# --------------------------------------------------------------------------------------
+def featurize_with_backbones(
+    raw_images: DataFrame,
+    params: dict[str, Any],
+    preprocessing_params: dict[str, Any],
+    feature_extraction_params: dict[str, Any],
+) -> tuple[dict[str, DataFrame], dict[str, dict[str, Any]]]:
+    """CNN features of every photo for each backbone of ``evaluation.backbones``.
+
+    Returns ({backbone: DataFrame(path, label, split, features)}, {backbone: report}).
+    A backbone whose weights are unavailable gets ``status: skipped`` and the reason.
+    Features are materialised here, so ``featurization_seconds`` is decode + CNN time.
+    """
+    settings = _settings(params)
+    features: dict[str, DataFrame] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    for name in settings["backbones"]:
+        backbone = get_backbone(name)
+        size = resolve_input_size(backbone, settings["input_size"])
+        backbone_params = {"name": name, "input_size": size, "weights": settings["weights"]}
+        started = time.perf_counter()
+        try:
+            load_weights(backbone, size, settings["weights"])  # before decoding: a skip costs seconds
+        except WeightsUnavailableError as exc:
+            reason = str(exc).replace("backbone.weights", "evaluation.weights")
+            logger.warning("Evaluation skips backbone %s: %s", name, reason.splitlines()[0])
+            reports[name] = {"status": "skipped", "reason": reason, "input_size": size, "weights": settings["weights"]}
+            continue
+        preprocessed, rejected = decode_images(raw_images, backbone_params, preprocessing_params)
+        extracted = extract_features(preprocessed, backbone_params, feature_extraction_params).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        n_images = extracted.count()
+        seconds = time.perf_counter() - started
+        features[name] = extracted  # the persisted frame itself, so that classification can unpersist it
+        reports[name] = {
+            "status": "evaluated",
+            "input_size": size,
+            "weights": settings["weights"],
+            "n_images": int(n_images),
+            "n_rejected": int(rejected.count()),
+            "n_input_features": backbone.feature_dim(size),
+            "featurization_seconds": round(seconds, 3),
+        }
+        logger.info("Evaluation: %s features of %d images in %.1f s", name, n_images, seconds)
+    return features, reports
+
+
+# --------------------------------------------------------------------------------------
+# Metrics (pure numpy: unit-tested without Spark)
+# --------------------------------------------------------------------------------------
+def confusion_from_counts(counts: list[tuple[str, str, int]]) -> tuple[list[str], np.ndarray]:
+    """(true label, predicted label, count) triples -> (sorted labels, confusion matrix [true, predicted])."""
+    labels = sorted({t for t, _, _ in counts} | {p for _, p, _ in counts})
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for true, predicted, count in counts:
+        matrix[index[true], index[predicted]] += int(count)
+    return labels, matrix
+
+
+def accuracy_and_macro_f1(matrix: np.ndarray) -> tuple[float, float]:
+    """Accuracy, and the unweighted mean F1 over every label seen as truth or prediction.
+
+    A label never predicted (or never true) has F1 = 0, as in scikit-learn's ``average="macro"``.
+    """
+    total = matrix.sum()
+    if total == 0:
+        raise ValueError("No test predictions to score")
+    true_positives = np.diag(matrix).astype(float)
+    predicted = matrix.sum(axis=0).astype(float)
+    actual = matrix.sum(axis=1).astype(float)
+    denominator = predicted + actual
+    f1 = np.divide(2 * true_positives, denominator, out=np.zeros_like(true_positives), where=denominator > 0)
+    return float(true_positives.sum() / total), float(f1.mean())
+
+
+# --------------------------------------------------------------------------------------
+# Classification
+# --------------------------------------------------------------------------------------
+def _split(vectors: DataFrame) -> tuple[DataFrame, DataFrame]:
+    train = vectors.where(F.col("split") == TRAIN_SPLIT)
+    test = vectors.where(F.col("split") == TEST_SPLIT)
+    return train, test
+
+
+def _logistic_regression(params: dict[str, Any], features_column: str) -> LogisticRegression:
+    return LogisticRegression(
+        featuresCol=features_column,
+        labelCol="label_index",
+        predictionCol="prediction",
+        family="multinomial",
+        maxIter=int(params["max_iter"]),
+        regParam=float(params["reg_param"]),
+        elasticNetParam=float(params["elastic_net_param"]),
+    )
+
+
+def fit_classifier(
+    vectors: DataFrame,
+    lr_params: dict[str, Any],
+    reduce_dimensions: bool,
+    variance_threshold: float = 0.95,
+    max_components: int | None = None,
+) -> tuple[PipelineModel, dict[str, Any]]:
+    """Fit [centre -> PCA(k_max) -> first k components ->] logistic regression on Training.
+
+    ``vectors``: path, label, split, ``vector``. Returns the PipelineModel (input ``vector``,
+    output ``probability`` and ``predicted_label``) and what was chosen (k, labels).
+    """
+    train, _ = _split(vectors)
+    indexer = StringIndexer(inputCol="label", outputCol="label_index", stringOrderType="alphabetAsc").fit(train)
+    train = indexer.transform(train).persist(StorageLevel.MEMORY_AND_DISK)
+    n_train = train.count()
+    n_input = len(train.select(VECTOR_COLUMN).first()[0])
+    stages: list = []
+    info: dict[str, Any] = {"n_input_features": int(n_input)}
+    features_column = VECTOR_COLUMN
+    if reduce_dimensions:
+        # The core PCA's method (Spark covariance, driver eigh; see fit_principal_components).
+        scaler, ratios, axes = fit_principal_components(train, VECTOR_COLUMN)
+        if not np.all(np.isfinite(ratios)):
+            raise ValueError(f"The {n_train} Training feature vectors have no variance: PCA is undefined")
+        k_max = max(1, min(n_input, n_train - 1 if n_train > 1 else 1, max_components or n_input))
+        ratios = ratios[:k_max]
+        k = choose_k(ratios, variance_threshold)
+        pca = pca_model(train.sparkSession, axes[:, :k], ratios[:k], "centred", "classifier_features")
+        stages = [scaler, pca]
+        features_column = "classifier_features"
+        info.update(n_features=int(k), explained_variance_at_k=float(np.cumsum(ratios)[k - 1]))
+    else:
+        info.update(n_features=int(n_input))
+    # Persisted: otherwise every L-BFGS iteration would recompute the PCA projection
+    # (and ship its k_max x d matrix to the executors again).
+    prepared = (PipelineModel(stages).transform(train) if stages else train).persist(StorageLevel.MEMORY_AND_DISK)
+    prepared.count()
+    classifier = _logistic_regression(lr_params, features_column).fit(prepared)
+    prepared.unpersist()
+    train.unpersist()
+    to_label = IndexToString(inputCol="prediction", outputCol=PREDICTED_LABEL_COLUMN, labels=indexer.labels)
+    model = PipelineModel([*stages, classifier, to_label])
+    info.update(labels=list(indexer.labels), n_train=int(n_train))
+    return model, info
+
+
+def score_classifier(model: PipelineModel, vectors: DataFrame) -> dict[str, Any]:
+    """Accuracy, macro F1 and the confusion matrix of ``model`` on the Test split."""
+    _, test = _split(vectors)
+    counts = (
+        model.transform(test).groupBy("label", PREDICTED_LABEL_COLUMN).count().collect()
+    )
+    labels, matrix = confusion_from_counts([(r["label"], r[PREDICTED_LABEL_COLUMN], r["count"]) for r in counts])
+    accuracy, macro_f1 = accuracy_and_macro_f1(matrix)
+    return {"accuracy": accuracy, "macro_f1": macro_f1, "n_test": int(matrix.sum()), "labels": labels, "matrix": matrix}
+
+
+def project_2d(vectors: DataFrame) -> pd.DataFrame:
+    """First two principal components of every image (centred), for the scatter plot."""
+    scaler, ratios, axes = fit_principal_components(vectors, VECTOR_COLUMN)
+    centred = scaler.transform(vectors)
+    pca = pca_model(vectors.sparkSession, axes[:, :2], ratios[:2], "centred", "xy")
+    xy = vector_to_array(F.col("xy"))
+    rows = pca.transform(centred).select("label", "split", xy[0].alias("x"), xy[1].alias("y"))
+    return rows.toPandas()
+
+
+def _check_splits(vectors: DataFrame, name: str) -> None:
+    counts = {r["split"]: r["count"] for r in vectors.groupBy("split").count().collect()}
+    if not counts.get(TRAIN_SPLIT) or not counts.get(TEST_SPLIT):
+        raise ValueError(
+            f"Feature set {name!r} has splits {counts}: evaluation needs photos under both "
+            f"<images_root>/{TRAIN_SPLIT}/<class>/ and <images_root>/{TEST_SPLIT}/<class>/ (setting images_root)."
+        )
+
+
+def classify_feature_sets(
+    backbone_features: dict[str, DataFrame],
+    backbone_report: dict[str, dict[str, Any]],
+    orb_histograms: DataFrame,
+    orb_report: dict[str, Any],
+    params: dict[str, Any],
+    dimensionality_reduction_params: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], PipelineModel, dict[str, Any]]:
+    """Train and score one classifier per feature set.
+
+    Returns (metrics for the JSON report, confusion matrices and 2-D points for the plots,
+    the predict backbone's PipelineModel, the settings predict needs to feed it).
+    """
+    settings = _settings(params)
+    threshold = float(dimensionality_reduction_params.get("variance_threshold", 0.95))
+    max_components = dimensionality_reduction_params.get("max_components")
+    metrics: dict[str, Any] = {}
+    details: dict[str, Any] = {"confusion": {}, "projection": {}}
+    models: dict[str, tuple[PipelineModel, dict[str, Any]]] = {}
+
+    feature_sets: list[tuple[str, DataFrame | None, bool]] = []
+    for name in settings["backbones"]:
+        frame = backbone_features.get(name)
+        vectors = None if frame is None else frame.select(
+            "path", "label", "split", array_to_vector("features").alias(VECTOR_COLUMN)
+        )
+        feature_sets.append((name, vectors, True))
+    orb_vectors = orb_histograms.select("path", "label", "split", array_to_vector("histogram").alias(VECTOR_COLUMN))
+    feature_sets.append((ORB_FEATURE_SET, orb_vectors, False))
+
+    for name, vectors, is_backbone in feature_sets:
+        featurization = backbone_report.get(name, {}) if is_backbone else orb_report
+        if vectors is None:
+            metrics[name] = {"kind": "cnn", "status": "skipped", **featurization}
+            continue
+        _check_splits(vectors, name)
+        started = time.perf_counter()
+        model, info = fit_classifier(
+            vectors, settings["logistic_regression"], reduce_dimensions=is_backbone,
+            variance_threshold=threshold, max_components=max_components,
+        )
+        training_seconds = time.perf_counter() - started
+        scores = score_classifier(model, vectors)
+        entry = {
+            "kind": "cnn" if is_backbone else "orb_bag_of_words",
+            "status": "evaluated",
+            "accuracy": scores["accuracy"],
+            "macro_f1": scores["macro_f1"],
+            "n_train": info["n_train"],
+            "n_test": scores["n_test"],
+            "n_features": info["n_features"],
+            "n_input_features": info["n_input_features"],
+            "featurization_seconds": float(featurization["featurization_seconds"]),
+            "training_seconds": round(training_seconds, 3),
+        }
+        if is_backbone:
+            entry.update(
+                input_size=featurization["input_size"],
+                weights=featurization["weights"],
+                explained_variance_at_k=info["explained_variance_at_k"],
+                n_rejected=featurization.get("n_rejected", 0),
+            )
+            models[name] = (model, info)
+            # The classifier's own PCA (Training fit): its first two components, for every image.
+            points = PipelineModel(model.stages[:2]).transform(vectors)
+            xy = vector_to_array(F.col("components"))
+            details["projection"][name] = points.select("label", "split", xy[0].alias("x"), xy[1].alias("y")).toPandas()
+        else:
+            entry.update(
+                vocabulary_size=orb_report["vocabulary_size"],
+                n_images_without_keypoints=orb_report["n_images_without_keypoints"],
+                n_undecodable=orb_report.get("n_undecodable", 0),
+            )
+            details["projection"][name] = project_2d(vectors)
+        details["confusion"][name] = {"labels": scores["labels"], "matrix": scores["matrix"]}
+        metrics[name] = entry
+        logger.info(
+            "Evaluation: %s -> accuracy %.3f, macro F1 %.3f (%d features, %d train / %d test)",
+            name, entry["accuracy"], entry["macro_f1"], entry["n_features"], entry["n_train"], entry["n_test"],
+        )
+
+    for frame in backbone_features.values():
+        frame.unpersist()
+    model, classifier_settings = _classifier_for_predict(settings, models, backbone_report, threshold)
+    evaluated = {k: v for k, v in metrics.items() if v["status"] == "evaluated"}
+    report = {
+        "feature_sets": metrics,
+        "best_feature_set": max(evaluated, key=lambda k: evaluated[k]["accuracy"]) if evaluated else None,
+        "n_classes": len({label for c in details["confusion"].values() for label in c["labels"]}),
+        "classifier": {"type": "pyspark.ml LogisticRegression (multinomial)", **settings["logistic_regression"]},
+        "predict_backbone": classifier_settings["backbone"],
+    }
+    return report, details, model, classifier_settings
+
+
+def _classifier_for_predict(
+    settings: dict[str, Any],
+    models: dict[str, tuple[PipelineModel, dict[str, Any]]],
+    backbone_report: dict[str, dict[str, Any]],
+    threshold: float,
+) -> tuple[PipelineModel, dict[str, Any]]:
+    """The PipelineModel of ``evaluation.predict_backbone`` (or, if it was skipped, of the
+    first evaluated backbone), and the settings to feed it."""
+    wanted = settings["predict_backbone"]
+    chosen = wanted if wanted in models else next(iter(models), None)
+    if chosen is None:
+        reasons = {name: r.get("reason", "") for name, r in backbone_report.items()}
+        # An empty PipelineModel keeps the catalog entry valid; predict explains the reason.
+        return PipelineModel([]), {"backbone": None, "reason": f"every backbone was skipped: {reasons}"}
+    if chosen != wanted:
+        logger.warning("evaluation.predict_backbone %r was not evaluated; predict will use %r", wanted, chosen)
+    _, info = models[chosen]
+    featurization = backbone_report[chosen]
+    return models[chosen][0], {
+        "backbone": chosen,
+        "input_size": featurization["input_size"],
+        "weights": featurization["weights"],
+        "n_components": info["n_features"],
+        "variance_threshold": threshold,
+        "labels": info["labels"],
+        "input_column": VECTOR_COLUMN,
+        "output_column": PREDICTED_LABEL_COLUMN,
+    }
+
+
+def results_table(metrics: dict[str, Any]) -> str:
+    """The metrics as a Markdown table (feature set, dimensions, accuracy, time), for the README."""
+    lines = [
+        "| Feature set | Dimensions (classifier input) | Test accuracy | Macro F1 | Featurization time | Classifier time |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, entry in metrics["feature_sets"].items():
+        if entry["status"] != "evaluated":
+            first_line = str(entry.get("reason", "")).splitlines()[0] if entry.get("reason") else ""
+            lines.append(f"| {name} | skipped | - | - | - | {first_line[:80]} |")
+            continue
+        if entry["kind"] == "cnn":
+            dims = f"{entry['n_features']} PCA components of {entry['n_input_features']} ({entry['input_size']} px input)"
+        else:
+            dims = f"{entry['n_features']} visual words ({entry['n_images_without_keypoints']} photos without keypoints)"
+        lines.append(
+            f"| {name} | {dims} | {entry['accuracy']:.1%} | {entry['macro_f1']:.3f} "
+            f"| {entry['featurization_seconds']:.0f} s | {entry['training_seconds']:.0f} s |"
+        )
+    any_entry = next((e for e in metrics["feature_sets"].values() if e["status"] == "evaluated"), None)
+    if any_entry:
+        lines.append("")
+        lines.append(
+            f"{any_entry['n_train']} Training / {any_entry['n_test']} Test photos, {metrics['n_classes']} classes; "
+            "Spark ML multinomial logistic regression trained on Training, scored on Test."
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------
+_MAX_TICK_LABELS = 30  # beyond this many classes, tick labels overlap into a black band
+
+
+def plot_confusion_matrices(details: dict[str, Any], metrics: dict[str, Any]):
+    """One row-normalised confusion matrix per evaluated feature set, side by side."""
+    import matplotlib.pyplot as plt
+
+    confusion = details["confusion"]
+    names = list(confusion) or ["(none)"]
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 6.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        if name not in confusion:
+            ax.text(0.5, 0.5, "no feature set was evaluated", ha="center", va="center")
+            ax.set_axis_off()
+            continue
+        labels, matrix = confusion[name]["labels"], np.asarray(confusion[name]["matrix"], dtype=float)
+        rows = matrix.sum(axis=1, keepdims=True)
+        normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+        image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+        if len(labels) <= _MAX_TICK_LABELS:
+            ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel(f"predicted class ({len(labels)})")
+        ax.set_ylabel("true class")
+        entry = metrics["feature_sets"][name]
+        ax.set_title(f"{name}: accuracy {entry['accuracy']:.1%}, macro F1 {entry['macro_f1']:.2f}")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    fig.suptitle("Test-split confusion matrices (logistic regression)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_set_comparison(metrics: dict[str, Any]):
+    """Accuracy and macro F1 per feature set; skipped ones are shown with their status."""
+    import matplotlib.pyplot as plt
+
+    sets = metrics["feature_sets"]
+    names = list(sets)
+    x = np.arange(len(names))
+    accuracy = [sets[n].get("accuracy", 0.0) if sets[n]["status"] == "evaluated" else 0.0 for n in names]
+    macro_f1 = [sets[n].get("macro_f1", 0.0) if sets[n]["status"] == "evaluated" else 0.0 for n in names]
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(names)), 4.5))
+    ax.bar(x - 0.2, accuracy, width=0.4, label="accuracy", color="#2e86c1")
+    ax.bar(x + 0.2, macro_f1, width=0.4, label="macro F1", color="#f39c12")
+    for i, name in enumerate(names):
+        entry = sets[name]
+        if entry["status"] == "evaluated":
+            text = f"{entry['n_features']} feat.\n{entry['featurization_seconds']:.0f} s"
+            ax.text(i, max(accuracy[i], macro_f1[i]) + 0.02, text, ha="center", va="bottom", fontsize=8)
+        else:
+            ax.text(i, 0.05, "skipped:\nweights\nunavailable", ha="center", va="bottom", fontsize=8, color="#c0392b")
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1.3)
+    ax.set_ylabel("Test split score")
+    ax.set_title("Feature sets, logistic regression on Test\n(above bars: classifier features, featurization time)", fontsize=10)
+    ax.legend(loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_projections(details: dict[str, Any]):
+    """Every image in the plane of its feature set's first two principal components."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    projection = details["projection"]
+    names = list(projection) or ["(none)"]
+    fig, axes = plt.subplots(1, len(names), figsize=(6.0 * len(names), 5.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        if name not in projection:
+            ax.text(0.5, 0.5, "no feature set was evaluated", ha="center", va="center")
+            ax.set_axis_off()
+            continue
+        points: pd.DataFrame = projection[name]
+        labels = sorted(points["label"].unique())
+        colour_of = {label: i for i, label in enumerate(labels)}
+        colours = plt.get_cmap("gist_ncar" if len(labels) > 20 else "tab20")
+        handles = []
+        for split, marker in ((TRAIN_SPLIT, "o"), (TEST_SPLIT, "x")):
+            part = points[points["split"] == split]
+            ax.scatter(
+                part["x"], part["y"], s=12, marker=marker, linewidths=0.8,
+                c=[colours(colour_of[label] / max(1, len(labels) - 1)) for label in part["label"]],
+            )
+            # Grey legend markers: the colours are the classes, the marker is the split.
+            handles.append(Line2D([], [], color="grey", marker=marker, linestyle="", label=f"{split} ({len(part)})"))
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.set_title(f"{name}: {len(points)} images, {len(labels)} classes (colour = class)")
+        ax.legend(handles=handles, loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig

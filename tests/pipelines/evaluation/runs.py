@@ -1,0 +1,50 @@
+"""Whole evaluation runs shared by the evaluation and predict tests, each run once per session.
+
+Session fixtures in one module cannot be seen from tests/test_predict.py without editing
+tests/conftest.py, so the runs are memoised here and both modules ask for them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_project_copy, run_kedro
+
+_runs: dict[str, Path] = {}
+
+# Small and fast: random weights at 64 px structure-check the pipeline, not its accuracy.
+# One backbone only: a second one (VGG16) would double the slowest part, and adds nothing
+# the real-photo run does not check (there VGG16 is listed and skipped for lack of weights).
+GENERATED_PARAMS = {
+    "evaluation": {
+        "backbones": ["mobilenet_v2"],
+        "weights": None,
+        "input_size": 64,
+        "logistic_regression": {"max_iter": 30},
+    },
+    "orb_baseline": {"vocabulary_size": 24, "vocabulary_sample_size": 5000, "kmeans_max_iter": 10},
+}
+# Real ImageNet weights. MobileNetV2 at 112 px (not its default 224) quarters the CNN time.
+# Not 96/128/160/192: for those Keras wants a weights file of that size, and only the 224 one
+# is in the shared cache (other sizes reuse it). VGG16 has no weights here: it must be skipped.
+REAL_INPUT_SIZE = 112
+REAL_PARAMS = {"evaluation": {"input_size": REAL_INPUT_SIZE}}
+
+
+def _run(key: str, tmp_path_factory, images_root: Path, params: dict) -> Path:
+    if key not in _runs:
+        project = make_project_copy(tmp_path_factory.mktemp(f"evaluation_{key}"))
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            run_kedro(project, monkeypatch, pipeline="evaluation", images_root=str(images_root), **params)
+        _runs[key] = project
+    return _runs[key]
+
+
+def generated_evaluation_run(tmp_path_factory, generated_sample: Path) -> Path:
+    return _run("generated", tmp_path_factory, generated_sample, GENERATED_PARAMS)
+
+
+def real_evaluation_run(tmp_path_factory, shared_photos: Path) -> Path:
+    return _run("real", tmp_path_factory, shared_photos, REAL_PARAMS)

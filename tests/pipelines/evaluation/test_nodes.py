@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from pyspark.ml import PipelineModel
+from pyspark.ml.functions import array_to_vector
+
+from fruits_kedro.datasets.spark_ml_model import SparkMLModelDataset
+from fruits_kedro.pipelines.evaluation.nodes import (
+    accuracy_and_macro_f1,
+    classify_feature_sets,
+    confusion_from_counts,
+    featurize_with_backbones,
+    fit_classifier,
+    plot_confusion_matrices,
+    plot_feature_projections,
+    plot_feature_set_comparison,
+    score_classifier,
+)
+
+LR = {"max_iter": 20, "reg_param": 0.01, "elastic_net_param": 0.0}
+
+
+def _clusters(spark, n_per_class: int = 8, dim: int = 12, column: str = "features"):
+    """Three well-separated classes in ``dim`` dimensions, in both splits."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=5.0, size=(3, dim))
+    rows = []
+    for split in ("Training", "Test"):
+        for c, centre in enumerate(centres):
+            for i in range(n_per_class):
+                vector = centre + rng.normal(scale=0.3, size=dim)
+                rows.append((f"/{split}/{c}/{i}.jpg", f"class_{c}", split, [float(v) for v in vector]))
+    return spark.createDataFrame(rows, f"path string, label string, split string, {column} array<float>")
+
+
+def test_confusion_and_scores_match_a_hand_computed_example():
+    labels, matrix = confusion_from_counts([("a", "a", 3), ("a", "b", 1), ("b", "b", 2), ("c", "b", 2)])
+    assert labels == ["a", "b", "c"]
+    assert matrix.tolist() == [[3, 1, 0], [0, 2, 0], [0, 2, 0]]
+    accuracy, macro_f1 = accuracy_and_macro_f1(matrix)
+    assert accuracy == pytest.approx(5 / 8)
+    # F1: a = 2*3/(3+4) = 6/7; b = 2*2/(5+2) = 4/7; c never predicted = 0.
+    assert macro_f1 == pytest.approx((6 / 7 + 4 / 7 + 0) / 3)
+
+
+def test_fit_classifier_reduces_with_pca_and_classifies_separable_classes(spark):
+    vectors = _clusters(spark).select("path", "label", "split", array_to_vector("features").alias("vector"))
+    model, info = fit_classifier(vectors, LR, reduce_dimensions=True, variance_threshold=0.95)
+    assert 1 <= info["n_features"] <= 3  # three centres span at most two directions, plus noise
+    assert info["n_input_features"] == 12 and info["n_train"] == 24
+    assert info["labels"] == ["class_0", "class_1", "class_2"]
+    scores = score_classifier(model, vectors)
+    assert scores["accuracy"] == 1.0 and scores["macro_f1"] == 1.0 and scores["n_test"] == 24
+
+
+def test_a_backbone_without_weights_is_skipped_with_the_setting_to_fix(spark, tmp_path):
+    raw = spark.createDataFrame([("/a.jpg", "A", "Training", b"")], "path string, label string, split string, content binary")
+    missing = str(tmp_path / "missing.h5")
+    features, report = featurize_with_backbones(
+        raw, {"backbones": ["mobilenet_v2", "vgg16"], "weights": missing}, {}, {}
+    )
+    assert features == {}
+    for name in ("mobilenet_v2", "vgg16"):
+        assert report[name]["status"] == "skipped"
+        assert missing in report[name]["reason"] and "evaluation.weights" in report[name]["reason"]
+
+
+def test_skipped_backbones_are_reported_and_the_run_goes_on(spark, tmp_path):
+    orb = _clusters(spark, column="histogram")
+    backbone_report = {"vgg16": {"status": "skipped", "reason": "no weights", "input_size": 100, "weights": "imagenet"}}
+    orb_report = {"featurization_seconds": 1.5, "vocabulary_size": 12, "n_images_without_keypoints": 0}
+    metrics, details, model, settings = classify_feature_sets(
+        {}, backbone_report, orb, orb_report, {"backbones": ["vgg16"], "logistic_regression": LR}, {}
+    )
+    assert metrics["feature_sets"]["vgg16"] == {"kind": "cnn", **backbone_report["vgg16"]}
+    assert metrics["feature_sets"]["orb"]["accuracy"] == 1.0
+    assert metrics["feature_sets"]["orb"]["n_features"] == 12
+    assert metrics["best_feature_set"] == "orb"
+    # Nothing to predict with: an empty model, and settings that say why.
+    assert isinstance(model, PipelineModel) and model.stages == []
+    assert settings["backbone"] is None and "no weights" in settings["reason"]
+    for plot in (plot_confusion_matrices(details, metrics), plot_feature_set_comparison(metrics), plot_feature_projections(details)):
+        assert isinstance(plot, Figure)
+    # The empty model still round-trips through the catalog dataset.
+    dataset = SparkMLModelDataset(str(tmp_path / "model"))
+    dataset.save(model)
+    assert dataset.exists() and dataset.load().stages == []
+
+
+def test_classifier_model_round_trips_through_the_dataset(spark, tmp_path):
+    features = _clusters(spark)
+    report = {"mobilenet_v2": {"status": "evaluated", "input_size": 64, "weights": None, "featurization_seconds": 2.0, "n_rejected": 0}}
+    orb = _clusters(spark, column="histogram")
+    orb_report = {"featurization_seconds": 1.0, "vocabulary_size": 12, "n_images_without_keypoints": 0}
+    metrics, details, model, settings = classify_feature_sets(
+        {"mobilenet_v2": features}, report, orb, orb_report,
+        {"backbones": ["mobilenet_v2"], "logistic_regression": LR}, {"variance_threshold": 0.95},
+    )
+    assert metrics["feature_sets"]["mobilenet_v2"]["accuracy"] == 1.0
+    assert settings["backbone"] == "mobilenet_v2" and settings["n_components"] == metrics["feature_sets"]["mobilenet_v2"]["n_features"]
+    assert set(details["projection"]) == {"mobilenet_v2", "orb"}
+    dataset = SparkMLModelDataset(str(tmp_path / "model"))
+    assert not dataset.exists()
+    dataset.save(model)
+    dataset.save(model)  # overwrite, as a rerun does
+    loaded = dataset.load()
+    vectors = features.select("path", "label", "split", array_to_vector("features").alias("vector"))
+    assert score_classifier(loaded, vectors)["accuracy"] == 1.0
+
+
+def test_the_model_dataset_refuses_what_it_cannot_save(tmp_path):
+    from kedro.io.core import DatasetError
+
+    with pytest.raises(DatasetError, match="PipelineModel"):
+        SparkMLModelDataset(str(tmp_path / "model")).save({"not": "a model"})
+    with pytest.raises(DatasetError, match="kedro run --pipeline evaluation"):
+        SparkMLModelDataset(str(tmp_path / "never_saved")).load()

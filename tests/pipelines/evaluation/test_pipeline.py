@@ -1,0 +1,101 @@
+"""``kedro run --pipeline evaluation``, end to end: the generated sample (structure, runs
+everywhere) and the real Fruits-360 photos with ImageNet weights (quality)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.pipelines.evaluation.runs import GENERATED_PARAMS, REAL_INPUT_SIZE, generated_evaluation_run, real_evaluation_run
+
+EVALUATED_FIELDS = {"accuracy", "macro_f1", "n_train", "n_test", "n_features", "featurization_seconds"}
+
+
+@pytest.fixture(scope="module")
+def generated_run(tmp_path_factory, generated_sample):
+    return generated_evaluation_run(tmp_path_factory, generated_sample)
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, shared_photos, imagenet_keras_home):
+    return real_evaluation_run(tmp_path_factory, shared_photos)
+
+
+def _metrics(project):
+    return json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
+
+
+def test_evaluation_reports_every_field_for_every_feature_set(generated_run, generated_sample):
+    metrics = _metrics(generated_run)
+    sets = metrics["feature_sets"]
+    assert list(sets) == [*GENERATED_PARAMS["evaluation"]["backbones"], "orb"]
+    n_train = len(list((generated_sample / "Training").rglob("*.jpg")))
+    n_test = len(list((generated_sample / "Test").rglob("*.jpg")))
+    for name, entry in sets.items():
+        assert entry["status"] == "evaluated", (name, entry)
+        assert EVALUATED_FIELDS <= set(entry), name
+        assert 0.0 <= entry["macro_f1"] <= 1.0 and 0.0 <= entry["accuracy"] <= 1.0
+        assert (entry["n_train"], entry["n_test"]) == (n_train, n_test)
+        assert entry["featurization_seconds"] > 0
+    assert sets["mobilenet_v2"]["n_input_features"] == 1280
+    assert 1 <= sets["mobilenet_v2"]["n_features"] < n_train
+    assert sets["orb"]["n_features"] == GENERATED_PARAMS["orb_baseline"]["vocabulary_size"]
+    assert sets["orb"]["n_images_without_keypoints"] >= 0
+    assert metrics["n_classes"] == 10
+    assert metrics["predict_backbone"] == "mobilenet_v2"
+    # The generated fruits differ in shape and colour: even ORB words separate them.
+    assert sets["orb"]["accuracy"] > 0.3
+
+
+def test_orb_histograms_have_the_vocabulary_size_as_length(generated_run, generated_sample):
+    table = pd.read_parquet(generated_run / "data/04_feature/orb_histograms.parquet")
+    assert len(table) == len(list(generated_sample.rglob("*.jpg")))
+    assert {len(h) for h in table["histogram"]} == {GENERATED_PARAMS["orb_baseline"]["vocabulary_size"]}
+    report = json.loads((generated_run / "data/08_reporting/orb_baseline_report.json").read_text())
+    assert report["vocabulary_size"] == GENERATED_PARAMS["orb_baseline"]["vocabulary_size"]
+    assert report["n_images"] == len(table)
+    assert report["n_images_without_keypoints"] == int((table["n_keypoints"] == 0).sum())
+
+
+def test_evaluation_writes_plots_and_the_classifier(generated_run):
+    reporting = generated_run / "data/08_reporting"
+    for plot in ("evaluation_confusion_matrix.png", "evaluation_feature_sets.png", "evaluation_projection_2d.png"):
+        assert (reporting / plot).stat().st_size > 10_000, plot
+    table = (reporting / "evaluation_results.md").read_text()
+    assert "| mobilenet_v2 |" in table and "| orb |" in table
+    settings = json.loads((generated_run / "data/06_models/classifier_settings.json").read_text())
+    assert settings["backbone"] == "mobilenet_v2" and settings["input_size"] == 64
+    assert settings["weights"] is None
+    assert len(settings["labels"]) == 10
+    assert (generated_run / "data/06_models/classifier_pipeline_model/metadata").is_dir()
+
+
+@pytest.mark.real_photos
+def test_mobilenet_imagenet_features_classify_real_photos(real_run):
+    metrics = _metrics(real_run)
+    sets = metrics["feature_sets"]
+    mobilenet = sets["mobilenet_v2"]
+    print(json.dumps(sets, indent=1))
+    assert mobilenet["status"] == "evaluated"
+    assert mobilenet["input_size"] == REAL_INPUT_SIZE
+    assert (mobilenet["n_train"], mobilenet["n_test"]) == (1030, 515)
+    assert mobilenet["accuracy"] >= 0.85
+    assert metrics["n_classes"] == 103
+
+
+@pytest.mark.real_photos
+def test_backbone_without_weights_is_skipped_with_its_reason(real_run):
+    vgg16 = _metrics(real_run)["feature_sets"]["vgg16"]
+    assert vgg16["status"] == "skipped"
+    assert "evaluation.weights" in vgg16["reason"] and "vgg16" in vgg16["reason"]
+
+
+@pytest.mark.real_photos
+def test_orb_accuracy_is_reported_on_real_photos(real_run):
+    orb = _metrics(real_run)["feature_sets"]["orb"]
+    assert orb["status"] == "evaluated"
+    assert orb["n_features"] == 100
+    # A weak baseline, but far above chance (1/103).
+    assert orb["accuracy"] > 0.05
