@@ -36,11 +36,11 @@ check-java:
 	 if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
 	  echo "ERROR: PySpark 4 needs Java 17 or newer; 'java -version' reports '$$v'. Install Java 17 and put it first on PATH." >&2; exit 1; fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "ERROR: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
 sample: install
