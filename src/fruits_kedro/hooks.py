@@ -57,7 +57,7 @@ def _require_images(dataset, extensions: list[str]) -> None:
     is_image = listing["relative_path"].str.lower().str.endswith(tuple(extensions))
     if not is_image.any():
         raise DatasetError(
-            f"No images ({', '.join(extensions)}) under {dataset._describe()['path']} "
+            f"No images ({', '.join(extensions)}) under {dataset.path} "
             f"({len(listing)} other files). Point 'images_root' (kedro run --params images_root=...) "
             "or the raw_image_files catalog entry at a folder of <Split>/<Class>/*.jpg."
         )

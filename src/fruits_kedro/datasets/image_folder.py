@@ -42,6 +42,13 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
         self._protocol = fsspec.utils.get_protocol(self._path)
         self._storage_options = storage_options
         self.metadata = metadata
+        # The run's up-front check lists the folder; the run's load then reuses that listing
+        # once, instead of listing tens of thousands of objects twice.
+        self._pending_listing: pd.DataFrame | None = None
+
+    @property
+    def path(self) -> str:
+        return self._path
 
     def _filesystem(self):
         fs, root = fsspec.core.url_to_fs(self._path, **self._storage_options)
@@ -49,6 +56,10 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
 
     def list_files(self) -> pd.DataFrame:
         """The listing as pandas, sorted by path, so that every run sees the same order."""
+        self._pending_listing = self._list_files()
+        return self._pending_listing
+
+    def _list_files(self) -> pd.DataFrame:
         fs, root = self._filesystem()
         if is_local_path(self._path):
             entries = self._find_local(fs, root)
@@ -105,7 +116,9 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
 
         from fruits_kedro.spark import get_spark
 
-        listing = self.list_files()
+        listing, self._pending_listing = self._pending_listing, None
+        if listing is None:
+            listing = self._list_files()
         spark = get_spark()
         if not is_local_path(self._path):
             # read_file_bytes runs in the executors: they must reach the same endpoint.
