@@ -104,18 +104,17 @@ def test_features_match_a_local_run_on_the_same_images(runs):
     np.testing.assert_allclose(s3_features, local_features, rtol=1e-5, atol=1e-5 * np.abs(local_features).max())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Spark ML PCA (ARPACK when k < n) is not reproducible on the near-degenerate spectrum of "
-    "random-weight features: k moves with the partitioning and the last float bits (see the cloud report)",
-)
-def test_pca_scores_match_a_local_run(runs):
-    assert runs["s3_report"]["k"] == runs["local_report"]["k"]
+def test_pca_spectrum_matches_a_local_run(runs):
+    """Same features (to float32 noise), same spectrum and k. Eigenvalues are stable under such
+    noise; the axes of nearly equal eigenvalues are not, so scores are compared via the CNN
+    features above, not pc by pc."""
+    s3_report, local_report = runs["s3_report"], runs["local_report"]
+    assert s3_report["k"] == local_report["k"]
+    np.testing.assert_allclose(s3_report["explained_variance"], local_report["explained_variance"], rtol=1e-4, atol=1e-9)
     s3_rows = _by_relative_path(runs["s3_csv"], f"/{PREFIX}/raw/")
     local_rows = _by_relative_path(runs["local_csv"], "/fruits/")
-    pcs = [c for c in local_rows.columns if c.startswith("pc_")]
-    scale = np.abs(local_rows[pcs].to_numpy()).max()
-    np.testing.assert_allclose(s3_rows[pcs].to_numpy(), local_rows[pcs].to_numpy(), rtol=1e-5, atol=1e-5 * scale)
+    assert list(s3_rows.index) == list(local_rows.index)
+    assert [c for c in s3_rows.columns if c.startswith("pc_")] == [c for c in local_rows.columns if c.startswith("pc_")]
 
 
 def test_intermediate_features_stay_local_in_the_s3_env(runs):
