@@ -53,6 +53,7 @@ class PreprocessingParams(_Section):
 
 class FeatureExtractionParams(_Section):
     runtime: Literal["keras", "onnx"] = "keras"
+    incremental: bool = False
     batch_size: int = Field(64, gt=0, le=4096)
     threads_per_task: int | None = Field(None, gt=0)
 

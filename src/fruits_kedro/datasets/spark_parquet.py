@@ -67,12 +67,13 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
           filepath: s3://${runtime_params:bucket}/fruits/features/image_features_pca.parquet
 
     ``save_args``: ``compression`` (pyarrow codec, default ``snappy``), ``row_group_rows``.
-    ``load_args``: ``batch_rows`` (rows per Arrow batch handed to Spark, default 4096).
+    ``load_args``: ``batch_rows`` (rows per Arrow batch handed to Spark, default 4096);
+    ``missing_ok`` (default false): load ``None`` instead of failing when nothing was saved yet.
     Saving always replaces the previous version (Kedro's ``mode: overwrite``).
     """
 
     DEFAULT_SAVE_ARGS: dict[str, Any] = {"compression": "snappy", "row_group_rows": 100_000}
-    DEFAULT_LOAD_ARGS: dict[str, Any] = {"batch_rows": 4096}
+    DEFAULT_LOAD_ARGS: dict[str, Any] = {"batch_rows": 4096, "missing_ok": False}
 
     def __init__(
         self,
@@ -191,6 +192,8 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
         try:
             manifest = self._read_manifest(fs, root)
         except FileNotFoundError:
+            if self._load_args["missing_ok"]:
+                return None  # e.g. the previous run's features, on a first run
             raise DatasetError(
                 f"No committed Parquet dataset at {self._filepath}: {MANIFEST_NAME} is missing "
                 "(never saved, or a save did not finish)."

@@ -1,16 +1,21 @@
 import numpy as np
 import pytest
 
-from fruits_kedro.pipelines.feature_extraction.nodes import extract_features, pixels_to_batch
+from fruits_kedro.pipelines.feature_extraction.nodes import extract_features, merge_with_previous_features, pixels_to_batch
+
+PREPROCESSED_SCHEMA = (
+    "path string, relative_path string, label string, split string, size long, modified string, pixels binary"
+)
 
 
 def _preprocessed(spark, n: int, size: int):
     rng = np.random.default_rng(0)
     rows = [
-        (f"/x/{i}.jpg", f"Training/C{i % 2}/{i}.jpg", f"C{i % 2}", "Training", rng.integers(0, 255, (size, size, 3), dtype=np.uint8).tobytes())
+        (f"/x/{i}.jpg", f"Training/C{i % 2}/{i}.jpg", f"C{i % 2}", "Training", 1000 + i, "1700000000.0",
+         rng.integers(0, 255, (size, size, 3), dtype=np.uint8).tobytes())
         for i in range(n)
     ]
-    return spark.createDataFrame(rows, "path string, relative_path string, label string, split string, pixels binary")
+    return spark.createDataFrame(rows, PREPROCESSED_SCHEMA)
 
 
 def test_pixels_to_batch_stacks_rows_in_order():
@@ -62,8 +67,9 @@ def _decoded_photos(spark, photos_root, n: int, size: int):
     from fruits_kedro.pipelines.preprocessing.nodes import decode_image
 
     paths = sorted(photos_root.glob("Test/*/*.jpg"))[::10][:n]
-    rows = [(str(p), p.name, p.parent.name, "Test", decode_image(p.read_bytes(), size).tobytes()) for p in paths]
-    return spark.createDataFrame(rows, "path string, relative_path string, label string, split string, pixels binary")
+    rows = [(str(p), p.name, p.parent.name, "Test", p.stat().st_size, None, decode_image(p.read_bytes(), size).tobytes())
+            for p in paths]
+    return spark.createDataFrame(rows, PREPROCESSED_SCHEMA)
 
 
 @pytest.mark.real_photos
@@ -79,3 +85,20 @@ def test_onnx_runtime_matches_keras_on_real_photos(spark, shared_photos, imagene
     assert keras_features.shape == (24, 1280) and np.abs(keras_features).max() > 0.1
     relative = np.abs(onnx_features - keras_features).max() / np.abs(keras_features).max()
     assert relative <= 1e-4
+
+
+def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
+    schema = "path string, relative_path string, label string, split string, size long, modified string, features array<float>"
+    previous = spark.createDataFrame(
+        [("/a.jpg", "T/A/a.jpg", "A", "T", 1, "m1", [1.0]),   # unchanged: reused
+         ("/b.jpg", "T/A/b.jpg", "A", "T", 2, "m1", [2.0]),   # changed since (new size): recomputed
+         ("/gone.jpg", "T/A/gone.jpg", "A", "T", 3, "m1", [3.0])],  # deleted: dropped
+        schema,
+    )
+    new = spark.createDataFrame([("/b.jpg", "T/A/b.jpg", "A", "T", 5, "m2", [20.0])], schema)
+    current = spark.createDataFrame([("/a.jpg", 1, "m1"), ("/b.jpg", 5, "m2")], "path string, size long, modified string")
+    merged, report = merge_with_previous_features(new, previous, current, {"incremental": True})
+    assert {r.path: list(r.features) for r in merged.collect()} == {"/a.jpg": [1.0], "/b.jpg": [20.0]}
+    assert report == {"incremental": True, "featurized": 1, "reused": 1}
+    full, report = merge_with_previous_features(new, previous, current, {"incremental": False})
+    assert full.count() == 1 and report["reused"] == 0

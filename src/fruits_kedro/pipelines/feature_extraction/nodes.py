@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fruits_kedro.backbones import get_backbone, inference_payload, resolve_input_size, worker_feature_fn
 
 logger = logging.getLogger(__name__)
+
+FEATURE_ID_COLUMNS = ("path", "relative_path", "label", "split", "size", "modified")
 
 
 def pixels_to_batch(pixels: pd.Series, size: int) -> np.ndarray:
@@ -62,5 +65,32 @@ def extract_features(
             yield pd.Series(list(features.astype(np.float32, copy=False)))
 
     return preprocessed_images.select(
-        "path", "relative_path", "label", "split", features_udf(F.col("pixels")).alias("features")
+        *FEATURE_ID_COLUMNS, features_udf(F.col("pixels")).alias("features")
     )
+
+
+def merge_with_previous_features(
+    new_features: DataFrame,
+    previous_image_features: DataFrame | None,
+    current_images: DataFrame,
+    params: dict[str, Any],
+) -> tuple[DataFrame, dict[str, Any]]:
+    """The features of every current image: this run's, plus (incremental mode) the previous
+    run's for images that did not change. Images no longer listed are dropped.
+
+    Returns the features and a report of what was computed and what was reused.
+    """
+    incremental = bool(params.get("incremental")) and previous_image_features is not None
+    # Persisted: counting runs the CNN, and the save must not run it a second time.
+    new_features = new_features.persist(StorageLevel.MEMORY_AND_DISK)
+    n_new = new_features.count()
+    if not incremental:
+        return new_features, {"incremental": False, "featurized": n_new, "reused": 0}
+    # The previous rows must be read before this run overwrites them: materialise them now.
+    current_keys = current_images.select("path", "size", "modified")
+    reused = previous_image_features.join(current_keys, on=["path", "size", "modified"], how="left_semi")
+    reused = reused.join(new_features.select("path"), on="path", how="left_anti").select(*new_features.columns)
+    reused = reused.localCheckpoint(eager=True)
+    n_reused = reused.count()
+    logger.info("Incremental feature extraction: %d images featurized, %d reused", n_new, n_reused)
+    return new_features.unionByName(reused), {"incremental": True, "featurized": n_new, "reused": n_reused}

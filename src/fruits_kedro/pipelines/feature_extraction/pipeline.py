@@ -1,6 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from fruits_kedro.pipelines.feature_extraction.nodes import extract_features
+from fruits_kedro.pipelines.feature_extraction.nodes import extract_features, merge_with_previous_features
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -9,8 +9,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 extract_features,
                 ["preprocessed_images", "params:backbone", "params:feature_extraction"],
-                "image_features",
+                "new_image_features",
                 name="extract_features",
+            ),
+            Node(
+                merge_with_previous_features,
+                ["new_image_features", "previous_image_features", "sampled_image_files", "params:feature_extraction"],
+                ["image_features", "feature_extraction_report"],
+                name="merge_with_previous_features",
             ),
         ]
     )

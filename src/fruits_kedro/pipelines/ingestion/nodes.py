@@ -63,6 +63,28 @@ def sample_per_class(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     return images.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") <= int(n)).drop("_rank")
 
 
+IMAGE_KEY = ("path", "size", "modified")  # an image is "seen" when all three match
+
+
+def select_images_to_featurize(
+    images: DataFrame, previous_image_features: DataFrame | None, params: dict[str, Any]
+) -> DataFrame:
+    """In incremental mode, keep only images with no features yet (new or changed files).
+
+    A file is known when its path, size and modification stamp (mtime, or ETag on S3) match a
+    row of the previous run's features, so a replaced photo is featurized again. Without
+    ``feature_extraction.incremental``, or on a first run, every image is kept.
+    """
+    if not params.get("incremental") or previous_image_features is None:
+        return images
+    missing = [c for c in IMAGE_KEY if c not in previous_image_features.columns]
+    if missing:
+        logger.warning("Previous features lack %s: featurizing every image", ", ".join(missing))
+        return images
+    known = previous_image_features.select(*IMAGE_KEY)
+    return images.join(known, on=list(IMAGE_KEY), how="left_anti")
+
+
 def attach_image_bytes(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     """Spread the images over partitions and add their bytes as ``content``.
 

@@ -1,6 +1,11 @@
 from kedro.pipeline import Node, Pipeline
 
-from fruits_kedro.pipelines.ingestion.nodes import attach_image_bytes, label_images, sample_per_class
+from fruits_kedro.pipelines.ingestion.nodes import (
+    attach_image_bytes,
+    label_images,
+    sample_per_class,
+    select_images_to_featurize,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -8,6 +13,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(label_images, ["raw_image_files", "params:ingestion"], "labelled_image_files", name="label_images"),
             Node(sample_per_class, ["labelled_image_files", "params:ingestion"], "sampled_image_files", name="sample_per_class"),
-            Node(attach_image_bytes, ["sampled_image_files", "params:ingestion"], "raw_images", name="attach_image_bytes"),
+            Node(
+                select_images_to_featurize,
+                ["sampled_image_files", "previous_image_features", "params:feature_extraction"],
+                "image_files_to_featurize",
+                name="select_images_to_featurize",
+            ),
+            Node(attach_image_bytes, ["image_files_to_featurize", "params:ingestion"], "raw_images", name="attach_image_bytes"),
         ]
     )
