@@ -79,3 +79,18 @@ def test_predict_labels_most_real_test_photos_right(real_run, shared_photos, tmp
     right = next(i for i, (p, t) in enumerate(zip(predictions, truth)) if p.label == t)
     odd = _resized_copy(photos[right], (250, 250), tmp_path)
     assert classifier.predict([odd])[0].label == truth[right]
+
+
+def test_the_fruits_kedro_script_has_a_predict_command(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import make_project_copy
+
+    project = make_project_copy(tmp_path / "untrained")
+    script = Path(sys.executable).parent / "fruits-kedro"
+    result = subprocess.run([str(script), "predict", "--project-path", str(project), str(project / "photo.jpg")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "kedro run --pipeline evaluation" in result.stderr
