@@ -103,3 +103,37 @@ def default_run(tmp_path_factory, generated_sample) -> Path:
             backbone={"weights": None, "input_size": 64},  # random weights: structure, not quality
         )
     return project
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 (and EMR) API: moto in server mode on a free loopback port, for the session."""
+    from tests.s3_server import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aws_env(monkeypatch, s3_endpoint) -> str:
+    """AWS_* variables pointing boto3, s3fs and Spark's workers at the loopback server."""
+    from tests.s3_server import set_aws_environment
+
+    set_aws_environment(monkeypatch, s3_endpoint)
+    return s3_endpoint
+
+
+@pytest.fixture(scope="session")
+def generated_evaluation(tmp_path_factory, generated_sample) -> Path:
+    """``kedro run --pipeline evaluation`` on the generated sample (random weights)."""
+    from tests.pipelines.evaluation.runs import generated_evaluation_run
+
+    return generated_evaluation_run(tmp_path_factory, generated_sample)
+
+
+@pytest.fixture(scope="session")
+def real_evaluation(tmp_path_factory, shared_photos, imagenet_keras_home) -> Path:
+    """``kedro run --pipeline evaluation`` on the real photos with ImageNet MobileNetV2."""
+    from tests.pipelines.evaluation.runs import real_evaluation_run
+
+    return real_evaluation_run(tmp_path_factory, shared_photos)

@@ -10,17 +10,8 @@ import pytest
 from PIL import Image
 
 from fruits_kedro.predict import ClassifierUnavailableError, PhotoClassifier, load_classifier, main
-from tests.pipelines.evaluation.runs import generated_evaluation_run, real_evaluation_run
 
 
-@pytest.fixture(scope="module")
-def generated_run(tmp_path_factory, generated_sample):
-    return generated_evaluation_run(tmp_path_factory, generated_sample)
-
-
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory, shared_photos, imagenet_keras_home):
-    return real_evaluation_run(tmp_path_factory, shared_photos)
 
 
 def _resized_copy(photo, size: tuple[int, int], folder) -> str:
@@ -30,17 +21,17 @@ def _resized_copy(photo, size: tuple[int, int], folder) -> str:
     return str(target)
 
 
-def test_predict_prints_top3_labels_for_a_photo_of_another_size(generated_run, generated_sample, tmp_path, capsys, monkeypatch):
+def test_predict_prints_top3_labels_for_a_photo_of_another_size(generated_evaluation, generated_sample, tmp_path, capsys, monkeypatch):
     photo = sorted((generated_sample / "Test" / "Banana").glob("*.jpg"))[0]
     odd_size = _resized_copy(photo, (240, 170), tmp_path)
-    monkeypatch.chdir(generated_run)
+    monkeypatch.chdir(generated_evaluation)
     assert main([odd_size, "--top", "3"]) == 0
     out = capsys.readouterr().out.splitlines()
     start = out.index(odd_size)  # Kedro's own log lines may come first
     lines = out[start : start + 4]
     probabilities = [float(line.rsplit(maxsplit=1)[1].rstrip("%")) / 100 for line in lines[1:]]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
-    labels = json.loads((generated_run / "data/06_models/classifier_settings.json").read_text())["labels"]
+    labels = json.loads((generated_evaluation / "data/06_models/classifier_settings.json").read_text())["labels"]
     assert all(line.split()[1] in labels for line in lines[1:])
 
 
@@ -57,17 +48,17 @@ def test_a_classifier_trained_without_backbone_says_why():
         PhotoClassifier(model=None, settings={"backbone": None, "reason": "every backbone was skipped: {}"})
 
 
-def test_an_undecodable_photo_is_named(generated_run, tmp_path):
+def test_an_undecodable_photo_is_named(generated_evaluation, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a photo")
-    classifier = load_classifier(generated_run)
+    classifier = load_classifier(generated_evaluation)
     with pytest.raises(ValueError, match="broken.jpg"):
         classifier.predict([broken])
 
 
 @pytest.mark.real_photos
-def test_predict_labels_most_real_test_photos_right(real_run, shared_photos, tmp_path):
-    classifier = load_classifier(real_run)
+def test_predict_labels_most_real_test_photos_right(real_evaluation, shared_photos, tmp_path):
+    classifier = load_classifier(real_evaluation)
     photos = sorted((shared_photos / "Test").glob("*/*.jpg"))
     truth = [p.parent.name.replace(" ", "_") for p in photos]
     predictions = classifier.predict(photos, top=3)

@@ -1,22 +1,10 @@
-"""Cloud tests: a moto server (S3 + EMR APIs over HTTP) and the AWS environment pointing at it."""
+"""Cloud tests: a fresh bucket on the loopback S3 server (see ``s3_endpoint`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.s3_server import moto_server, new_bucket, set_aws_environment
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def aws_env(monkeypatch, s3_endpoint) -> str:
-    set_aws_environment(monkeypatch, s3_endpoint)
-    return s3_endpoint
+from tests.s3_server import new_bucket
 
 
 @pytest.fixture

@@ -1,8 +1,5 @@
-"""Whole evaluation runs shared by the evaluation and predict tests, each run once per session.
-
-Session fixtures in one module cannot be seen from tests/test_predict.py without editing
-tests/conftest.py, so the runs are memoised here and both modules ask for them.
-"""
+"""Whole evaluation runs shared by the evaluation and predict tests, each run once per session
+(through the ``generated_evaluation`` and ``real_evaluation`` fixtures of tests/conftest.py)."""
 
 from __future__ import annotations
 

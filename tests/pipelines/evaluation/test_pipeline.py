@@ -8,27 +8,19 @@ import json
 import pandas as pd
 import pytest
 
-from tests.pipelines.evaluation.runs import GENERATED_PARAMS, REAL_INPUT_SIZE, generated_evaluation_run, real_evaluation_run
+from tests.pipelines.evaluation.runs import GENERATED_PARAMS, REAL_INPUT_SIZE
 
 EVALUATED_FIELDS = {"accuracy", "macro_f1", "n_train", "n_test", "n_features", "featurization_seconds"}
 
 
-@pytest.fixture(scope="module")
-def generated_run(tmp_path_factory, generated_sample):
-    return generated_evaluation_run(tmp_path_factory, generated_sample)
-
-
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory, shared_photos, imagenet_keras_home):
-    return real_evaluation_run(tmp_path_factory, shared_photos)
 
 
 def _metrics(project):
     return json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
 
 
-def test_evaluation_reports_every_field_for_every_feature_set(generated_run, generated_sample):
-    metrics = _metrics(generated_run)
+def test_evaluation_reports_every_field_for_every_feature_set(generated_evaluation, generated_sample):
+    metrics = _metrics(generated_evaluation)
     sets = metrics["feature_sets"]
     assert list(sets) == [*GENERATED_PARAMS["evaluation"]["backbones"], "orb"]
     n_train = len(list((generated_sample / "Training").rglob("*.jpg")))
@@ -49,32 +41,32 @@ def test_evaluation_reports_every_field_for_every_feature_set(generated_run, gen
     assert sets["orb"]["accuracy"] > 0.3
 
 
-def test_orb_histograms_have_the_vocabulary_size_as_length(generated_run, generated_sample):
-    table = pd.read_parquet(generated_run / "data/04_feature/orb_histograms.parquet")
+def test_orb_histograms_have_the_vocabulary_size_as_length(generated_evaluation, generated_sample):
+    table = pd.read_parquet(generated_evaluation / "data/04_feature/orb_histograms.parquet")
     assert len(table) == len(list(generated_sample.rglob("*.jpg")))
     assert {len(h) for h in table["histogram"]} == {GENERATED_PARAMS["orb_baseline"]["vocabulary_size"]}
-    report = json.loads((generated_run / "data/08_reporting/orb_baseline_report.json").read_text())
+    report = json.loads((generated_evaluation / "data/08_reporting/orb_baseline_report.json").read_text())
     assert report["vocabulary_size"] == GENERATED_PARAMS["orb_baseline"]["vocabulary_size"]
     assert report["n_images"] == len(table)
     assert report["n_images_without_keypoints"] == int((table["n_keypoints"] == 0).sum())
 
 
-def test_evaluation_writes_plots_and_the_classifier(generated_run):
-    reporting = generated_run / "data/08_reporting"
+def test_evaluation_writes_plots_and_the_classifier(generated_evaluation):
+    reporting = generated_evaluation / "data/08_reporting"
     for plot in ("evaluation_confusion_matrix.png", "evaluation_feature_sets.png", "evaluation_projection_2d.png"):
         assert (reporting / plot).stat().st_size > 10_000, plot
     table = (reporting / "evaluation_results.md").read_text()
     assert "| mobilenet_v2 |" in table and "| orb |" in table
-    settings = json.loads((generated_run / "data/06_models/classifier_settings.json").read_text())
+    settings = json.loads((generated_evaluation / "data/06_models/classifier_settings.json").read_text())
     assert settings["backbone"] == "mobilenet_v2" and settings["input_size"] == 64
     assert settings["weights"] is None
     assert len(settings["labels"]) == 10
-    assert (generated_run / "data/06_models/classifier_pipeline_model/metadata").is_dir()
+    assert (generated_evaluation / "data/06_models/classifier_pipeline_model/metadata").is_dir()
 
 
 @pytest.mark.real_photos
-def test_mobilenet_imagenet_features_classify_real_photos(real_run):
-    metrics = _metrics(real_run)
+def test_mobilenet_imagenet_features_classify_real_photos(real_evaluation):
+    metrics = _metrics(real_evaluation)
     sets = metrics["feature_sets"]
     mobilenet = sets["mobilenet_v2"]
     print(json.dumps(sets, indent=1))
@@ -86,15 +78,15 @@ def test_mobilenet_imagenet_features_classify_real_photos(real_run):
 
 
 @pytest.mark.real_photos
-def test_backbone_without_weights_is_skipped_with_its_reason(real_run):
-    vgg16 = _metrics(real_run)["feature_sets"]["vgg16"]
+def test_backbone_without_weights_is_skipped_with_its_reason(real_evaluation):
+    vgg16 = _metrics(real_evaluation)["feature_sets"]["vgg16"]
     assert vgg16["status"] == "skipped"
     assert "evaluation.weights" in vgg16["reason"] and "vgg16" in vgg16["reason"]
 
 
 @pytest.mark.real_photos
-def test_orb_accuracy_is_reported_on_real_photos(real_run):
-    orb = _metrics(real_run)["feature_sets"]["orb"]
+def test_orb_accuracy_is_reported_on_real_photos(real_evaluation):
+    orb = _metrics(real_evaluation)["feature_sets"]["orb"]
     assert orb["status"] == "evaluated"
     assert orb["n_features"] == 100
     # A weak baseline, but far above chance (1/103).
