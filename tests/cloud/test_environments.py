@@ -10,7 +10,7 @@ from fruits_kedro.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 
 # Kept on the machine that runs Spark in the `s3` environment (read several times by PCA).
-LOCAL_IN_S3_ENV = {"image_features"}
+LOCAL_IN_S3_ENV = {"image_features", "previous_image_features"}
 
 
 def _catalog(env: str, **runtime_params) -> dict:
