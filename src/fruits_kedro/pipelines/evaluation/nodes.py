@@ -167,7 +167,7 @@ def fit_classifier(
     variance_threshold: float = 0.95,
     max_components: int | None = None,
 ) -> tuple[PipelineModel, dict[str, Any]]:
-    """Fit [centre -> PCA(k_max) -> first k components ->] logistic regression on Training.
+    """Fit [centre -> PCA (k components) ->] logistic regression on Training.
 
     ``vectors``: path, label, split, ``vector``. Returns the PipelineModel (input ``vector``,
     output ``probability`` and ``predicted_label``) and what was chosen (k, labels).
@@ -302,7 +302,7 @@ def classify_feature_sets(
             models[name] = (model, info)
             # The classifier's own PCA (Training fit): its first two components, for every image.
             points = PipelineModel(model.stages[:2]).transform(vectors)
-            xy = vector_to_array(F.col("components"))
+            xy = vector_to_array(F.col("classifier_features"))
             details["projection"][name] = points.select("label", "split", xy[0].alias("x"), xy[1].alias("y")).toPandas()
         else:
             entry.update(
