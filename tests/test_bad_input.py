@@ -61,9 +61,8 @@ def messy_run(tmp_path_factory, generated_sample):
 def test_bad_files_are_rejected_with_a_reason_and_nothing_else_is(messy_run):
     project, photos, _, invalid = messy_run
     rejected = pd.read_csv(project / "data/02_intermediate/rejected_images.csv")
-    relative = {str(Path(p).relative_to(photos)) for p in rejected["path"]}
-    assert relative == invalid
-    reasons = dict(zip(relative, rejected["reason"]))
+    reasons = {str(Path(p).relative_to(photos)): reason for p, reason in zip(rejected["path"], rejected["reason"])}
+    assert set(reasons) == invalid
     assert reasons["Training/Apple Red/empty.jpg"] == "empty file"
     assert "decompression-bomb" in reasons["Test/Lemon/huge.png"]
     assert pd.read_parquet(project / "data/02_intermediate/rejected_images.parquet").shape[0] == len(invalid)
