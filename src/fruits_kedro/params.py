@@ -52,7 +52,7 @@ class PreprocessingParams(_Section):
 
 
 class FeatureExtractionParams(_Section):
-    runtime: Literal["keras", "onnx"] = "keras"
+    runtime: Literal["keras", "onnx"] = "onnx"
     incremental: bool = False
     batch_size: int = Field(64, gt=0, le=4096)
     threads_per_task: int | None = Field(None, gt=0)

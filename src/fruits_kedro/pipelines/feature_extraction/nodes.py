@@ -38,7 +38,7 @@ def extract_features(
     """Add ``features`` (array<float>) to every image; drop the pixels."""
     backbone = get_backbone(backbone_params["name"])
     size = resolve_input_size(backbone, backbone_params.get("input_size"))
-    runtime = params.get("runtime", "keras")
+    runtime = params.get("runtime", "onnx")
     payload = inference_payload(backbone, size, backbone_params.get("weights", "imagenet"), runtime)
     spark = preprocessed_images.sparkSession
     payload_broadcast = spark.sparkContext.broadcast(payload)
