@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from kedro.framework.hooks import hook_impl
 
 from tests.conftest import make_project_copy, run_kedro
 from tests.s3_server import forget_cached_s3_clients
@@ -70,3 +71,41 @@ def test_weights_from_s3(bucket, tmp_path):
     assert len(loaded) == len(model.get_weights())
     for got, expected in zip(loaded, model.get_weights()):
         np.testing.assert_array_equal(got, expected)
+
+
+class _BucketVanishes:
+    """Deletes the bucket, objects and all, just before the PCA node: the run is then half-way,
+    its images read and featurized, none of its outputs written yet."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        if node.name == "fit_pca":
+            import boto3
+
+            s3 = boto3.resource("s3")
+            s3.Bucket(self.bucket).objects.all().delete()
+            s3.Bucket(self.bucket).delete()
+            forget_cached_s3_clients()
+
+
+def test_a_bucket_that_disappears_mid_run_is_named_and_nothing_is_left(project, monkeypatch, bucket, generated_sample):
+    import boto3
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from fruits_kedro.cloud.upload import upload_folder
+
+    upload_folder(generated_sample, bucket, "fruits", write=lambda _: None)
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    params = {"bucket": bucket, "prefix": "fruits", "backbone": {"weights": None, "input_size": 64},
+              "ingestion": {"sample_per_class": 2}}
+    with KedroSession.create(project_path=project, env="s3", runtime_params=params) as session:
+        session._hook_manager.register(_BucketVanishes(bucket))  # a fault injected at a known point
+        with pytest.raises(Exception, match=rf"bucket '{bucket}' does not exist"):
+            session.run()
+    names = [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
+    assert bucket not in names  # s3fs did not silently re-create it to write half the outputs
