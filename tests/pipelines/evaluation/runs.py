@@ -9,8 +9,6 @@ import pytest
 
 from tests.conftest import make_project_copy, run_kedro
 
-_runs: dict[str, Path] = {}
-
 # Small and fast: random weights at 64 px structure-check the pipeline, not its accuracy.
 # One backbone only: a second one (VGG16) would double the slowest part, and adds nothing
 # the real-photo run does not check (there VGG16 is listed and skipped for lack of weights).
@@ -31,12 +29,10 @@ REAL_PARAMS = {"evaluation": {"input_size": REAL_INPUT_SIZE}}
 
 
 def _run(key: str, tmp_path_factory, images_root: Path, params: dict) -> Path:
-    if key not in _runs:
-        project = make_project_copy(tmp_path_factory.mktemp(f"evaluation_{key}"))
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            run_kedro(project, monkeypatch, pipeline="evaluation", images_root=str(images_root), **params)
-        _runs[key] = project
-    return _runs[key]
+    project = make_project_copy(tmp_path_factory.mktemp(f"evaluation_{key}"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_kedro(project, monkeypatch, pipeline="evaluation", images_root=str(images_root), **params)
+    return project
 
 
 def generated_evaluation_run(tmp_path_factory, generated_sample: Path) -> Path:

@@ -397,18 +397,24 @@ def results_table(metrics: dict[str, Any]) -> str:
 _MAX_TICK_LABELS = 30  # beyond this many classes, tick labels overlap into a black band
 
 
-def plot_confusion_matrices(details: dict[str, Any], metrics: dict[str, Any]):
-    """One row-normalised confusion matrix per evaluated feature set, side by side."""
+def _panels_per_feature_set(per_set: dict[str, Any], width: float, height: float):
+    """A figure with one panel per evaluated feature set, side by side, and the (axes, name)
+    pairs to draw; with nothing evaluated, one panel that says so (and no pairs)."""
     import matplotlib.pyplot as plt
 
+    names = list(per_set)
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(width * max(1, len(names)), height), squeeze=False)
+    if not names:
+        axes[0][0].text(0.5, 0.5, "no feature set was evaluated", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    return fig, list(zip(axes[0], names))
+
+
+def plot_confusion_matrices(details: dict[str, Any], metrics: dict[str, Any]):
+    """One row-normalised confusion matrix per evaluated feature set, side by side."""
     confusion = details["confusion"]
-    names = list(confusion) or ["(none)"]
-    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 6.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        if name not in confusion:
-            ax.text(0.5, 0.5, "no feature set was evaluated", ha="center", va="center")
-            ax.set_axis_off()
-            continue
+    fig, panels = _panels_per_feature_set(confusion, width=6.5, height=6.2)
+    for ax, name in panels:
         labels, matrix = confusion[name]["labels"], np.asarray(confusion[name]["matrix"], dtype=float)
         rows = matrix.sum(axis=1, keepdims=True)
         normalised = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
@@ -460,13 +466,8 @@ def plot_feature_projections(details: dict[str, Any]):
     from matplotlib.lines import Line2D
 
     projection = details["projection"]
-    names = list(projection) or ["(none)"]
-    fig, axes = plt.subplots(1, len(names), figsize=(6.0 * len(names), 5.5), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        if name not in projection:
-            ax.text(0.5, 0.5, "no feature set was evaluated", ha="center", va="center")
-            ax.set_axis_off()
-            continue
+    fig, panels = _panels_per_feature_set(projection, width=6.0, height=5.5)
+    for ax, name in panels:
         points: pd.DataFrame = projection[name]
         labels = sorted(points["label"].unique())
         colour_of = {label: i for i, label in enumerate(labels)}
