@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "KERAS_HOME" not in os.environ and (SHARED_KERAS_HOME / "models").is_dir():
     os.environ["KERAS_HOME"] = str(SHARED_KERAS_HOME)
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+# Converted ONNX models are cached per test session (kedro runs in subprocesses included):
+# a stale model from an older checkout can never hide an export bug.
+os.environ["FRUITS_KEDRO_CACHE_DIR"] = tempfile.mkdtemp(prefix="fruits_kedro_test_cache_")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_the_test_cache():
+    yield
+    shutil.rmtree(os.environ["FRUITS_KEDRO_CACHE_DIR"], ignore_errors=True)
 
 
 def project_spark_conf(env: str = "local") -> dict:

@@ -60,3 +60,44 @@ def test_a_weights_file_is_loaded(tmp_path):
     model.save_weights(path)
     loaded = load_weights(backbone, 32, str(path))
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), loaded))
+
+
+def test_onnx_export_takes_uint8_pixels_only_and_matches_keras():
+    # EfficientNet normalises inside the network: constants that a non-frozen export turns
+    # into extra inputs. (VGG16's in-graph mean subtraction runs in the feature tests.)
+    import onnxruntime as ort
+
+    from fruits_kedro.backbones import inference_payload
+
+    backbone, size = BACKBONES["efficientnet_b0"], 32
+    arrays = load_weights(backbone, size, None)
+    session = ort.InferenceSession(inference_payload(backbone, size, None, "onnx"))
+    assert [(i.name, i.type) for i in session.get_inputs()] == [("pixels:0", "tensor(uint8)")]
+    pixels = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    network = backbone.build(size, None)
+    network.set_weights(arrays)
+    expected = np.asarray(network(backbone.preprocess(pixels)))
+    got = session.run(None, {"pixels:0": pixels})[0]
+    assert np.abs(expected).max() > 0
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_the_onnx_conversion_is_cached_per_weights(tmp_path, monkeypatch):
+    from fruits_kedro import backbones
+
+    monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path))
+    backbone, size = BACKBONES["mobilenet_v2"], 32
+    arrays = load_weights(backbone, size, None)
+    first = backbones._cached_onnx_export(backbone, size, arrays)
+    [cached] = (tmp_path / "onnx").glob("mobilenet_v2_32_*.onnx")
+    assert cached.read_bytes() == first
+
+    def no_conversion(*args):
+        raise AssertionError("converted again although the cache holds the model")
+
+    monkeypatch.setattr(backbones, "_export_onnx", no_conversion)
+    assert backbones._cached_onnx_export(backbone, size, arrays) == first
+    # Other weights (here: one array changed) are another model: never served from the cache.
+    changed = [arrays[0] + 1.0, *arrays[1:]]
+    with pytest.raises(AssertionError, match="converted again"):
+        backbones._cached_onnx_export(backbone, size, changed)

@@ -11,7 +11,9 @@ the pipelines) must stay cheap and must not start anything.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -65,8 +67,32 @@ class Backbone:
 
     def preprocess(self, pixels: np.ndarray) -> np.ndarray:
         """RGB uint8 (N, s, s, 3) -> the float32 input this network was trained on."""
+        return self._preprocess_input(pixels.astype("float32", copy=True))
+
+    def _preprocess_input(self, x):
         module = importlib.import_module(f"keras.applications.{self.preprocess_module}")
-        return module.preprocess_input(pixels.astype("float32", copy=True))
+        return module.preprocess_input(x)
+
+    def inference_model(self, input_size: int, weight_arrays: list[np.ndarray]):
+        """The network as the executors run it: RGB uint8 pixels in, features out.
+
+        The backbone's own ``preprocess_input`` (the same Keras function as :meth:`preprocess`)
+        is part of the graph, so the exported ONNX model needs nothing but ONNX Runtime on the
+        workers (no TensorFlow import there), and pixels cross into it as uint8, a quarter of
+        the bytes of the float input.
+        """
+        import keras
+
+        network = self.build(input_size, weights=None)
+        network.set_weights(weight_arrays)
+        pixels = keras.Input((input_size, input_size, self.channels), dtype="uint8", name="pixels")
+        # In a layer, so that the preprocessing constants (VGG16's ImageNet means) are created
+        # inside the traced graph: built outside it, the ONNX exporter takes them for inputs.
+        preprocess = keras.layers.Lambda(lambda x: self._preprocess_input(keras.ops.cast(x, "float32")), name="preprocess")
+        features = network(preprocess(pixels))
+        model = keras.Model(pixels, features, name=f"{self.name}_features")
+        model(np.zeros((1, input_size, input_size, self.channels), np.uint8))  # built and called once
+        return model
 
     def feature_dim(self, input_size: int) -> int:
         """Length of the feature vector for a given input size, without building the model."""
@@ -206,21 +232,80 @@ def inference_payload(backbone: Backbone, input_size: int, weights: str | None, 
         key = (backbone.name, input_size, weights)
         with _driver_lock:
             if key not in _onnx_models:
-                _onnx_models[key] = _export_onnx(backbone, input_size, arrays)
+                _onnx_models[key] = _cached_onnx_export(backbone, input_size, arrays)
             return _onnx_models[key]
     raise ValueError(f"Unknown runtime {runtime!r} (setting 'feature_extraction.runtime'); known: {', '.join(RUNTIMES)}")
 
 
-def _export_onnx(backbone: Backbone, input_size: int, arrays: list[np.ndarray]) -> bytes:
-    """Convert the Keras model to ONNX once, on the driver (Keras' own exporter, via tf2onnx)."""
-    model = backbone.build(input_size, weights=None)
-    model.set_weights(arrays)
-    model(np.zeros((1, input_size, input_size, backbone.channels), np.float32))  # the exporter needs a call
-    with tempfile.TemporaryDirectory(prefix="fruits_kedro_onnx_") as folder:
-        path = Path(folder) / f"{backbone.name}_{input_size}.onnx"
-        model.export(str(path), format="onnx", verbose=False)
-        logger.info("Exported %s at %dx%d to ONNX (%.1f MB)", backbone.name, input_size, input_size, path.stat().st_size / 1e6)
+ONNX_OPSET = 17
+# Part of the cache key: bump it whenever _export_onnx makes a different graph
+# (2: uint8 "pixels" input, preprocessing inside, frozen constants).
+ONNX_EXPORT_VERSION = 2
+
+
+def onnx_cache_dir() -> Path:
+    """Where converted models are kept between runs: ``$FRUITS_KEDRO_CACHE_DIR/onnx``,
+    by default ``~/.cache/fruits_kedro/onnx``."""
+    root = os.environ.get("FRUITS_KEDRO_CACHE_DIR") or Path.home() / ".cache" / "fruits_kedro"
+    return Path(root) / "onnx"
+
+
+def _cached_onnx_export(backbone: Backbone, input_size: int, arrays: list[np.ndarray]) -> bytes:
+    """The ONNX model for these weights, converted at most once per machine.
+
+    Converting takes 5-20 s of driver time per run; the file is keyed by a hash of the
+    weights themselves and of every version that shapes the graph, so a stale one is never
+    used. A cache that cannot be written only costs the conversion.
+    """
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(
+        json.dumps([ONNX_EXPORT_VERSION, ONNX_OPSET, backbone.name, input_size, version("keras"), version("tf2onnx")]).encode()
+    )
+    for array in arrays:
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    path = onnx_cache_dir() / f"{backbone.name}_{input_size}_{digest.hexdigest()[:20]}.onnx"
+    if path.is_file():
+        logger.info("ONNX model for %s at %dx%d from the cache %s", backbone.name, input_size, input_size, path)
         return path.read_bytes()
+    onnx_bytes = _export_onnx(backbone, input_size, arrays)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(onnx_bytes)
+        os.replace(partial, path)  # atomic: a concurrent run reads a whole file or none
+    except OSError as exc:
+        logger.warning("Cannot cache the ONNX model in %s (%s); it will be converted again next run", path.parent, exc)
+    return onnx_bytes
+
+
+def _export_onnx(backbone: Backbone, input_size: int, arrays: list[np.ndarray]) -> bytes:
+    """Convert the Keras model to ONNX once, on the driver, with tf2onnx (as Keras' exporter does).
+
+    The graph is frozen first: Keras' ``model.export(format="onnx")`` hands tf2onnx the traced
+    function as is, and tf2onnx turns every captured constant into an extra graph input
+    (EfficientNet's normalisation means, for one), which no caller could feed.
+    """
+    import tensorflow as tf
+    import tf2onnx
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx  # tf2onnx 1.17 with numpy 2, as Keras does
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    model = backbone.inference_model(input_size, arrays)
+    spec = tf.TensorSpec([None, input_size, input_size, backbone.channels], tf.uint8, name="pixels")
+    traced = tf.function(lambda pixels: model(pixels, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(traced)
+    patch_tf2onnx()
+    proto, _ = tf2onnx.convert.from_graph_def(
+        frozen.graph.as_graph_def(),
+        input_names=[t.name for t in frozen.inputs],
+        output_names=[t.name for t in frozen.outputs],
+        opset=ONNX_OPSET,
+    )
+    onnx_bytes = proto.SerializeToString()
+    logger.info("Exported %s at %dx%d to ONNX (%.1f MB)", backbone.name, input_size, input_size, len(onnx_bytes) / 1e6)
+    return onnx_bytes
 
 
 # --------------------------------------------------------------------------------------
@@ -249,12 +334,11 @@ def _keras_feature_fn(backbone: Backbone, input_size: int, weights: list[np.ndar
     _configure_threads(threads)
     import tensorflow as tf
 
-    model = backbone.build(input_size, weights=None)
-    model.set_weights(weights)
+    model = backbone.inference_model(input_size, weights)
     infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
     def features(pixels: np.ndarray) -> np.ndarray:
-        return infer(tf.constant(backbone.preprocess(pixels))).numpy()
+        return infer(tf.constant(pixels)).numpy()
 
     return features
 
@@ -269,7 +353,7 @@ def _onnx_feature_fn(backbone: Backbone, input_size: int, onnx_model: bytes, thr
     input_name = session.get_inputs()[0].name
 
     def features(pixels: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: backbone.preprocess(pixels)})[0]
+        return session.run(None, {input_name: pixels})[0]
 
     return features
 

@@ -63,11 +63,9 @@ class PhotoClassifier:
     def _features(self, pixels: np.ndarray) -> np.ndarray:
         """(N, s, s, 3) uint8 -> (N, features), with the weights the pipeline broadcast."""
         if self._network is None:
-            network = self.backbone.build(self.input_size, weights=None)
-            network.set_weights(self._weights)
-            self._network = network
+            self._network = self.backbone.inference_model(self.input_size, self._weights)
         outputs = [
-            np.asarray(self._network(self.backbone.preprocess(pixels[i : i + self.batch_size]), training=False))
+            np.asarray(self._network(pixels[i : i + self.batch_size], training=False))
             for i in range(0, len(pixels), self.batch_size)
         ]
         return np.concatenate(outputs).astype(np.float32, copy=False)
