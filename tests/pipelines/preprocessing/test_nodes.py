@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruits_kedro.pipelines.preprocessing.nodes import ImageDecodeError, decode_image, decode_images
+from fruits_kedro.pipelines.preprocessing.nodes import ImageDecodeError, ImageDecoder, decode_image, decode_images
 
 BACKBONE = {"name": "mobilenet_v2", "input_size": 32, "weights": None}
 PARAMS = {"max_image_pixels": 89478485, "background": [255, 255, 255]}
@@ -84,7 +84,46 @@ def test_decode_images_splits_accepted_and_rejected(spark):
     accepted, rejected = decode_images(raw, BACKBONE, PARAMS)
     accepted_rows = accepted.collect()
     assert [r.path for r in accepted_rows] == ["/x/Training/Apple/1.jpg"]
-    assert len(accepted_rows[0].pixels) == 32 * 32 * 3
+    # Still encoded: feature extraction decodes inside its inference tasks, at this size.
+    assert accepted_rows[0].content == good and accepted_rows[0].input_size == 32
     reasons = {r.path: r.reason for r in rejected.collect()}
     assert set(reasons) == {"/x/Training/Apple/2.jpg", "/x/Training/Apple/3.jpg"}
     assert reasons["/x/Training/Apple/3.jpg"] == "empty file"
+
+
+def test_decoder_takes_its_size_from_the_backbone_and_its_rules_from_the_parameters():
+    decoder = ImageDecoder.from_params({"name": "vgg16", "input_size": None}, {"background": [0, 0, 0], "max_image_pixels": 5})
+    assert decoder == ImageDecoder(size=100, background=(0, 0, 0), max_pixels=5)
+
+
+def test_decode_batch_names_the_file_that_fails():
+    decoder = ImageDecoder(16)
+    good = _encode(_red(), "PNG")
+    batch = decoder.decode_batch(["/a.png", "/b.png"], [good, good])
+    assert batch.shape == (2, 16, 16, 3) and batch.dtype == np.uint8
+    with pytest.raises(ImageDecodeError, match=r"^/bad\.jpg: not a decodable image"):
+        decoder.decode_batch(["/a.png", "/bad.jpg"], [good, b"garbage"])
+
+
+def test_shrinking_averages_instead_of_aliasing():
+    # A one-pixel black/white checkerboard shrunk 8x must come out mid-grey everywhere;
+    # point-sampling interpolation would give pure black or white.
+    board = (np.indices((256, 256)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    image = Image.fromarray(board, "L").convert("RGB")
+    pixels = decode_image(_encode(image), 32)
+    assert np.abs(pixels.astype(int) - 127).max() <= 2
+
+
+def test_enlarging_matches_bilinear_interpolation():
+    # Fruits-360's 100 px photos go to 224 px: the result is Pillow's bilinear within rounding.
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8))
+    expected = np.asarray(image.resize((224, 224), Image.Resampling.BILINEAR), dtype=int)
+    assert np.abs(decode_image(_encode(image), 224).astype(int) - expected).max() <= 1
+
+
+def test_rejection_reason_agrees_with_decode():
+    decoder = ImageDecoder(8, max_pixels=2000)
+    assert decoder.rejection_reason(_encode(_red())) is None
+    assert decoder.rejection_reason(b"") == "empty file"
+    assert "decompression-bomb" in decoder.rejection_reason(_encode(_red(size=(200, 200))))

@@ -91,7 +91,9 @@ def featurize_with_backbones(
             reports[name] = {"status": "skipped", "reason": reason, "input_size": size, "weights": settings["weights"]}
             continue
         preprocessed, rejected = decode_images(raw_images, backbone_params, preprocessing_params)
-        extracted = extract_features(preprocessed, backbone_params, feature_extraction_params).persist(
+        extracted = extract_features(
+            preprocessed, backbone_params, preprocessing_params, feature_extraction_params
+        ).persist(
             StorageLevel.MEMORY_AND_DISK
         )
         n_images = extracted.count()
