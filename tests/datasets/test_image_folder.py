@@ -30,5 +30,8 @@ def test_load_gives_a_spark_listing(spark, generated_sample):
 def test_read_file_bytes_returns_none_for_unreadable(tmp_path):
     good = tmp_path / "a.jpg"
     good.write_bytes(b"123")
-    out = read_file_bytes(__import__("pandas").Series([str(good), str(tmp_path / "gone.jpg")]))
-    assert out.tolist() == [b"123", None]
+    literal = tmp_path / "b[1].jpg"  # glob characters in a name are read literally
+    literal.write_bytes(b"45")
+    (tmp_path / "b1.jpg").write_bytes(b"not me")
+    out = read_file_bytes(__import__("pandas").Series([str(good), str(tmp_path / "gone.jpg"), str(literal)]))
+    assert out.tolist() == [b"123", None, b"45"]
