@@ -34,3 +34,25 @@ def test_bad_parameters_stop_the_run_naming_the_setting(tmp_path, monkeypatch, g
     project = make_project_copy(tmp_path / "project")
     with pytest.raises(ParameterError, match=setting.replace(".", r"\.")):
         run_kedro(project, monkeypatch, images_root=str(generated_sample), **override)
+
+
+def test_a_node_is_timed_until_its_last_output_is_saved(caplog):
+    # Spark nodes return lazy plans: their work runs while the outputs are saved.
+    import logging
+    import time
+
+    from kedro.pipeline import Node
+
+    from fruits_kedro.hooks import NodeTimingHooks
+
+    hooks = NodeTimingHooks()
+    node = Node(lambda x: (x, x), "a", ["b", "c"], name="lazy_node")
+    caplog.set_level(logging.INFO, logger="fruits_kedro.hooks.timing")
+    hooks.before_node_run(node)
+    hooks.after_node_run(node)
+    hooks.after_dataset_saved("b", node)
+    assert not [r for r in caplog.records if r.name == "fruits_kedro.hooks.timing"]
+    time.sleep(0.2)
+    hooks.after_dataset_saved("c", node)
+    [record] = [r for r in caplog.records if r.name == "fruits_kedro.hooks.timing"]
+    assert record.args[0] == "lazy_node" and record.args[1] >= 0.2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -10,6 +12,8 @@ from kedro.framework.hooks import hook_impl
 from fruits_kedro import spark
 
 logger = logging.getLogger(__name__)
+# Node timings get their own logger, so a reader (make bench) can listen to them alone.
+timing_logger = logging.getLogger(f"{__name__}.timing")
 
 
 class SparkHooks:
@@ -61,3 +65,46 @@ def _require_images(dataset, extensions: list[str]) -> None:
             f"({len(listing)} other files). Point 'images_root' (kedro run --params images_root=...) "
             "or the raw_image_files catalog entry at a folder of <Split>/<Class>/*.jpg."
         )
+
+
+class NodeTimingHooks:
+    """Log each node's wall time, the saving of its outputs included.
+
+    Spark is lazy: a node returns a plan in milliseconds and the work (the CNN, for one)
+    runs while Kedro saves the node's outputs, so a node's time ends with its last save.
+    ``make bench`` reads these records to say where a run's time goes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[float, set[str]]] = {}  # node -> (start, outputs not saved yet)
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        with self._lock:
+            self._running[node.name] = (time.perf_counter(), set(node.outputs))
+
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        if not node.outputs:
+            self._finish(node.name)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, node) -> None:
+        with self._lock:
+            started, pending = self._running.get(node.name, (None, set()))
+            pending.discard(dataset_name)
+            done = started is not None and not pending
+        if done:
+            self._finish(node.name)
+
+    @hook_impl
+    def on_node_error(self, node) -> None:
+        with self._lock:
+            self._running.pop(node.name, None)
+
+    def _finish(self, name: str) -> None:
+        with self._lock:
+            started, _ = self._running.pop(name, (None, None))
+        if started is not None:
+            timing_logger.info("Node %s took %.2f s", name, time.perf_counter() - started)

@@ -10,10 +10,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kedro.config import OmegaConfigLoader  # noqa: E402
 
-from fruits_kedro.hooks import ParameterValidationHooks, SparkHooks  # noqa: E402
+from fruits_kedro.hooks import NodeTimingHooks, ParameterValidationHooks, SparkHooks  # noqa: E402
 
 # Order matters: parameters are validated (and weights located) before Spark starts.
-HOOKS = (SparkHooks(), ParameterValidationHooks())
+HOOKS = (SparkHooks(), ParameterValidationHooks(), NodeTimingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
