@@ -194,7 +194,9 @@ def measure_end_to_end(project: Path, images_root: Path, backbone_name: str, inp
             session.load_context()
             from fruits_kedro.spark import get_spark
 
-            get_spark()  # a cluster is up before a job arrives: its start-up is not featurization time
+            # A cluster is up before a job arrives: its start-up is not featurization time. Its
+            # cache is emptied: a run must not find the previous run's cached rows (same photos).
+            get_spark().catalog.clearCache()
             start = time.perf_counter()
             session.run(to_outputs=["image_features"])  # ingestion, preprocessing, feature extraction
             seconds = time.perf_counter() - start
