@@ -16,7 +16,7 @@ def test_bench_writes_ceiling_end_to_end_ratio_memory_and_node_times(tmp_path, m
     assert abs(row["ratio"] - row["end_to_end_images_per_s"] / row["ceiling_images_per_s"]) < 1e-9
     assert row["peak_driver_mb"] > 100 and row["peak_workers_mb"] > 0
     # Every node of the measured run was timed, the CNN's (with its save) among them.
-    assert {"attach_image_bytes", "decode_images", "merge_with_previous_features"} <= set(row["node_seconds"])
+    assert {"attach_image_bytes", "extract_features", "merge_with_previous_features"} <= set(row["node_seconds"])
     assert row["cnn_stage_images_per_s"] > row["end_to_end_images_per_s"]
     assert rows[0].n_images == 40
 

@@ -44,7 +44,7 @@ def runs(tmp_path_factory, generated_sample):
 
 def test_only_the_three_new_images_are_featurized(runs):
     first, _, _, report = runs
-    assert report == {"incremental": True, "featurized": 3, "reused": len(first)}
+    assert report == {"incremental": True, "featurized": 3, "reused": len(first), "rejected": 0}
 
 
 def test_incremental_result_equals_a_full_run(runs):

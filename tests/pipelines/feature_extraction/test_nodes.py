@@ -11,9 +11,7 @@ from fruits_kedro.pipelines.feature_extraction.nodes import (
 )
 from fruits_kedro.pipelines.preprocessing.nodes import ImageDecodeError, ImageDecoder
 
-PREPROCESSED_SCHEMA = (
-    "path string, relative_path string, label string, split string, size long, modified string, content binary"
-)
+RAW_SCHEMA = "path string, relative_path string, label string, split string, size long, modified string"
 PREPROCESSING = {"background": [255, 255, 255]}
 
 
@@ -23,28 +21,37 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _preprocessed(spark, n: int, size: int):
+def _raw_images(spark, folder, files: dict[str, bytes]):
+    """Ingestion's raw_images for these files, written under ``folder`` (the tasks read them)."""
+    rows = []
+    for i, (relative, data) in enumerate(sorted(files.items())):
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        rows.append((str(path), relative, path.parent.name, "Training", len(data), str(1700000000 + i)))
+    return spark.createDataFrame(rows, RAW_SCHEMA)
+
+
+def _random_images(spark, folder, n: int, size: int):
     rng = np.random.default_rng(0)
-    rows = [
-        (f"/x/{i}.png", f"Training/C{i % 2}/{i}.png", f"C{i % 2}", "Training", 1000 + i, "1700000000.0",
-         _png(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)))
-        for i in range(n)
-    ]
-    return spark.createDataFrame(rows, PREPROCESSED_SCHEMA)
+    return _raw_images(
+        spark, folder,
+        {f"C{i % 2}/{i}.png": _png(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for i in range(n)},
+    )
 
 
 @pytest.mark.parametrize(
     ("backbone", "size", "dim"),
     [("mobilenet_v2", 64, 1280), ("vgg16", 100, 4608)],  # VGG16 at 100x100: 3x3x512, as in the study
 )
-def test_extract_features_gives_one_vector_per_image(spark, backbone, size, dim):
-    images = _preprocessed(spark, n=5, size=size)
+def test_extract_features_gives_one_vector_per_image(spark, tmp_path, backbone, size, dim):
+    images = _random_images(spark, tmp_path, n=5, size=size)
     backbone_params = {"name": backbone, "input_size": size, "weights": None}
     features = extract_features(images, backbone_params, PREPROCESSING, {"batch_size": 2})
     rows = features.collect()
     assert len(rows) == 5
     assert {len(r.features) for r in rows} == {dim}
-    assert "content" not in features.columns
+    assert {r.reason for r in rows} == {None}
     matrix = np.array([r.features for r in rows])
     assert np.all(np.isfinite(matrix))
     # Different images give different features (the batches were not mixed up or repeated).
@@ -54,12 +61,12 @@ def test_extract_features_gives_one_vector_per_image(spark, backbone, size, dim)
 
 
 @pytest.mark.parametrize("runtime", ["keras", "onnx"])
-def test_extract_features_matches_the_keras_model_on_the_driver(spark, runtime):
-    """The Spark path (decode in the task, broadcast model, batching) equals plain Keras."""
+def test_extract_features_matches_the_keras_model_on_the_driver(spark, tmp_path, runtime):
+    """The Spark path (read and decode in the task, broadcast model, batching) equals plain Keras."""
     from fruits_kedro.backbones import get_backbone, load_weights
 
     size = 64
-    images = _preprocessed(spark, n=3, size=size)
+    images = _random_images(spark, tmp_path, n=3, size=size)
     params = {"name": "mobilenet_v2", "input_size": size, "weights": None}
     features = extract_features(images, params, PREPROCESSING, {"batch_size": 2, "runtime": runtime})
     by_path = {r.path: np.array(r.features) for r in features.collect()}
@@ -67,7 +74,7 @@ def test_extract_features_matches_the_keras_model_on_the_driver(spark, runtime):
     model = backbone.build(size, None)
     model.set_weights(load_weights(backbone, size, None))
     rows = images.orderBy("path").collect()
-    pixels = ImageDecoder(size).decode_batch([r.path for r in rows], [r.content for r in rows])
+    pixels = ImageDecoder(size).decode_batch([r.path for r in rows], [open(r.path, "rb").read() for r in rows])
     expected = model.predict(backbone.preprocess(pixels), verbose=0)
     got = np.stack([by_path[p] for p in sorted(by_path)])
     scale = np.abs(expected).max()
@@ -75,26 +82,48 @@ def test_extract_features_matches_the_keras_model_on_the_driver(spark, runtime):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
 
 
-def test_a_file_that_stops_decoding_fails_the_run_naming_it(spark):
-    # Preprocessing verified every image; one that no longer decodes at inference time
-    # (replaced mid-run) must stop the run with its path, not vanish from the features.
-    rows = [("/x/gone-bad.jpg", "T/C/gone-bad.jpg", "C", "T", 1, None, b"no longer a JPEG")]
-    images = spark.createDataFrame(rows, PREPROCESSED_SCHEMA)
-    features = extract_features(images, {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {})
-    with pytest.raises(Exception, match=r"/x/gone-bad\.jpg: not a decodable image") as info:
-        features.collect()
-    assert ImageDecodeError.__name__ in str(info.value)
+def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_path):
+    # Several Arrow batches, so that reading ahead (batch k+1 while k is inferred) is exercised.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "3")
+    try:
+        rng = np.random.default_rng(1)
+        files = {f"A/{i}.png": _png(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for i in range(7)}
+        files |= {"A/truncated.png": files["A/3.png"][:100], "A/notes.jpg": b"shopping list", "A/empty.jpg": b""}
+        images = _raw_images(spark, tmp_path, files)
+        vanished = tmp_path / "A/vanished.jpg"  # listed, then deleted before the run read it
+        images = images.unionByName(spark.createDataFrame([(str(vanished), "A/vanished.jpg", "A", "T", 1, "0")], RAW_SCHEMA))
+        featurized = extract_features(
+            images.repartition(1), {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING,
+            {"batch_size": 2},
+        )
+        rows = {r.relative_path: r for r in featurized.collect()}
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert len(rows) == 11
+    valid = {f"A/{i}.png" for i in range(7)}
+    assert all(rows[p].features is not None and rows[p].reason is None for p in valid)
+    reasons = {p: r.reason for p, r in rows.items() if p not in valid}
+    assert all(rows[p].features is None for p in reasons)
+    assert reasons["A/empty.jpg"] == "empty file" and reasons["A/vanished.jpg"] == "file could not be read"
+    assert reasons["A/notes.jpg"].startswith("not a decodable image")
+    assert reasons["A/truncated.png"].startswith("not a decodable image")
+    # Each valid image kept its own features: the same as when featurized alone.
+    alone = extract_features(
+        _raw_images(spark, tmp_path / "alone", {"A/5.png": files["A/5.png"]}),
+        {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {},
+    ).collect()[0].features
+    np.testing.assert_allclose(rows["A/5.png"].features, alone, rtol=1e-5, atol=1e-12)
 
 
-def _photo_content(spark, photos_root, n: int):
+def _real_photos(spark, photos_root, n: int):
     paths = sorted(photos_root.glob("Test/*/*.jpg"))[::10][:n]
-    rows = [(str(p), p.name, p.parent.name, "Test", p.stat().st_size, None, p.read_bytes()) for p in paths]
-    return spark.createDataFrame(rows, PREPROCESSED_SCHEMA)
+    rows = [(str(p), p.name, p.parent.name, "Test", p.stat().st_size, None) for p in paths]
+    return spark.createDataFrame(rows, RAW_SCHEMA)
 
 
 @pytest.mark.real_photos
 def test_onnx_runtime_matches_keras_on_real_photos(spark, shared_photos, imagenet_keras_home):
-    images = _photo_content(spark, shared_photos, n=24)
+    images = _real_photos(spark, shared_photos, n=24)
     backbone = {"name": "mobilenet_v2", "input_size": 100, "weights": "imagenet"}
     by_runtime = {}
     for runtime in ("keras", "onnx"):
@@ -114,11 +143,21 @@ def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
          ("/gone.jpg", "T/A/gone.jpg", "A", "T", 3, "m1", [3.0])],  # deleted: dropped
         schema,
     )
-    new = spark.createDataFrame([("/b.jpg", "T/A/b.jpg", "A", "T", 5, "m2", [20.0])], schema)
-    current = spark.createDataFrame([("/a.jpg", 1, "m1"), ("/b.jpg", 5, "m2")], "path string, size long, modified string")
-    merged, reuse = merge_with_previous_features(new, previous, current, {"incremental": True})
+    featurized = spark.createDataFrame(
+        [("/b.jpg", "T/A/b.jpg", "A", "T", 5, "m2", [20.0], None),
+         ("/bad.jpg", "T/A/bad.jpg", "A", "T", 4, "m2", None, "empty file")],  # rejected: no features row
+        schema + ", reason string",
+    )
+    current = spark.createDataFrame(
+        [("/a.jpg", 1, "m1"), ("/b.jpg", 5, "m2"), ("/bad.jpg", 4, "m2")], "path string, size long, modified string"
+    )
+    merged, reuse = merge_with_previous_features(featurized, previous, current, {"incremental": True})
+    assert merged.columns == previous.columns
     assert {r.path: list(r.features) for r in merged.collect()} == {"/a.jpg": [1.0], "/b.jpg": [20.0]}
-    assert report_feature_extraction(merged, reuse) == {"incremental": True, "featurized": 1, "reused": 1}
-    full, reuse = merge_with_previous_features(new, previous, current, {"incremental": False})
+    report, rejected = report_feature_extraction(merged, featurized, reuse)
+    assert report == {"incremental": True, "featurized": 1, "reused": 1, "rejected": 1}
+    assert [tuple(r) for r in rejected.collect()] == [("/bad.jpg", "A", "T", "empty file")]
+    full, reuse = merge_with_previous_features(featurized, previous, current, {"incremental": False})
     assert full.count() == 1
-    assert report_feature_extraction(full, reuse) == {"incremental": False, "featurized": 1, "reused": 0}
+    report, _ = report_feature_extraction(full, featurized, reuse)
+    assert report == {"incremental": False, "featurized": 1, "reused": 0, "rejected": 1}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruits_kedro.pipelines.preprocessing.nodes import ImageDecodeError, ImageDecoder, decode_image, decode_images
+from fruits_kedro.pipelines.preprocessing.nodes import ImageDecodeError, ImageDecoder, decode_image
 
 BACKBONE = {"name": "mobilenet_v2", "input_size": 32, "weights": None}
 PARAMS = {"max_image_pixels": 89478485, "background": [255, 255, 255]}
@@ -70,25 +70,18 @@ def test_decompression_bomb_is_rejected():
         decode_image(_encode(_red(size=(200, 200))), 32, max_pixels=1000)
 
 
-def test_decode_images_splits_accepted_and_rejected(spark):
-    good = _encode(_red(), "JPEG")
-    rows = [
-        ("/x/Training/Apple/1.jpg", "Training/Apple/1.jpg", "Apple", "Training", 1, None, good),
-        ("/x/Training/Apple/2.jpg", "Training/Apple/2.jpg", "Apple", "Training", 1, None, b"not an image"),
-        ("/x/Training/Apple/3.jpg", "Training/Apple/3.jpg", "Apple", "Training", 1, None, None),
-    ]
-    raw = spark.createDataFrame(
-        rows,
-        "path string, relative_path string, label string, split string, size long, modified string, content binary",
-    )
-    accepted, rejected = decode_images(raw, BACKBONE, PARAMS)
-    accepted_rows = accepted.collect()
-    assert [r.path for r in accepted_rows] == ["/x/Training/Apple/1.jpg"]
-    # Still encoded: feature extraction decodes inside its inference tasks, at this size.
-    assert accepted_rows[0].content == good and accepted_rows[0].input_size == 32
-    reasons = {r.path: r.reason for r in rejected.collect()}
-    assert set(reasons) == {"/x/Training/Apple/2.jpg", "/x/Training/Apple/3.jpg"}
-    assert reasons["/x/Training/Apple/3.jpg"] == "empty file"
+def test_decode_valid_keeps_every_valid_image_and_gives_each_bad_one_its_reason():
+    decoder = ImageDecoder(16, max_pixels=2000)
+    red, green = _encode(_red()), _encode(Image.new("RGB", (20, 20), (10, 200, 10)))
+    contents = [b"", red, b"not an image", None, green, _encode(_red(size=(200, 200)))]
+    pixels, decoded, reasons = decoder.decode_valid(contents)
+    assert decoded == [1, 4] and pixels.shape == (2, 16, 16, 3)
+    # The valid images' pixels are theirs, in order, whatever failed around them.
+    assert pixels[0, 8, 8].tolist() == [200, 10, 10] and pixels[1, 8, 8].tolist() == [10, 200, 10]
+    assert reasons[1] is None and reasons[4] is None
+    assert reasons[0] == "empty file" and reasons[3] == "file could not be read"
+    assert reasons[2].startswith("not a decodable image")
+    assert "decompression-bomb" in reasons[5]
 
 
 def test_decoder_takes_its_size_from_the_backbone_and_its_rules_from_the_parameters():
@@ -120,10 +113,3 @@ def test_enlarging_matches_bilinear_interpolation():
     image = Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8))
     expected = np.asarray(image.resize((224, 224), Image.Resampling.BILINEAR), dtype=int)
     assert np.abs(decode_image(_encode(image), 224).astype(int) - expected).max() <= 1
-
-
-def test_rejection_reason_agrees_with_decode():
-    decoder = ImageDecoder(8, max_pixels=2000)
-    assert decoder.rejection_reason(_encode(_red())) is None
-    assert decoder.rejection_reason(b"") == "empty file"
-    assert "decompression-bomb" in decoder.rejection_reason(_encode(_red(size=(200, 200))))

@@ -32,7 +32,6 @@ from pyspark.sql import functions as F
 from fruits_kedro.backbones import WeightsUnavailableError, get_backbone, load_weights, resolve_input_size
 from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_principal_components, pca_model
 from fruits_kedro.pipelines.feature_extraction.nodes import extract_features
-from fruits_kedro.pipelines.preprocessing.nodes import decode_images
 
 logger = logging.getLogger(__name__)
 
@@ -90,13 +89,14 @@ def featurize_with_backbones(
             logger.warning("Evaluation skips backbone %s: %s", name, reason.splitlines()[0])
             reports[name] = {"status": "skipped", "reason": reason, "input_size": size, "weights": settings["weights"]}
             continue
-        preprocessed, rejected = decode_images(raw_images, backbone_params, preprocessing_params)
-        extracted = extract_features(
-            preprocessed, backbone_params, preprocessing_params, feature_extraction_params
-        ).persist(
-            StorageLevel.MEMORY_AND_DISK
+        featurized = extract_features(raw_images, backbone_params, preprocessing_params, feature_extraction_params)
+        extracted = (
+            featurized.where(F.col("reason").isNull()).drop("reason").persist(StorageLevel.MEMORY_AND_DISK)
         )
         n_images = extracted.count()
+        # From featurized's own disk cache. (It is not unpersisted here: Spark could then
+        # drop `extracted`, built on it, and run the CNN again.)
+        n_rejected = featurized.where(F.col("reason").isNotNull()).count()
         seconds = time.perf_counter() - started
         features[name] = extracted  # the persisted frame itself, so that classification can unpersist it
         reports[name] = {
@@ -104,7 +104,7 @@ def featurize_with_backbones(
             "input_size": size,
             "weights": settings["weights"],
             "n_images": int(n_images),
-            "n_rejected": int(rejected.count()),
+            "n_rejected": int(n_rejected),
             "n_input_features": backbone.feature_dim(size),
             "featurization_seconds": round(seconds, 3),
         }

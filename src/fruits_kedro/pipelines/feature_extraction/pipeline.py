@@ -12,20 +12,22 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 extract_features,
-                ["preprocessed_images", "params:backbone", "params:preprocessing", "params:feature_extraction"],
-                "new_image_features",
+                ["raw_images", "params:backbone", "params:preprocessing", "params:feature_extraction"],
+                "featurized_images",
                 name="extract_features",
             ),
             Node(
                 merge_with_previous_features,
-                ["new_image_features", "previous_image_features", "sampled_image_files", "params:feature_extraction"],
+                ["featurized_images", "previous_image_features", "sampled_image_files", "params:feature_extraction"],
                 ["image_features", "reused_image_features"],
                 name="merge_with_previous_features",
             ),
+            # After image_features is saved (it is an input): the rejected rows then come
+            # from the persisted pass, and the CNN does not run a second time for them.
             Node(
                 report_feature_extraction,
-                ["image_features", "reused_image_features"],
-                "feature_extraction_report",
+                ["image_features", "featurized_images", "reused_image_features"],
+                ["feature_extraction_report", "rejected_images"],
                 name="report_feature_extraction",
             ),
         ]

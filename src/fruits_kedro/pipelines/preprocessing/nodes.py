@@ -1,22 +1,23 @@
 """Preprocessing: how image bytes become a network's input pixels, and which files cannot.
 
 :class:`ImageDecoder` is the one definition of the decode: any mode to RGB (transparency
-onto Fruits-360's white), resized to the backbone's ``input_size``, as uint8. This step runs
-it over every image to quarantine what cannot be decoded (``rejected_images``, with the
-reason) before any CNN time is spent, and hands the valid images on, still encoded.
+onto Fruits-360's white), resized to the backbone's ``input_size``, as uint8. The backbone's
+``preprocess_input`` (e.g. VGG16's RGB->BGR and mean subtraction) is the first step of the
+network graph itself (:meth:`fruits_kedro.backbones.Backbone.inference_model`).
 
-Why still encoded: Spark cannot fuse two Python UDFs, so decoded pixels would cross from one
-Python worker to the JVM and on to the inference worker: 150 KB per image at 224 px, which
-measured as ~20% of the CNN's own time (README, Performance). Feature extraction applies this
-same decoder inside its inference tasks instead (5 KB of JPEG per image cross, and nothing is
-cached). The backbone's ``preprocess_input`` (e.g. VGG16's RGB->BGR and mean subtraction) is
-the first step of the network graph itself (:meth:`fruits_kedro.backbones.Backbone.inference_model`).
+Where it runs: inside feature extraction's inference tasks, right before each batch goes
+through the network (:func:`fruits_kedro.pipelines.feature_extraction.nodes.extract_features`).
+Each image is read once and decoded once; one that cannot be decoded gets its reason there
+and ends up in ``rejected_images`` (and ``rejected_images_csv``, this pipeline's export).
+Spark cannot fuse two Python UDFs, so a separate decode step would either hand 150 KB of
+pixels per image (at 224 px) from one Python worker to the next, ~20% of the CNN's time, or
+make a second pass over every file just for the verdict, ~25% of a run at 5,000 photos
+(README, Performance).
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,15 +25,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pandas as pd
 from PIL import Image
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from fruits_kedro.backbones import get_backbone, resolve_input_size
 
-logger = logging.getLogger(__name__)
 
 class ImageDecodeError(ValueError):
     """A file is not an image this pipeline can use; the message is the reason."""
@@ -80,13 +76,23 @@ class ImageDecoder:
                 raise ImageDecodeError(f"{path}: {exc}") from None
         return batch
 
-    def rejection_reason(self, data: bytes | None) -> str | None:
-        """Why :meth:`decode` would reject these bytes, or None when it accepts them."""
-        try:
-            _open_rgb(data, self.background, self.max_pixels)
-        except ImageDecodeError as exc:
-            return str(exc)
-        return None
+    def decode_valid(self, contents: Sequence[bytes | None]) -> tuple[np.ndarray, list[int], list[str | None]]:
+        """Decode every image that can be: (their pixels, their indices, a reason per image).
+
+        ``reasons[i]`` is None for a decoded image and says why for any other; one bad file
+        never costs the valid images of its batch.
+        """
+        batch = np.empty((len(contents), self.size, self.size, 3), np.uint8)
+        decoded: list[int] = []
+        reasons: list[str | None] = [None] * len(contents)
+        for i, data in enumerate(contents):
+            try:
+                batch[len(decoded)] = self.decode(data)
+            except ImageDecodeError as exc:
+                reasons[i] = str(exc)
+                continue
+            decoded.append(i)
+        return batch[: len(decoded)], decoded, reasons
 
 
 def decode_image(
@@ -106,6 +112,8 @@ def decode_image(
 
 def _open_rgb(data: bytes | None, background: tuple[int, int, int], max_pixels: int) -> Image.Image:
     """The fully decoded image in RGB, at its own size."""
+    if data is None:  # the reader's sign for a file that vanished or could not be opened
+        raise ImageDecodeError("file could not be read")
     if not data:
         raise ImageDecodeError("empty file")
     bomb = f"image too large (decompression-bomb limit {max_pixels} pixels)"
@@ -142,43 +150,3 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return image.convert("RGB")
-
-
-def decode_images(
-    raw_images: DataFrame, backbone_params: dict[str, Any], params: dict[str, Any]
-) -> tuple[DataFrame, DataFrame]:
-    """Split the images into (decodable ones, still encoded; rejected files with ``reason``).
-
-    Every image is decoded once here, for its verdict only; the rejected rows (a few) are
-    kept, so the count logged here and the saved list come from that one pass. The accepted
-    images keep their bytes (``content``) and gain ``input_size``: feature extraction decodes
-    them with the same :class:`ImageDecoder`, inside its inference tasks.
-
-    Files are read once: this pass keeps their bytes on the executors' local disks (~5 KB
-    per photo, never in memory), and inference reads them from there, not from the files
-    (or S3) again; the inference stage then has no file-reading Python worker competing
-    with it for the cores.
-    """
-    decoder = ImageDecoder.from_params(backbone_params, params)
-
-    @F.pandas_udf("string")
-    def rejection_reason(contents: pd.Series) -> pd.Series:
-        return pd.Series([decoder.rejection_reason(data) for data in contents], dtype=object)
-
-    images = raw_images.persist(StorageLevel.DISK_ONLY)
-    rejected = (
-        images.select("path", "label", "split", rejection_reason(F.col("content")).alias("reason"))
-        .where(F.col("reason").isNotNull())
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    n_rejected = rejected.count()  # (ingestion logged how many were listed)
-    logger.info("Preprocessing: %d image(s) rejected", n_rejected)
-    if n_rejected:
-        for row in rejected.limit(10).collect():
-            logger.warning("Rejected %s: %s", row.path, row.reason)
-    # The rejected list is small: broadcast, it filters each partition where it lies, no shuffle.
-    accepted = images.join(F.broadcast(rejected.select("path")), on="path", how="left_anti").withColumn(
-        "input_size", F.lit(decoder.size)
-    )
-    # One partition: saving a few rows must not start a writer task per input partition.
-    return accepted, rejected.coalesce(1)

@@ -1,18 +1,17 @@
+"""Preprocessing's own output: the files that could not be decoded, as a CSV for people.
+
+The decode itself (:class:`.nodes.ImageDecoder`) runs inside feature extraction's inference
+tasks, where each image is read and decoded once; ``rejected_images`` comes out of that run.
+"""
+
 from kedro.pipeline import Node, Pipeline
 
-from fruits_kedro.pipelines.preprocessing.nodes import decode_images
 from fruits_kedro.pipelines.tables import export_table
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(
-                decode_images,
-                ["raw_images", "params:backbone", "params:preprocessing"],
-                ["preprocessed_images", "rejected_images"],
-                name="decode_images",
-            ),
             Node(export_table, "rejected_images", "rejected_images_csv", name="export_rejected_csv"),
         ]
     )
