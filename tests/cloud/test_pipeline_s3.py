@@ -1,7 +1,8 @@
 """The default pipeline in the `s3` environment, end to end against a real S3 API.
 
-One module-scoped run (the expensive part) uploads the generated sample, runs the local
-pipeline and the S3 one on the same images, and keeps both results for the checks.
+One module-scoped run (the expensive part) uploads the generated sample, runs the S3
+pipeline on it and keeps the result, with the session's local run on the same images
+(``default_run``, same parameters), for the checks.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from tests.s3_server import forget_cached_s3_clients, new_bucket, set_aws_enviro
 
 pytestmark = pytest.mark.slow
 
-# weights=None builds a seeded random network: both runs compute the same features.
-RUN_PARAMS = {"backbone.weights": None, "backbone.input_size": 64}
+# As default_run's: weights=None builds a seeded random network, so both runs compute the
+# same features. (Nested: runtime parameters given to KedroSession are not split on dots.)
+RUN_PARAMS = {"backbone": {"weights": None, "input_size": 64}}
 PREFIX = "fruits"
 
 
@@ -39,13 +41,12 @@ def s3_module_env(s3_endpoint):
 
 
 @pytest.fixture(scope="module")
-def runs(s3_module_env, generated_sample, tmp_path_factory):
+def runs(s3_module_env, generated_sample, default_run, tmp_path_factory):
     from fruits_kedro.cloud.upload import upload_folder
 
     bucket = new_bucket()
     upload_folder(generated_sample, bucket, PREFIX, write=lambda _: None)
-    local_project = make_project_copy(tmp_path_factory.mktemp("local_project"))
-    run_kedro(local_project, s3_module_env, images_root=str(generated_sample), **RUN_PARAMS)
+    local_project = default_run
     s3_project = make_project_copy(tmp_path_factory.mktemp("s3_project"))
     run_kedro(s3_project, s3_module_env, env="s3", bucket=bucket, prefix=PREFIX, **RUN_PARAMS)
     fs = s3fs.S3FileSystem(skip_instance_cache=True)

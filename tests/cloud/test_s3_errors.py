@@ -12,7 +12,7 @@ from tests.s3_server import forget_cached_s3_clients
 
 pytestmark = pytest.mark.slow
 
-RUN_PARAMS = {"backbone.weights": None, "backbone.input_size": 64}
+RUN_PARAMS = {"backbone": {"weights": None, "input_size": 64}}  # nested: KedroSession does not split dots
 
 
 @pytest.fixture(scope="module")
