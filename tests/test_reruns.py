@@ -36,6 +36,7 @@ def test_rerun_with_no_new_images_gives_identical_outputs(default_run, generated
 _SLOW_WRITER = textwrap.dedent(
     """
     import sys, time
+    import pandas as pd
     sys.path.insert(0, {root!r})
     from tests.conftest import project_spark_conf
     from fruits_kedro import spark as spark_module
@@ -44,11 +45,14 @@ _SLOW_WRITER = textwrap.dedent(
 
     spark_module.configure(project_spark_conf())
     spark = spark_module.get_spark()
+    # Small Arrow batches: each part file appears after its first 5 rows, long before its
+    # task (and the job, and the commit) ends.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "5")
 
-    @F.udf("long")
-    def slowly(value):
-        time.sleep(0.5)  # long enough for the test to kill the run while parts are being written
-        return value
+    @F.pandas_udf("long")
+    def slowly(values: pd.Series) -> pd.Series:
+        time.sleep(0.2 * len(values))  # long enough for the test to kill the run while parts are being written
+        return values
 
     frame = spark.range(0, 400, numPartitions=8).withColumn("id", slowly("id"))
     SparkParquetFsspecDataset({target!r}).save(frame)

@@ -25,7 +25,12 @@ GENERATED_PARAMS = {
 # Not 96/128/160/192: for those Keras wants a weights file of that size, and only the 224 one
 # is in the shared cache (other sizes reuse it). VGG16 has no weights here: it must be skipped.
 REAL_INPUT_SIZE = 112
-REAL_PARAMS = {"evaluation": {"input_size": REAL_INPUT_SIZE}}
+# A smaller ORB vocabulary sample and fewer k-means and L-BFGS iterations: ~30 s less, and
+# the same MobileNetV2 accuracy (0.942 either way on this sample; the defaults are for real use).
+REAL_PARAMS = {
+    "evaluation": {"input_size": REAL_INPUT_SIZE, "logistic_regression": {"max_iter": 30}},
+    "orb_baseline": {"vocabulary_sample_size": 5000, "kmeans_max_iter": 8},
+}
 
 
 def _run(key: str, tmp_path_factory, images_root: Path, params: dict) -> Path:
