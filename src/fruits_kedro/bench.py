@@ -3,7 +3,9 @@
 For each backbone and inference runtime it measures, in one run:
 
 1. the ceiling: the inference call alone, on pre-decoded batches, in this process, using
-   every core (images/s);
+   every core (images/s), timed in windows right before and right after each end-to-end run
+   (their median): on a shared machine whose speed drifts between minutes, a ceiling measured
+   at another time than the run would make the ratio a measure of the drift;
 2. the whole ``feature_extraction`` path through Kedro and Spark (ingestion, decoding,
    inference, Parquet), from image files to features, on N images (images/s);
 3. the ratio of 2 to 1,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import platform
 import shutil
 import tempfile
@@ -54,6 +57,8 @@ class BenchRow:
     cnn_stage_ratio: float = 0.0
     # Each node's wall time, its saves included (NodeTimingHooks): where the rest goes.
     node_seconds: dict[str, float] = field(default_factory=dict)
+    # Every ceiling window (images/s), before and after the run; the ceiling is their median.
+    ceiling_windows: list[float] = field(default_factory=list)
 
 
 class PeakMemory:
@@ -131,31 +136,35 @@ def replicate_photos(source: Path, n: int, destination: Path) -> Path:
     return destination
 
 
-def measure_ceiling(backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path,
-                    batch_size: int, seconds: float = 5.0, repeats: int = 3) -> float:
+class CeilingProbe:
     """Inference alone, one process, all cores: the most the machine gives this model.
 
-    The best of ``repeats`` timed windows: a shared machine's noise only ever slows a window
-    down, and a ceiling measured low would flatter the ratio.
+    Built once per backbone and runtime (model, one decoded batch, warm-up); each call to
+    :meth:`windows` times the inference loop for ``count`` windows of ``seconds``.
     """
-    from fruits_kedro import backbones
-    from fruits_kedro.pipelines.preprocessing.nodes import decode_image
 
-    backbone = backbones.get_backbone(backbone_name)
-    files = sorted(photos.rglob("*.jpg"))[:batch_size]
-    batch = np.stack([decode_image(f.read_bytes(), input_size) for f in files])
-    payload = backbones.inference_payload(backbone, input_size, weights, runtime)
-    build = backbones._WORKER_BUILDERS[runtime]
-    infer = build(backbone, input_size, payload, os.cpu_count() or 1)
-    infer(batch)  # warm-up: tracing, allocation
-    rates = []
-    for _ in range(repeats):
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            infer(batch)
-            done += len(batch)
-        rates.append(done / (time.perf_counter() - start))
-    return max(rates)
+    def __init__(self, backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path,
+                 batch_size: int) -> None:
+        from fruits_kedro import backbones
+        from fruits_kedro.pipelines.preprocessing.nodes import decode_image
+
+        backbone = backbones.get_backbone(backbone_name)
+        files = sorted(photos.rglob("*.jpg"))[:batch_size]
+        self._batch = np.stack([decode_image(f.read_bytes(), input_size) for f in files])
+        payload = backbones.inference_payload(backbone, input_size, weights, runtime)
+        build = backbones._WORKER_BUILDERS[runtime]
+        self._infer = build(backbone, input_size, payload, os.cpu_count() or 1)
+        self._infer(self._batch)  # warm-up: tracing, allocation
+
+    def windows(self, count: int, seconds: float) -> list[float]:
+        rates = []
+        for _ in range(count):
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                self._infer(self._batch)
+                done += len(self._batch)
+            rates.append(round(done / (time.perf_counter() - start), 2))
+        return rates
 
 
 class NodeTimes(logging.Handler):
@@ -215,12 +224,13 @@ def make_project(destination: Path) -> Path:
 
 
 def format_table(rows: list[BenchRow]) -> str:
-    header = ("backbone", "runtime", "input", "N", "ceiling img/s", "end-to-end img/s", "ratio", "CNN stage img/s",
+    header = ("backbone", "runtime", "input", "N", "ceiling img/s", "ceiling windows", "end-to-end img/s", "ratio", "CNN stage img/s",
               "stage ratio", "other s", "driver MB", "workers MB")
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rows:
         lines.append(" | ".join([
             r.backbone, r.runtime, str(r.input_size), str(r.n_images), f"{r.ceiling_images_per_s:.1f}",
+            f"{min(r.ceiling_windows, default=0):.0f}-{max(r.ceiling_windows, default=0):.0f}",
             f"{r.end_to_end_images_per_s:.1f}", f"{r.ratio:.2f}", f"{r.cnn_stage_images_per_s:.1f}",
             f"{r.cnn_stage_ratio:.2f}", f"{r.end_to_end_seconds - r.node_seconds.get(CNN_NODE, 0.0):.1f}",
             f"{r.peak_driver_mb:.0f}", f"{r.peak_workers_mb:.0f}",
@@ -236,6 +246,8 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     parser.add_argument("--input-size", type=int, default=None, help="default: each backbone's own")
     parser.add_argument("--weights", default="imagenet", help="imagenet | path | none (speed does not depend on it)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--ceiling-windows", type=int, default=3, help="ceiling windows before and after each run")
+    parser.add_argument("--ceiling-seconds", type=float, default=3.0, help="length of one ceiling window")
     parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
     args = parser.parse_args(argv)
 
@@ -251,19 +263,23 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         for backbone_name in args.backbones:
             size = resolve_input_size(get_backbone(backbone_name), args.input_size)
             for runtime in args.runtimes:
-                ceiling = measure_ceiling(backbone_name, size, weights, runtime, source, args.batch_size)
-                print(f"{backbone_name}/{runtime} at {size}px: ceiling {ceiling:.1f} images/s")
+                probe = CeilingProbe(backbone_name, size, weights, runtime, source, args.batch_size)
                 for n in args.n:
                     images = replicate_photos(source, n, work / f"photos_{n}")
                     project = make_project(work / f"project_{backbone_name}_{runtime}_{n}")
+                    windows = probe.windows(args.ceiling_windows, args.ceiling_seconds)
                     seconds, memory, nodes = measure_end_to_end(project, images, backbone_name, size, weights,
                                                                 runtime, args.batch_size)
+                    windows += probe.windows(args.ceiling_windows, args.ceiling_seconds)
+                    ceiling = statistics.median(windows)
                     stage = n / nodes[CNN_NODE] if nodes.get(CNN_NODE) else 0.0
                     row = BenchRow(backbone_name, runtime, size, weights, n, ceiling, n / seconds,
                                    (n / seconds) / ceiling, seconds, memory.driver_mb, memory.workers_mb,
-                                   stage, stage / ceiling, nodes)
+                                   stage, stage / ceiling, nodes, windows)
                     rows.append(row)
-                    print(f"  N={n}: {row.end_to_end_images_per_s:.1f} images/s end to end "
+                    print(f"{backbone_name}/{runtime} at {size}px, N={n}: ceiling {ceiling:.1f} images/s "
+                          f"(windows {min(windows):.0f}-{max(windows):.0f}); "
+                          f"{row.end_to_end_images_per_s:.1f} images/s end to end "
                           f"({row.ratio:.2f} of the ceiling; CNN stage {stage:.1f} images/s, "
                           f"{row.cnn_stage_ratio:.2f}), driver {row.peak_driver_mb:.0f} MB, "
                           f"workers {row.peak_workers_mb:.0f} MB; nodes (s): {nodes}")
