@@ -21,6 +21,7 @@ to reach N when present; the generated sample is used otherwise.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -139,8 +140,9 @@ def replicate_photos(source: Path, n: int, destination: Path) -> Path:
 class CeilingProbe:
     """Inference alone, one process, all cores: the most the machine gives this model.
 
-    Built once per backbone and runtime (model, one decoded batch, warm-up); each call to
-    :meth:`windows` times the inference loop for ``count`` windows of ``seconds``.
+    Holds the model bytes and one decoded batch; each call to :meth:`windows` builds the
+    inference session, warms it up, times the loop for ``count`` windows of ``seconds``, and
+    frees it again, so that the driver's measured memory during the run does not include it.
     """
 
     def __init__(self, backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path,
@@ -148,22 +150,25 @@ class CeilingProbe:
         from fruits_kedro import backbones
         from fruits_kedro.pipelines.preprocessing.nodes import decode_image
 
-        backbone = backbones.get_backbone(backbone_name)
+        self._backbone = backbones.get_backbone(backbone_name)
+        self._input_size = input_size
         files = sorted(photos.rglob("*.jpg"))[:batch_size]
         self._batch = np.stack([decode_image(f.read_bytes(), input_size) for f in files])
-        payload = backbones.inference_payload(backbone, input_size, weights, runtime)
-        build = backbones._WORKER_BUILDERS[runtime]
-        self._infer = build(backbone, input_size, payload, os.cpu_count() or 1)
-        self._infer(self._batch)  # warm-up: tracing, allocation
+        self._payload = backbones.inference_payload(self._backbone, input_size, weights, runtime)
+        self._build = backbones._WORKER_BUILDERS[runtime]
 
     def windows(self, count: int, seconds: float) -> list[float]:
+        infer = self._build(self._backbone, self._input_size, self._payload, os.cpu_count() or 1)
+        infer(self._batch)  # warm-up: tracing, allocation
         rates = []
         for _ in range(count):
             done, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds:
-                self._infer(self._batch)
+                infer(self._batch)
                 done += len(self._batch)
             rates.append(round(done / (time.perf_counter() - start), 2))
+        del infer
+        gc.collect()
         return rates
 
 
