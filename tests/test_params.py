@@ -22,3 +22,11 @@ def test_defaults_are_valid():
 def test_bad_settings_are_named(parameters, setting):
     with pytest.raises(ParameterError, match=setting.replace(".", r"\.")):
         parse_params(parameters)
+
+
+def test_a_dotted_section_key_is_refused_instead_of_ignored():
+    # KedroSession.create(runtime_params={"backbone.weights": None}) does not nest the key:
+    # without this check the run would silently use the default ImageNet weights.
+    with pytest.raises(ParameterError, match=r"backbone\.weights: dotted keys are not split here"):
+        parse_params({"backbone.weights": None, "images_root": "x"})
+    assert parse_params({"images_root": "a.b", "some.other": 1}).backbone.weights == "imagenet"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fruits_kedro.backbones import BACKBONES, get_backbone, load_weights, resolve_input_size
 
@@ -131,6 +131,21 @@ class ProjectParams(BaseModel):
     dimensionality_reduction: DimensionalityReductionParams = DimensionalityReductionParams()
     orb_baseline: OrbBaselineParams = OrbBaselineParams()
     evaluation: EvaluationParams = EvaluationParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_dotted_section_keys(cls, data: Any) -> Any:
+        # `kedro run --params backbone.weights=null` nests the key; runtime_params given to
+        # KedroSession.create(...) are taken as written, so {"backbone.weights": None} would be
+        # a new top-level parameter that nothing reads, and the run would use the default.
+        if isinstance(data, dict):
+            dotted = sorted(k for k in data if isinstance(k, str) and k.split(".")[0] in cls.model_fields and "." in k)
+            if dotted:
+                raise ValueError(
+                    f"{', '.join(dotted)}: dotted keys are not split here; nest them, e.g. "
+                    f"{{'backbone': {{'weights': None}}}} (only `kedro run --params` splits dots)"
+                )
+        return data
 
 
 def _format(error: ValidationError) -> str:
