@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -82,22 +85,67 @@ def test_onnx_export_takes_uint8_pixels_only_and_matches_keras():
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-def test_the_onnx_conversion_is_cached_per_weights(tmp_path, monkeypatch):
+def test_a_cached_onnx_model_is_found_without_loading_the_weights(tmp_path, monkeypatch):
     from fruits_kedro import backbones
 
-    monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path / "cache"))
     backbone, size = BACKBONES["mobilenet_v2"], 32
-    arrays = load_weights(backbone, size, None)
-    first = backbones._cached_onnx_export(backbone, size, arrays)
-    [cached] = (tmp_path / "onnx").glob("mobilenet_v2_32_*.onnx")
+    model = backbone.build(size, None)
+    weights_file = tmp_path / "mobilenet_v2_32.weights.h5"
+    model.save_weights(str(weights_file))
+    first = backbones._cached_onnx_model(backbone, size, str(weights_file))
+    [cached] = (tmp_path / "cache" / "onnx").glob("mobilenet_v2_32_*.onnx")
     assert cached.read_bytes() == first
 
     def no_conversion(*args):
         raise AssertionError("converted again although the cache holds the model")
 
+    def no_keras(*args):
+        raise AssertionError("loaded the weights with Keras although the cache holds the model")
+
     monkeypatch.setattr(backbones, "_export_onnx", no_conversion)
-    assert backbones._cached_onnx_export(backbone, size, arrays) == first
-    # Other weights (here: one array changed) are another model: never served from the cache.
-    changed = [arrays[0] + 1.0, *arrays[1:]]
-    with pytest.raises(AssertionError, match="converted again"):
-        backbones._cached_onnx_export(backbone, size, changed)
+    monkeypatch.setattr(backbones, "load_weights", no_keras)
+    assert backbones._cached_onnx_model(backbone, size, str(weights_file)) == first
+    # Other weights in the same file (one array changed) are another model: never served from the cache.
+    arrays = model.get_weights()
+    model.set_weights([arrays[0] + 1.0, *arrays[1:]])
+    model.save_weights(str(weights_file))
+    with pytest.raises(AssertionError, match="loaded the weights with Keras"):
+        backbones._cached_onnx_model(backbone, size, str(weights_file))
+
+
+def test_imagenet_weights_are_identified_by_the_files_in_the_keras_cache(tmp_path, monkeypatch):
+    from fruits_kedro.backbones import weights_source_digest
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    backbone = BACKBONES["mobilenet_v2"]
+    assert weights_source_digest(backbone, "imagenet") is None  # not downloaded yet: only Keras knows
+    (tmp_path / "models").mkdir()
+    weights_file = tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+    weights_file.write_bytes(b"first weights")
+    (tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"another network")
+    first = weights_source_digest(backbone, "imagenet")
+    assert first is not None and weights_source_digest(BACKBONES["vgg16"], "imagenet") != first
+    weights_file.write_bytes(b"other weights")
+    assert weights_source_digest(backbone, "imagenet") not in (None, first)
+    assert weights_source_digest(backbone, str(tmp_path / "missing.h5")) is None
+    assert weights_source_digest(backbone, "s3://bucket/weights.h5") is None
+
+
+def test_finding_the_cached_onnx_model_does_not_import_tensorflow(tmp_path, monkeypatch):
+    # What a kedro run with the onnx runtime does before Spark starts: ~8 s and ~0.6 GB of
+    # driver memory when TensorFlow is imported to load the weights.
+    from fruits_kedro import backbones
+
+    monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path))
+    converted = backbones._cached_onnx_model(BACKBONES["mobilenet_v2"], 32, None)
+    script = (
+        "import sys\n"
+        "from fruits_kedro.backbones import BACKBONES, inference_payload\n"
+        "model = inference_payload(BACKBONES['mobilenet_v2'], 32, None, 'onnx')\n"
+        "print(len(model), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert found.stdout.split() == [str(len(converted)), "False", "False"]
+
+

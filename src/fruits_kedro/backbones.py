@@ -47,6 +47,9 @@ class Backbone:
     preprocess_module: str  # module of keras.applications holding preprocess_input
     pooling: Pooling  # "avg": global average pooling; "flatten": the raw feature map, flattened
     default_input_size: int
+    # Keras' ImageNet weight files for this network in its cache (keras_cache_dir()): what a
+    # cached ONNX conversion is keyed by, so that a run finds it without importing Keras.
+    imagenet_files: str = ""
     min_input_size: int = 32
     channels: int = 3
 
@@ -108,11 +111,14 @@ _AVG_POOL_CHANNELS = {"mobilenet_v2": 1280, "vgg16": 512, "resnet50": 2048, "eff
 BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (
-        Backbone("mobilenet_v2", "MobileNetV2", "mobilenet_v2", pooling="avg", default_input_size=224),
+        Backbone("mobilenet_v2", "MobileNetV2", "mobilenet_v2", pooling="avg", default_input_size=224,
+                 imagenet_files="mobilenet_v2_weights_*.h5"),
         # The original study: 100x100 input, 3x3x512 feature map flattened to 4608 features.
-        Backbone("vgg16", "VGG16", "vgg16", pooling="flatten", default_input_size=100),
-        Backbone("resnet50", "ResNet50", "resnet50", pooling="avg", default_input_size=224),
-        Backbone("efficientnet_b0", "EfficientNetB0", "efficientnet", pooling="avg", default_input_size=224),
+        Backbone("vgg16", "VGG16", "vgg16", pooling="flatten", default_input_size=100, imagenet_files="vgg16_weights_*.h5"),
+        Backbone("resnet50", "ResNet50", "resnet50", pooling="avg", default_input_size=224,
+                 imagenet_files="resnet50_weights_*.h5"),
+        Backbone("efficientnet_b0", "EfficientNetB0", "efficientnet", pooling="avg", default_input_size=224,
+                 imagenet_files="efficientnetb0_*.h5"),
     )
 }
 
@@ -134,6 +140,9 @@ def resolve_input_size(backbone: Backbone, input_size: int | None) -> int:
 # Driver side: load the weights once, so that they can be broadcast to the executors.
 # --------------------------------------------------------------------------------------
 _driver_weights: dict[tuple[str, int, str | None], list[np.ndarray]] = {}
+# Random weights (structural runs, tests) are seeded, so that two runs (local and S3, or a
+# rerun) give the same features.
+RANDOM_WEIGHTS_SEED = 0
 _driver_lock = threading.Lock()
 
 
@@ -175,9 +184,7 @@ def _load_uncached(backbone: Backbone, input_size: int, weights: str | None) -> 
     if weights is None:
         import keras
 
-        # Random weights are for structural runs and tests: seed them, so that two
-        # runs (local and S3, or a rerun) give the same features.
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(RANDOM_WEIGHTS_SEED)  # random weights: structural runs and tests
     return _build_weights(backbone, input_size, weights, shown_as=weights)
 
 
@@ -221,18 +228,21 @@ def _downloaded_weights(backbone: Backbone, uri: str) -> Iterator[str]:
 
 
 _onnx_models: dict[tuple[str, int, str | None], bytes] = {}
+_onnx_lock = threading.Lock()
 
 
 def inference_payload(backbone: Backbone, input_size: int, weights: str | None, runtime: str) -> Any:
-    """What the driver broadcasts for a runtime: Keras weight arrays, or the ONNX model bytes."""
-    arrays = load_weights(backbone, input_size, weights)
+    """What the driver broadcasts for a runtime: Keras weight arrays, or the ONNX model bytes.
+
+    Cached per process: the parameter check and the feature-extraction node share one load.
+    """
     if runtime == "keras":
-        return arrays
+        return load_weights(backbone, input_size, weights)
     if runtime == "onnx":
         key = (backbone.name, input_size, weights)
-        with _driver_lock:
+        with _onnx_lock:  # not _driver_lock: converting loads the weights, which takes that one
             if key not in _onnx_models:
-                _onnx_models[key] = _cached_onnx_export(backbone, input_size, arrays)
+                _onnx_models[key] = _cached_onnx_model(backbone, input_size, weights)
             return _onnx_models[key]
     raise ValueError(f"Unknown runtime {runtime!r} (setting 'feature_extraction.runtime'); known: {', '.join(RUNTIMES)}")
 
@@ -250,25 +260,75 @@ def onnx_cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def _cached_onnx_export(backbone: Backbone, input_size: int, arrays: list[np.ndarray]) -> bytes:
-    """The ONNX model for these weights, converted at most once per machine.
+def weights_source_digest(backbone: Backbone, weights: str | None) -> str | None:
+    """A hash of the file(s) Keras would load the weights from, computed without Keras.
 
-    Converting takes 5-20 s of driver time per run; the file is keyed by a hash of the
-    weights themselves and of every version that shapes the graph, so a stale one is never
-    used. A cache that cannot be written only costs the conversion.
+    ImageNet weights: every file of this network in Keras' cache; a weights path: that file;
+    random weights: the seed (the installed versions are part of the cache key). ``None`` when
+    only Keras can tell: ImageNet weights not downloaded yet, a remote URI, a missing file.
     """
-    from importlib.metadata import version
+    digest = hashlib.sha256()
+    if weights is None:
+        digest.update(f"random weights, seed {RANDOM_WEIGHTS_SEED}".encode())
+        return digest.hexdigest()
+    if weights == "imagenet":
+        files = sorted(keras_cache_dir().glob(backbone.imagenet_files)) if backbone.imagenet_files else []
+    elif _is_remote_uri(weights) or not Path(weights).is_file():
+        files = []
+    else:
+        files = [Path(weights)]
+    if not files:
+        return None
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()
 
-    digest = hashlib.sha256(
-        json.dumps([ONNX_EXPORT_VERSION, ONNX_OPSET, backbone.name, input_size, version("keras"), version("tf2onnx")]).encode()
-    )
+
+def _arrays_digest(arrays: list[np.ndarray]) -> str:
+    digest = hashlib.sha256()
     for array in arrays:
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(np.ascontiguousarray(array).tobytes())
-    path = onnx_cache_dir() / f"{backbone.name}_{input_size}_{digest.hexdigest()[:20]}.onnx"
-    if path.is_file():
+    return digest.hexdigest()
+
+
+def _onnx_cache_path(backbone: Backbone, input_size: int, weights_identity: str) -> Path:
+    """The cache file for these weights and every version that shapes the exported graph."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = []
+    for package in ("keras", "tf2onnx", "tensorflow", "tensorflow-cpu"):
+        try:
+            versions.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pass
+    key = json.dumps([ONNX_EXPORT_VERSION, ONNX_OPSET, backbone.name, input_size, versions, weights_identity])
+    return onnx_cache_dir() / f"{backbone.name}_{input_size}_{hashlib.sha256(key.encode()).hexdigest()[:20]}.onnx"
+
+
+def _cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None) -> bytes:
+    """The ONNX model for these weights, converted at most once per machine.
+
+    Converting takes 5-20 s of driver time, and loading the weights through Keras (to convert
+    them, or to hash them) another ~8 s and ~0.6 GB: the file is keyed by a hash of the weights
+    file itself where there is one, so a run that finds it never imports TensorFlow. Weights
+    known only to Keras (a remote URI, ImageNet weights still to download) are keyed by a hash
+    of the loaded arrays. Either way a stale model is never used, and a cache that cannot be
+    written only costs the conversion.
+    """
+    source = weights_source_digest(backbone, weights)
+    path = _onnx_cache_path(backbone, input_size, f"source {source}") if source is not None else None
+    if path is not None and path.is_file():
         logger.info("ONNX model for %s at %dx%d from the cache %s", backbone.name, input_size, input_size, path)
         return path.read_bytes()
+    arrays = load_weights(backbone, input_size, weights)
+    if path is None:
+        path = _onnx_cache_path(backbone, input_size, f"arrays {_arrays_digest(arrays)}")
+        if path.is_file():
+            logger.info("ONNX model for %s at %dx%d from the cache %s", backbone.name, input_size, input_size, path)
+            return path.read_bytes()
     onnx_bytes = _export_onnx(backbone, input_size, arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fruits_kedro.backbones import BACKBONES, get_backbone, load_weights, resolve_input_size
+from fruits_kedro.backbones import BACKBONES, get_backbone, inference_payload, resolve_input_size
 
 
 class ParameterError(ValueError):
@@ -165,9 +165,14 @@ def parse_params(parameters: dict[str, Any]) -> ProjectParams:
 
 
 def validate_run(parameters: dict[str, Any], used_sections: set[str]) -> ProjectParams:
-    """Validate the parameters; locate the backbone's weights when the run needs them."""
+    """Validate the parameters; when the run extracts features, prepare what the executors
+    will run (the weights, or the ONNX model), so that missing weights fail before Spark starts.
+
+    The feature-extraction node finds it in the per-process cache.
+    """
     params = parse_params(parameters)
     if "backbone" in used_sections and "feature_extraction" in used_sections:
         backbone = get_backbone(params.backbone.name)
-        load_weights(backbone, resolve_input_size(backbone, params.backbone.input_size), params.backbone.weights)
+        size = resolve_input_size(backbone, params.backbone.input_size)
+        inference_payload(backbone, size, params.backbone.weights, params.feature_extraction.runtime)
     return params

@@ -73,6 +73,30 @@ def test_weights_from_s3(bucket, tmp_path):
         np.testing.assert_array_equal(got, expected)
 
 
+def test_the_onnx_model_of_s3_weights_is_cached_by_the_loaded_arrays(bucket, tmp_path, monkeypatch):
+    # Weights at a URI have no file to hash before Keras loads them: the cached conversion is
+    # found by a hash of the arrays, so a second run downloads them again but does not convert.
+    import boto3
+
+    from fruits_kedro import backbones
+
+    monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path / "cache"))
+    backbone = backbones.get_backbone("mobilenet_v2")
+    local = tmp_path / "mobilenet_v2_32.weights.h5"
+    backbone.build(32, weights=None).save_weights(str(local))
+    boto3.session.Session().client("s3").upload_file(str(local), bucket, "models/cached.weights.h5")
+    uri = f"s3://{bucket}/models/cached.weights.h5"
+    first = backbones._cached_onnx_model(backbone, 32, uri)
+
+    def no_conversion(*args):
+        raise AssertionError("converted again although the cache holds the model")
+
+    monkeypatch.setattr(backbones, "_export_onnx", no_conversion)
+    backbones._driver_weights.clear()
+    assert backbones._cached_onnx_model(backbone, 32, uri) == first
+    assert len(list((tmp_path / "cache" / "onnx").glob("mobilenet_v2_32_*.onnx"))) == 1
+
+
 class _BucketVanishes:
     """Deletes the bucket, objects and all, just before the PCA node: the run is then half-way,
     its images read and featurized, none of its outputs written yet."""
