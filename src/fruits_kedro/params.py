@@ -25,7 +25,7 @@ class IngestionParams(_Section):
     sample_per_class: int | None = Field(None, gt=0, description="Images kept per (split, class); null keeps all")
     seed: int = 42
     extensions: list[str] = [".jpg", ".jpeg", ".png"]
-    images_per_partition: int = Field(256, gt=0)
+    images_per_partition: int = Field(1024, gt=0)
 
     @field_validator("extensions")
     @classmethod

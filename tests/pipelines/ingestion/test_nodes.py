@@ -78,9 +78,24 @@ def test_attach_image_bytes_reads_each_files_bytes(spark, tmp_path):
         _touch(tmp_path, f"Training/Kiwi/{i}.jpg", data=f"bytes-{i}".encode())
     labelled = label_images(ImageFolderDataset(str(tmp_path)).load(), PARAMS)
     with_bytes = attach_image_bytes(labelled, PARAMS)
-    assert with_bytes.rdd.getNumPartitions() >= 2
     contents = {Path(r.path).name: bytes(r.content) for r in with_bytes.collect()}
     assert contents == {f"{i}.jpg": f"bytes-{i}".encode() for i in range(5)}
+
+
+@pytest.mark.parametrize("n_images, per_partition", [(5, 4), (9, 4), (17, 2), (3, 100)])
+def test_partitions_come_in_equal_waves_of_one_task_per_core(spark, tmp_path, n_images, per_partition):
+    for i in range(n_images):
+        _touch(tmp_path, f"Training/Kiwi/{i}.jpg")
+    labelled = label_images(ImageFolderDataset(str(tmp_path)).load(), PARAMS)
+    with_bytes = attach_image_bytes(labelled, {**PARAMS, "images_per_partition": per_partition})
+    cores = spark.sparkContext.defaultParallelism
+    sizes = with_bytes.select("path").rdd.glom().map(len).collect()
+    assert sum(sizes) == n_images
+    assert max(sizes) <= per_partition
+    # Whole waves, as few as the cap allows: every core busy until the last wave ends.
+    assert len(sizes) == cores * -(-n_images // (cores * per_partition))
+    # Round-robin from each input partition: sizes differ by at most one row per input partition.
+    assert max(sizes) - min(sizes) <= labelled.rdd.getNumPartitions()
 
 
 @given(st.text(min_size=1, max_size=30).filter(lambda s: s.strip()))
