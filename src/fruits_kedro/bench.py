@@ -7,11 +7,13 @@ For each backbone and inference runtime it measures, in one run:
    (their median): on a shared machine whose speed drifts between minutes, a ceiling measured
    at another time than the run would make the ratio a measure of the drift;
 2. the whole ``feature_extraction`` path through Kedro and Spark (ingestion, decoding,
-   inference, Parquet), from image files to features, on N images (images/s);
+   inference, Parquet), from image files to features, on N images (images/s), each run in a
+   fresh process as ``kedro run`` is (its Spark session started before the clock: model
+   loading, worker start-up and the JVM's warm-up are counted);
 3. the ratio of 2 to 1,
 
-and the peak resident memory of the Spark driver (this process and its JVM) and of the
-Python workers. Real photos from ``../shared/fruits360-sample`` are repeated (hard links)
+and the peak resident memory of the run's Spark driver (its Python process and JVM) and of
+its Python workers. Real photos from ``../shared/fruits360-sample`` are repeated (hard links)
 to reach N when present; the generated sample is used otherwise.
 
     python -m fruits_kedro.bench                       # N = 1000 5000 20000, both runtimes
@@ -24,13 +26,15 @@ import argparse
 import gc
 import json
 import os
-import statistics
 import platform
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
-import time
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,6 +64,16 @@ class BenchRow:
     node_seconds: dict[str, float] = field(default_factory=dict)
     # Every ceiling window (images/s), before and after the run; the ceiling is their median.
     ceiling_windows: list[float] = field(default_factory=list)
+
+
+@dataclass
+class RunFigures:
+    """What one measured run reports: its wall time, peak memory, and each node's time."""
+
+    seconds: float
+    driver_mb: float
+    workers_mb: float
+    nodes: dict[str, float]
 
 
 class PeakMemory:
@@ -142,7 +156,7 @@ class CeilingProbe:
 
     Holds the model bytes and one decoded batch; each call to :meth:`windows` builds the
     inference session, warms it up, times the loop for ``count`` windows of ``seconds``, and
-    frees it again, so that the driver's measured memory during the run does not include it.
+    frees it again, so that it holds no memory while a run is measured.
     """
 
     def __init__(self, backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path,
@@ -188,35 +202,54 @@ CNN_NODE = "merge_with_previous_features"  # its save of image_features is where
 
 
 def measure_end_to_end(project: Path, images_root: Path, backbone_name: str, input_size: int, weights: str | None,
-                       runtime: str, batch_size: int) -> tuple[float, PeakMemory, dict[str, float]]:
+                       runtime: str, batch_size: int) -> RunFigures:
+    """Time one ``kedro run`` of the featurization in a fresh process, as a user runs it.
+
+    Nothing of this process (the ceiling's model, TensorFlow, an earlier run's warm JVM)
+    helps the run: model loading, Python worker start-up and the JVM's warm-up are part of
+    its time. Only the SparkSession is started before the clock (a cluster is up before a job
+    arrives).
+    """
+    with tempfile.TemporaryDirectory(prefix="fruits_bench_run_") as folder:
+        result_file = Path(folder) / "result.json"
+        request = {"project": str(project), "images_root": str(images_root), "backbone": backbone_name,
+                   "input_size": input_size, "weights": weights, "runtime": runtime, "batch_size": batch_size,
+                   "result": str(result_file)}
+        completed = subprocess.run([sys.executable, "-m", "fruits_kedro.bench", "--run", json.dumps(request)],
+                                   cwd=project)
+        if completed.returncode != 0:
+            raise RuntimeError(f"The benchmark run of {backbone_name}/{runtime} on {images_root} failed "
+                               f"(exit status {completed.returncode}); its log is above.")
+        return RunFigures(**json.loads(result_file.read_text()))
+
+
+def _run_and_report(request: dict) -> None:
+    """The fresh process of :func:`measure_end_to_end`: run the pipeline, write the figures."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
+    project = Path(request["project"])
     os.chdir(project)
     bootstrap_project(project)
     params = {
-        "images_root": str(images_root),
-        "backbone": {"name": backbone_name, "input_size": input_size, "weights": weights},
-        "feature_extraction": {"runtime": runtime, "batch_size": batch_size},
+        "images_root": request["images_root"],
+        "backbone": {"name": request["backbone"], "input_size": request["input_size"], "weights": request["weights"]},
+        "feature_extraction": {"runtime": request["runtime"], "batch_size": request["batch_size"]},
     }
     timing_logger = logging.getLogger("fruits_kedro.hooks.timing")
     node_times = NodeTimes()
     timing_logger.addHandler(node_times)
     timing_logger.setLevel(logging.INFO)
-    try:
-        with PeakMemory() as memory, KedroSession.create(project_path=project, runtime_params=params) as session:
-            session.load_context()
-            from fruits_kedro.spark import get_spark
+    with PeakMemory() as memory, KedroSession.create(project_path=project, runtime_params=params) as session:
+        session.load_context()
+        from fruits_kedro.spark import get_spark
 
-            # A cluster is up before a job arrives: its start-up is not featurization time. Its
-            # cache is emptied: a run must not find the previous run's cached rows (same photos).
-            get_spark().catalog.clearCache()
-            start = time.perf_counter()
-            session.run(to_outputs=["image_features"])  # ingestion, preprocessing, feature extraction
-            seconds = time.perf_counter() - start
-    finally:
-        timing_logger.removeHandler(node_times)
-    return seconds, memory, node_times.seconds
+        get_spark()  # a cluster is up before a job arrives: its start-up is not featurization time
+        start = time.perf_counter()
+        session.run(to_outputs=["image_features"])  # ingestion, preprocessing, feature extraction
+        seconds = time.perf_counter() - start
+    figures = RunFigures(seconds, memory.driver_mb, memory.workers_mb, node_times.seconds)
+    Path(request["result"]).write_text(json.dumps(asdict(figures)))
 
 
 def make_project(destination: Path) -> Path:
@@ -245,6 +278,7 @@ def format_table(rows: list[BenchRow]) -> str:
 
 def main(argv: list[str] | None = None) -> list[BenchRow]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", help=argparse.SUPPRESS)  # internal: one measured run, in a fresh process
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000], help="image counts")
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2"])
     parser.add_argument("--runtimes", nargs="+", default=["keras", "onnx"])
@@ -257,6 +291,9 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    if args.run:
+        _run_and_report(json.loads(args.run))
+        return []
     from fruits_kedro.backbones import get_backbone, resolve_input_size
 
     weights = None if str(args.weights).lower() in ("none", "null") else args.weights
@@ -273,13 +310,13 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
                     images = replicate_photos(source, n, work / f"photos_{n}")
                     project = make_project(work / f"project_{backbone_name}_{runtime}_{n}")
                     windows = probe.windows(args.ceiling_windows, args.ceiling_seconds)
-                    seconds, memory, nodes = measure_end_to_end(project, images, backbone_name, size, weights,
-                                                                runtime, args.batch_size)
+                    run = measure_end_to_end(project, images, backbone_name, size, weights, runtime, args.batch_size)
+                    seconds, nodes = run.seconds, run.nodes
                     windows += probe.windows(args.ceiling_windows, args.ceiling_seconds)
                     ceiling = statistics.median(windows)
                     stage = n / nodes[CNN_NODE] if nodes.get(CNN_NODE) else 0.0
                     row = BenchRow(backbone_name, runtime, size, weights, n, ceiling, n / seconds,
-                                   (n / seconds) / ceiling, seconds, memory.driver_mb, memory.workers_mb,
+                                   (n / seconds) / ceiling, seconds, run.driver_mb, run.workers_mb,
                                    stage, stage / ceiling, nodes, windows)
                     rows.append(row)
                     print(f"{backbone_name}/{runtime} at {size}px, N={n}: ceiling {ceiling:.1f} images/s "
