@@ -1,9 +1,11 @@
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_pca, plot_scree
+from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_pca, merge_moments, moments_of, plot_scree
 
 
 def _features_frame(spark, matrix: np.ndarray):
@@ -95,3 +97,14 @@ def test_fit_pca_is_the_same_whatever_the_partitioning(spark):
     a = one.orderBy("path").toPandas().filter(like="pc_").to_numpy()
     b = three.orderBy("path").toPandas().filter(like="pc_").to_numpy()
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+def test_merged_moments_of_parts_are_the_moments_of_the_whole():
+    # How the partitions' statistics combine; a large mean is where a naive sum of squares fails.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(50, 6)) * np.arange(1, 7) + 1e4
+    parts = [x[:7], x[7:8], x[8:30], x[30:]]
+    n, mean, scatter = functools.reduce(merge_moments, map(moments_of, parts), (0, np.zeros(0), np.zeros(0)))
+    assert n == 50
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scatter.reshape(6, 6) / (n - 1), np.cov(x, rowvar=False), rtol=1e-9)
