@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 
 from fruits_kedro.datasets.spark_csv import SparkCSVFileDataset
@@ -23,3 +24,16 @@ def test_empty_frame_gives_a_header_only_csv(spark, tmp_path):
     target = tmp_path / "rejected.csv"
     SparkCSVFileDataset(str(target)).save(frame)
     assert target.read_text().strip() == "path,reason"
+
+
+def test_values_read_back_as_written(spark, tmp_path):
+    # Quotes and commas inside a field, a null, float32 scores: what pandas reads is what was saved.
+    values = np.float32([0.1, -1e-8, 123456.7, 3.4028235e38])
+    rows = [(f'photo "{i}", copy', None if i == 1 else "ok", float(v)) for i, v in enumerate(values)]
+    frame = spark.createDataFrame(rows, "path string, reason string, pc_1 float").repartition(3)
+    target = tmp_path / "scores.csv"
+    SparkCSVFileDataset(str(target), save_args={"sort_by": ["path"], "rows_per_chunk": 1}).save(frame)
+    read_back = pd.read_csv(target)
+    assert read_back["path"].tolist() == [row[0] for row in rows]
+    assert read_back["reason"].isna().tolist() == [False, True, False, False]
+    np.testing.assert_array_equal(read_back["pc_1"].to_numpy().astype(np.float32), values)

@@ -1,15 +1,17 @@
 """``SparkCSVFileDataset``: a Spark DataFrame saved as ONE CSV file that pandas can read.
 
 Spark's own CSV writer makes a folder of part files (which ``pandas.read_csv`` cannot open)
-and needs a Hadoop connector for ``s3://``. This dataset streams the DataFrame to the driver
-one partition at a time (``toLocalIterator``), so driver memory stays flat in the number of
-rows, and writes through fsspec, which reaches local disk and S3 alike. The file is written
+and needs a Hadoop connector for ``s3://``. Here the executors format the rows as CSV text,
+which is streamed to the driver one partition at a time (``toLocalIterator``), so driver
+memory stays flat in the number of rows, and written through fsspec, which reaches local
+disk and S3 alike. The file is written
 under a temporary name and moved into place at the end: a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
@@ -60,27 +62,17 @@ class SparkCSVFileDataset(AbstractDataset[Any, pd.DataFrame]):
         fs.makedirs(parent, exist_ok=True)
         temp_path = f"{parent}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp"
         columns = frame.columns
+        text_chunks = frame.mapInPandas(_csv_text(chunk_rows, self._save_args["float_format"]), "text string")
         try:
             with fs.open(temp_path, "w", newline="", encoding="utf-8") as handle:
                 pd.DataFrame(columns=columns).to_csv(handle, index=False)
-                chunk: list = []
-                for row in frame.toLocalIterator(prefetchPartitions=True):
-                    chunk.append(tuple(row))
-                    if len(chunk) >= chunk_rows:
-                        self._write_chunk(handle, chunk, columns)
-                        chunk = []
-                if chunk:
-                    self._write_chunk(handle, chunk, columns)
+                for chunk in text_chunks.toLocalIterator(prefetchPartitions=True):
+                    handle.write(chunk.text)
             fs.mv(temp_path, path)
         except BaseException:
             if fs.exists(temp_path):
                 fs.rm(temp_path)
             raise
-
-    def _write_chunk(self, handle, rows: list, columns: list[str]) -> None:
-        pd.DataFrame.from_records(rows, columns=columns).to_csv(
-            handle, index=False, header=False, float_format=self._save_args["float_format"]
-        )
 
     def load(self) -> pd.DataFrame:
         fs, path = self._fs()
@@ -95,3 +87,30 @@ class SparkCSVFileDataset(AbstractDataset[Any, pd.DataFrame]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "save_args": self._save_args}
+
+
+def _csv_text(chunk_rows: int, float_format: str | None):
+    """mapInPandas function: the partition's rows as CSV text, ``chunk_rows`` rows per chunk.
+
+    The executors format the rows, in parallel; the driver only appends text (formatting
+    90,000 rows of 300 floats on the driver, row by row, took ~3 minutes).
+    """
+
+    def to_csv_text(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        pending: list[pd.DataFrame] = []
+        rows = 0
+        for frame in frames:
+            pending.append(frame)
+            rows += len(frame)
+            if rows >= chunk_rows:
+                yield _as_text(pending, float_format)
+                pending, rows = [], 0
+        if rows:
+            yield _as_text(pending, float_format)
+
+    return to_csv_text
+
+
+def _as_text(frames: list[pd.DataFrame], float_format: str | None) -> pd.DataFrame:
+    text = pd.concat(frames, ignore_index=True).to_csv(index=False, header=False, float_format=float_format)
+    return pd.DataFrame({"text": [text]})
