@@ -4,8 +4,8 @@ Spark's own CSV writer makes a folder of part files (which ``pandas.read_csv`` c
 and needs a Hadoop connector for ``s3://``. Here the executors format the rows as CSV text,
 which is streamed to the driver one partition at a time (``toLocalIterator``), so driver
 memory stays flat in the number of rows, and written through fsspec, which reaches local
-disk and S3 alike. The file is written
-under a temporary name and moved into place at the end: a reader never sees half a file.
+disk and S3 alike. The file is written under a temporary name and moved into place at the
+end: a reader never sees half a file.
 """
 
 from __future__ import annotations

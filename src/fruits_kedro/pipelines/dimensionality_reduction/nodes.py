@@ -2,8 +2,8 @@
 ``variance_threshold`` of the variance.
 
 The executors compute the mean and covariance in one pass (numpy per partition, merged in
-the cluster); the driver decomposes the d x d covariance once, which gives every component's share of the total variance, hence the
-whole cumulative curve and k. The projection is a Spark ML ``PCAModel`` with k axes.
+the cluster); the driver decomposes the d x d covariance once, which gives every component's
+share of the total variance, hence the whole cumulative curve and k. The projection is a Spark ML ``PCAModel`` with k axes.
 """
 
 from __future__ import annotations
