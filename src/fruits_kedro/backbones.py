@@ -319,16 +319,14 @@ def _cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None)
     written only costs the conversion.
     """
     source = weights_source_digest(backbone, weights)
-    path = _onnx_cache_path(backbone, input_size, f"source {source}") if source is not None else None
-    if path is not None and path.is_file():
+    arrays = load_weights(backbone, input_size, weights) if source is None else None
+    identity = f"source {source}" if source is not None else f"arrays {_arrays_digest(arrays)}"
+    path = _onnx_cache_path(backbone, input_size, identity)
+    if path.is_file():
         logger.info("ONNX model for %s at %dx%d from the cache %s", backbone.name, input_size, input_size, path)
         return path.read_bytes()
-    arrays = load_weights(backbone, input_size, weights)
-    if path is None:
-        path = _onnx_cache_path(backbone, input_size, f"arrays {_arrays_digest(arrays)}")
-        if path.is_file():
-            logger.info("ONNX model for %s at %dx%d from the cache %s", backbone.name, input_size, input_size, path)
-            return path.read_bytes()
+    if arrays is None:
+        arrays = load_weights(backbone, input_size, weights)
     onnx_bytes = _export_onnx(backbone, input_size, arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
