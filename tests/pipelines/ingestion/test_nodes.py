@@ -52,6 +52,16 @@ def test_label_images_labels_from_folders_and_keeps_images_only(spark, tree):
     assert rows["Lime/e.jpg"].label == "Lime" and rows["Lime/e.jpg"].split is None
 
 
+def test_label_images_matches_extensions_literally_in_any_case(spark, tmp_path):
+    for rel in ("Kiwi/a.JpEg", "Kiwi/b.PNG", "Kiwi/cjpeg", "Kiwi/d.jpeg.txt", "Kiwi/e.webp", "Kiwi/f.tiff"):
+        _touch(tmp_path, rel)
+    listing = ImageFolderDataset(str(tmp_path)).load()
+    # "png" without its dot is accepted, as the parameter validation accepts it; the dot is
+    # literal: "cjpeg" has no extension.
+    kept = {r.relative_path for r in label_images(listing, {"extensions": [".jpeg", "png", ".TIFF"]}).collect()}
+    assert kept == {"Kiwi/a.JpEg", "Kiwi/b.PNG", "Kiwi/f.tiff"}
+
+
 def test_sample_per_class_is_deterministic_and_capped(spark, tmp_path):
     for cls in ("A", "B"):
         for i in range(7):
