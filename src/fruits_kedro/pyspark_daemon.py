@@ -1,0 +1,57 @@
+"""PySpark's Python worker daemon, importing the installed PySpark instead of its zip.
+
+Spark puts ``$SPARK_HOME/python/lib/pyspark.zip``, py4j's zip and the spark-core jar at the
+head of every Python worker's ``PYTHONPATH``. With a pip-installed PySpark, ``SPARK_HOME``
+is the installed package itself: the zip holds the same modules as the package, but no
+bytecode, so each worker compiled PySpark from source at the start of every run (~1.5 s on
+each core, while the first CNN tasks waited) and re-read the three archives' directories.
+
+Named by ``spark.python.daemon.module`` (``conf/local/spark.yml``), this module drops from
+``sys.path`` the archives that ship inside the installed ``pyspark`` package (the same
+release, by construction), then runs PySpark's own daemon; the workers it forks inherit
+the path. Anywhere else (a cluster's Spark under ``/usr/lib/spark``, archives from another
+install) the path is left as it is.
+
+It imports nothing but the standard library before forking: PySpark's daemon forbids
+modules that start threads at import (pandas, pyarrow) before it forks its workers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ARCHIVE_SUFFIXES = (".zip", ".jar")
+
+
+def without_bundled_archives(path: list[str]) -> list[str]:
+    """``path`` without the archives inside the first installed ``pyspark`` package on it."""
+    package = next(
+        (
+            os.path.join(entry or os.curdir, "pyspark")
+            for entry in path
+            if not entry.endswith(ARCHIVE_SUFFIXES)
+            and os.path.isfile(os.path.join(entry or os.curdir, "pyspark", "__init__.py"))
+        ),
+        None,
+    )
+    if package is None:
+        return list(path)
+    inside = os.path.realpath(package) + os.sep
+    return [e for e in path if not (e.endswith(ARCHIVE_SUFFIXES) and os.path.realpath(e).startswith(inside))]
+
+
+def main() -> None:
+    kept = without_bundled_archives(sys.path)
+    for entry in set(sys.path) - set(kept):
+        # Their zip importers are cached too; a worker's first task would re-read them.
+        sys.path_importer_cache.pop(entry, None)
+    sys.path[:] = kept
+
+    from pyspark import daemon
+
+    daemon.manager()
+
+
+if __name__ == "__main__":
+    main()
