@@ -78,7 +78,7 @@ class RunFigures:
 
 class PeakMemory:
     """Polls the resident memory of this process tree: the driver (Python + JVM) and the
-    PySpark Python workers (``pyspark.daemon`` and its forks)."""
+    PySpark Python workers (the daemon and its forks)."""
 
     def __init__(self, interval: float = 0.2) -> None:
         import psutil
@@ -108,9 +108,11 @@ class PeakMemory:
                 for child in self._me.children(recursive=True):
                     try:
                         rss = child.memory_info().rss
-                        # Workers are forks of `python -m pyspark.daemon`; the JVM's command
-                        # line also mentions pyspark (its jars), so match the module name.
-                        is_worker = "pyspark.daemon" in " ".join(child.cmdline())
+                        # Workers are forks of `python -m <daemon module> pyspark.worker`
+                        # (pyspark.daemon, or the project's fruits_kedro.pyspark_daemon);
+                        # the JVM's command line also mentions pyspark (its jars).
+                        command = " ".join(child.cmdline())
+                        is_worker = "pyspark.worker" in command or "pyspark.daemon" in command
                     except psutil.Error:
                         continue
                     if is_worker:
