@@ -1,0 +1,73 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fruits_kedro import spark as spark_module
+from fruits_kedro import spark_class_archive
+
+
+def _fake_jdk(root: Path) -> Path:
+    java = root / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\n")
+    java.chmod(0o755)
+    return root
+
+
+def test_java_options_name_the_archive_only_once_it_is_made(tmp_path):
+    assert spark_class_archive.java_options(tmp_path) == []
+    archive = spark_class_archive.archive_path(tmp_path)
+    archive.write_bytes(b"made")
+    options = spark_class_archive.java_options(tmp_path)
+    assert options[0] == f"-XX:SharedArchiveFile={archive}"
+    # A stale archive (another JDK build) must not stop or clutter the JVM's start.
+    assert "-Xshare:auto" in options and "-Xlog:cds+dynamic=off" in options
+
+
+def test_archive_name_follows_the_java_runtime(tmp_path, monkeypatch):
+    here = spark_class_archive.archive_path(tmp_path)
+    monkeypatch.setenv("JAVA_HOME", str(_fake_jdk(tmp_path / "other-jdk")))
+    other = spark_class_archive.archive_path(tmp_path)
+    assert other is not None and other != here and other.parent == here.parent
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk-here"))
+    assert spark_class_archive.archive_path(tmp_path) is None
+
+
+def test_driver_options_keep_the_configured_ones_and_add_the_archive(tmp_path, monkeypatch):
+    monkeypatch.setattr(spark_class_archive, "DEFAULT_DIRECTORY", str(tmp_path))
+    assert spark_module._with_class_archive("-Dderby.system.home=/tmp/d") == "-Dderby.system.home=/tmp/d"
+    assert spark_module._with_class_archive(None) is None
+    spark_class_archive.archive_path(tmp_path).write_bytes(b"made")
+    options = spark_module._with_class_archive("-Dderby.system.home=/tmp/d")
+    assert options.startswith("-Dderby.system.home=/tmp/d -XX:SharedArchiveFile=")
+
+
+def test_build_makes_an_archive_a_jvm_maps_and_replaces_stale_ones(tmp_path):
+    stale = tmp_path / "spark-0.0.0-0000000000000000.jsa"
+    stale.write_bytes(b"from another Spark")
+    archive = spark_class_archive.build(tmp_path)
+    assert archive == spark_class_archive.archive_path(tmp_path)
+    assert archive.stat().st_size > 10_000_000  # Spark's classes, not an empty file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]  # no stale, no partial
+    # The archive is usable: a JVM that must share classes from it (-Xshare:on) runs Spark.
+    probe = (
+        "from fruits_kedro import spark_class_archive as a; import sys\n"
+        "s = a._session(f'-XX:SharedArchiveFile={sys.argv[1]} -Xshare:on')\n"
+        "print(s.range(5).count()); a._stop_and_wait(s)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe, str(archive)], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().endswith("5")
+    # Made once: a second call finds it.
+    modified = archive.stat().st_mtime_ns
+    assert spark_class_archive.build(tmp_path) == archive and archive.stat().st_mtime_ns == modified
+
+
+def test_a_corrupt_archive_is_refused_by_the_check_not_installed(tmp_path):
+    garbage = tmp_path / "garbage.jsa"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(RuntimeError, match="--check"):
+        spark_class_archive._in_child("--check", garbage, timeout=300)
