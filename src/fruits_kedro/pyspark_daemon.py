@@ -12,8 +12,8 @@ release, by construction), then runs PySpark's own daemon; the workers it forks 
 the path. Anywhere else (a cluster's Spark under ``/usr/lib/spark``, archives from another
 install) the path is left as it is.
 
-It imports nothing but the standard library before forking: PySpark's daemon forbids
-modules that start threads at import (pandas, pyarrow) before it forks its workers.
+It imports nothing but the standard library before forking: PySpark's daemon imports the
+worker's modules only after each fork, because some (pandas, pyarrow) start threads at import.
 """
 
 from __future__ import annotations
