@@ -46,12 +46,16 @@ def test_driver_options_keep_the_configured_ones_and_add_the_archive(tmp_path, m
 
 
 def test_build_makes_an_archive_a_jvm_maps_and_replaces_stale_ones(tmp_path):
-    stale = tmp_path / "spark-0.0.0-0000000000000000.jsa"
-    stale.write_bytes(b"from another Spark")
+    installation = spark_class_archive.archive_path(tmp_path).name.split("-")[-2]
+    stale = tmp_path / f"spark-0.0.0-{installation}-0000000000000000.jsa"
+    stale.write_bytes(b"this installation's, from an earlier Spark release")
+    other_venv = tmp_path / "spark-4.3.0-0123abcd-0000000000000000.jsa"
+    other_venv.write_bytes(b"another installation's: still in use there")
     archive = spark_class_archive.build(tmp_path)
     assert archive == spark_class_archive.archive_path(tmp_path)
     assert archive.stat().st_size > 10_000_000  # Spark's classes, not an empty file
-    assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]  # no stale, no partial
+    # No stale archive, no partial file; another installation's archive is left alone.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([archive.name, other_venv.name])
     # The archive is usable: a JVM that must share classes from it (-Xshare:on) runs Spark.
     probe = (
         "from fruits_kedro import spark_class_archive as a; import sys\n"

@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_DIRECTORY = "~/.cache/fruits_kedro/jvm"
 # Spark's launcher adds its own options; these only choose the archive and keep a stale
@@ -54,16 +51,19 @@ def archive_path(directory: str | Path | None = None) -> Path | None:
     from pyspark.find_spark_home import _find_spark_home
 
     jars = Path(_find_spark_home()) / "jars"
+    # Each Spark installation (each virtualenv) has archives of its own: its classpath is
+    # part of an archive, and making one must not delete another installation's.
+    installation = hashlib.sha256(str(jars).encode()).hexdigest()[:8]
     identity = hashlib.sha256()
     runtime_files = [java, java.parent.parent / "lib" / "server" / "libjvm.so", java.parent.parent / "lib" / "modules"]
     for path in runtime_files:
         if path.exists():
             stat = path.stat()
             identity.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    identity.update(str(jars).encode())
     for jar in sorted(jars.glob("*.jar")):
         identity.update(f"{jar.name}:{jar.stat().st_size}\n".encode())
-    return Path(directory or DEFAULT_DIRECTORY).expanduser() / f"spark-{pyspark.__version__}-{identity.hexdigest()[:16]}.jsa"
+    name = f"spark-{pyspark.__version__}-{installation}-{identity.hexdigest()[:16]}.jsa"
+    return Path(directory or DEFAULT_DIRECTORY).expanduser() / name
 
 
 def java_options(directory: str | Path | None = None) -> list[str]:
@@ -91,8 +91,9 @@ def build(directory: str | Path | None = None, timeout: float = 900) -> Path:
         os.replace(partial, target)  # atomic: no JVM ever maps a half-written archive
     finally:
         partial.unlink(missing_ok=True)
-    for stale in target.parent.glob("spark-*.jsa"):
-        if stale != target:  # made for another Java or Spark
+    installation = target.name.split("-")[-2]
+    for stale in target.parent.glob(f"spark-*-{installation}-*.jsa"):
+        if stale != target:  # this installation's, made for an earlier Java or Spark release
             stale.unlink(missing_ok=True)
     return target
 
