@@ -131,7 +131,8 @@ def _session(java_option: str):
 
 def _representative_job(spark) -> None:
     """Touch the classes a run loads: a pandas listing, string functions and a count,
-    a shuffle, iterator pandas and Arrow UDFs, a disk-persisted result, Spark ML."""
+    a shuffle, iterator pandas and Arrow UDFs streaming into each other, a persisted
+    result, Spark ML."""
     from collections.abc import Iterator
 
     import numpy as np
@@ -159,10 +160,12 @@ def _representative_job(spark) -> None:
     # Real objects, not this module's postponed (string) annotations: PySpark reads the
     # hints to choose the UDF type, and pandas is imported here, not at module level.
     features.__annotations__ = {"batches": Iterator[pd.Series], "return": Iterator[pd.Series]}
-    features = F.pandas_udf(features, "array<float>")
+    features = F.pandas_udf(features, "array<float>").asNondeterministic()
 
-    featurized = labelled.repartition(4).select("path", "label", features("path").alias("features"))
-    featurized = featurized.persist(StorageLevel.DISK_ONLY)
+    featurized = (
+        labelled.repartition(4).select("path", "label", features("path").alias("features"))
+        .where(F.col("features").isNotNull())
+    )
 
     def row_counts(batches):
         import pyarrow as pa
@@ -170,7 +173,8 @@ def _representative_job(spark) -> None:
         for batch in batches:
             yield pa.RecordBatch.from_pydict({"rows": [batch.num_rows]})
 
-    featurized.mapInArrow(row_counts, "rows long").collect()
+    featurized.mapInArrow(row_counts, "rows long").collect()  # as the features' Parquet writer
+    featurized = featurized.persist(StorageLevel.MEMORY_AND_DISK)  # as the evaluation
     vectors = StringIndexer(inputCol="label", outputCol="target").fit(featurized).transform(featurized)
     vectors = vectors.withColumn("vector", array_to_vector("features"))
     scaled = StandardScaler(inputCol="vector", outputCol="scaled").fit(vectors).transform(vectors)

@@ -1,10 +1,14 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from kedro.io import MemoryDataset
+
 from fruits_kedro.pipelines.feature_extraction.nodes import (
+    RejectedImages,
     extract_features,
     merge_with_previous_features,
     report_feature_extraction,
@@ -47,11 +51,11 @@ def _random_images(spark, folder, n: int, size: int):
 def test_extract_features_gives_one_vector_per_image(spark, tmp_path, backbone, size, dim):
     images = _random_images(spark, tmp_path, n=5, size=size)
     backbone_params = {"name": backbone, "input_size": size, "weights": None}
-    features = extract_features(images, backbone_params, PREPROCESSING, {"batch_size": 2})
+    features, rejected = extract_features(images, backbone_params, PREPROCESSING, {"batch_size": 2})
     rows = features.collect()
     assert len(rows) == 5
     assert {len(r.features) for r in rows} == {dim}
-    assert {r.reason for r in rows} == {None}
+    assert rejected.reasons == {}
     matrix = np.array([r.features for r in rows])
     assert np.all(np.isfinite(matrix))
     # Different images give different features (the batches were not mixed up or repeated).
@@ -68,7 +72,7 @@ def test_extract_features_matches_the_keras_model_on_the_driver(spark, tmp_path,
     size = 64
     images = _random_images(spark, tmp_path, n=3, size=size)
     params = {"name": "mobilenet_v2", "input_size": size, "weights": None}
-    features = extract_features(images, params, PREPROCESSING, {"batch_size": 2, "runtime": runtime})
+    features, _ = extract_features(images, params, PREPROCESSING, {"batch_size": 2, "runtime": runtime})
     by_path = {r.path: np.array(r.features) for r in features.collect()}
     backbone = get_backbone("mobilenet_v2")
     model = backbone.build(size, None)
@@ -92,26 +96,30 @@ def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_
         images = _raw_images(spark, tmp_path, files)
         vanished = tmp_path / "A/vanished.jpg"  # listed, then deleted before the run read it
         images = images.unionByName(spark.createDataFrame([(str(vanished), "A/vanished.jpg", "A", "T", 1, "0")], RAW_SCHEMA))
-        featurized = extract_features(
+        featurized, rejected = extract_features(
             images.repartition(1), {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING,
             {"batch_size": 2},
         )
         rows = {r.relative_path: r for r in featurized.collect()}
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
-    assert len(rows) == 11
     valid = {f"A/{i}.png" for i in range(7)}
-    assert all(rows[p].features is not None and rows[p].reason is None for p in valid)
-    reasons = {p: r.reason for p, r in rows.items() if p not in valid}
-    assert all(rows[p].features is None for p in reasons)
+    assert set(rows) == valid and all(r.features is not None for r in rows.values())
+    reasons = {str(Path(p).relative_to(tmp_path)): reason for p, reason in rejected.reasons.items()}
+    assert set(reasons) == {"A/truncated.png", "A/notes.jpg", "A/empty.jpg", "A/vanished.jpg"}
     assert reasons["A/empty.jpg"] == "empty file" and reasons["A/vanished.jpg"] == "file could not be read"
     assert reasons["A/notes.jpg"].startswith("not a decodable image")
     assert reasons["A/truncated.png"].startswith("not a decodable image")
+    # Each rejected file is listed once with its folder's label, whatever its batch was.
+    table = rejected.to_frame(images).orderBy("path").collect()
+    assert [(Path(r.path).name, r.label, r.reason) for r in table] == sorted(
+        (Path(p).name, "A", reason) for p, reason in rejected.reasons.items()
+    )
     # Each valid image kept its own features: the same as when featurized alone.
     alone = extract_features(
         _raw_images(spark, tmp_path / "alone", {"A/5.png": files["A/5.png"]}),
         {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {},
-    ).collect()[0].features
+    )[0].collect()[0].features
     np.testing.assert_allclose(rows["A/5.png"].features, alone, rtol=1e-5, atol=1e-12)
 
 
@@ -127,7 +135,7 @@ def test_onnx_runtime_matches_keras_on_real_photos(spark, shared_photos, imagene
     backbone = {"name": "mobilenet_v2", "input_size": 100, "weights": "imagenet"}
     by_runtime = {}
     for runtime in ("keras", "onnx"):
-        features = extract_features(images, backbone, PREPROCESSING, {"batch_size": 8, "runtime": runtime})
+        features, _ = extract_features(images, backbone, PREPROCESSING, {"batch_size": 8, "runtime": runtime})
         by_runtime[runtime] = np.array([r.features for r in features.orderBy("path").collect()])
     keras_features, onnx_features = by_runtime["keras"], by_runtime["onnx"]
     assert keras_features.shape == (24, 1280) and np.abs(keras_features).max() > 0.1
@@ -143,21 +151,40 @@ def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
          ("/gone.jpg", "T/A/gone.jpg", "A", "T", 3, "m1", [3.0])],  # deleted: dropped
         schema,
     )
-    featurized = spark.createDataFrame(
-        [("/b.jpg", "T/A/b.jpg", "A", "T", 5, "m2", [20.0], None),
-         ("/bad.jpg", "T/A/bad.jpg", "A", "T", 4, "m2", None, "empty file")],  # rejected: no features row
-        schema + ", reason string",
-    )
+    featurized = spark.createDataFrame([("/b.jpg", "T/A/b.jpg", "A", "T", 5, "m2", [20.0])], schema)
+    rejected_images = RejectedImages(spark.sparkContext)
+    rejected_images.accumulator.add({"/bad.jpg": "empty file"})  # as the inference task does
     current = spark.createDataFrame(
-        [("/a.jpg", 1, "m1"), ("/b.jpg", 5, "m2"), ("/bad.jpg", 4, "m2")], "path string, size long, modified string"
+        [("/a.jpg", "A", "T", 1, "m1"), ("/b.jpg", "A", "T", 5, "m2"), ("/bad.jpg", "A", "T", 4, "m2")],
+        "path string, label string, split string, size long, modified string",
     )
     merged, reuse = merge_with_previous_features(featurized, previous, current, {"incremental": True})
     assert merged.columns == previous.columns
     assert {r.path: list(r.features) for r in merged.collect()} == {"/a.jpg": [1.0], "/b.jpg": [20.0]}
-    report, rejected = report_feature_extraction(merged, featurized, reuse)
+    report, rejected = report_feature_extraction(merged, rejected_images, current, reuse)
     assert report == {"incremental": True, "featurized": 1, "reused": 1, "rejected": 1}
     assert [tuple(r) for r in rejected.collect()] == [("/bad.jpg", "A", "T", "empty file")]
     full, reuse = merge_with_previous_features(featurized, previous, current, {"incremental": False})
     assert full.count() == 1
-    report, _ = report_feature_extraction(full, featurized, reuse)
+    report, _ = report_feature_extraction(full, rejected_images, current, reuse)
     assert report == {"incremental": False, "featurized": 1, "reused": 0, "rejected": 1}
+
+
+def test_kedro_hands_on_the_rejected_images_it_was_given(spark):
+    """Kedro deep-copies what one node hands another in memory: the copy must still see
+    what the tasks add afterwards, or the report would list no rejected image at all."""
+    rejected_images = RejectedImages(spark.sparkContext)
+    handed_on = MemoryDataset()
+    handed_on.save(rejected_images)
+    rejected_images.accumulator.add({"/late.jpg": "empty file"})
+    assert handed_on.load().reasons == {"/late.jpg": "empty file"}
+
+
+def test_the_cnn_runs_once_per_image_when_the_features_are_saved(spark, tmp_path):
+    """Without a cache, only Spark's plan keeps the network from running twice per image
+    (e.g. once in a filter pushed below the repartition, once in the projection)."""
+    images = _random_images(spark, tmp_path, n=4, size=32).repartition(2)
+    featurized, _ = extract_features(images, {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {})
+    features, _ = merge_with_previous_features(featurized, None, images, {})
+    plan = features._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("features_udf(") == 1, plan

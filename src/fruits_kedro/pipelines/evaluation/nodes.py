@@ -89,14 +89,10 @@ def featurize_with_backbones(
             logger.warning("Evaluation skips backbone %s: %s", name, reason.splitlines()[0])
             reports[name] = {"status": "skipped", "reason": reason, "input_size": size, "weights": settings["weights"]}
             continue
-        featurized = extract_features(raw_images, backbone_params, preprocessing_params, feature_extraction_params)
-        extracted = (
-            featurized.where(F.col("reason").isNull()).drop("reason").persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        n_images = extracted.count()
-        # From featurized's own disk cache. (It is not unpersisted here: Spark could then
-        # drop `extracted`, built on it, and run the CNN again.)
-        n_rejected = featurized.where(F.col("reason").isNotNull()).count()
+        featurized, rejected = extract_features(raw_images, backbone_params, preprocessing_params, feature_extraction_params)
+        extracted = featurized.persist(StorageLevel.MEMORY_AND_DISK)
+        n_images = extracted.count()  # runs the CNN, which gathers the rejected images
+        n_rejected = len(rejected.reasons)
         seconds = time.perf_counter() - started
         features[name] = extracted  # the persisted frame itself, so that classification can unpersist it
         reports[name] = {

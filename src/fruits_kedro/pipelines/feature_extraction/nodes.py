@@ -3,8 +3,8 @@
 Each inference task reads its images' bytes, decodes them with preprocessing's
 :class:`ImageDecoder` and runs the network on batches of ``batch_size``. One pass over the
 photos does it all: every image is read once and decoded once, and one that cannot be decoded
-gets its reason in the same pass (``rejected_images``) instead of costing a second pass over
-every file (README, Performance, has the measurements behind this design).
+gets its reason in the same pass (:class:`RejectedImages`) instead of costing a second pass
+over every file (README, Performance, has the measurements behind this design).
 
 The weights are loaded once on the driver (through Keras' own loading path) and broadcast
 once per job: as weight arrays for the ``keras`` runtime, or as an ONNX model converted on
@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pyspark import StorageLevel
+from pyspark import AccumulatorParam
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fruits_kedro.backbones import get_backbone, inference_payload, worker_feature_fn
 from fruits_kedro.datasets.image_folder import read_file_bytes
+from fruits_kedro.pipelines.ingestion.nodes import IMAGE_KEY
 from fruits_kedro.pipelines.preprocessing.nodes import ImageDecoder
 
 logger = logging.getLogger(__name__)
@@ -37,23 +38,75 @@ FEATURE_ID_COLUMNS = ("path", "relative_path", "label", "split", "size", "modifi
 REJECTED_COLUMNS = ("path", "label", "split", "reason")
 
 
+class _ReasonsByPath(AccumulatorParam):
+    """Merges ``{path: reason}`` dicts. Idempotent: a task that runs twice (a retry, a
+    speculative copy, a second action on the same DataFrame) reports the same paths again."""
+
+    def zero(self, value: dict[str, str]) -> dict[str, str]:
+        return {}
+
+    def addInPlace(self, value1: dict[str, str], value2: dict[str, str]) -> dict[str, str]:
+        value1.update(value2)
+        return value1
+
+
+class RejectedImages:
+    """The images a featurization could not decode, each with its reason, gathered from the
+    inference tasks themselves through a Spark accumulator.
+
+    Why not a ``reason`` column next to the features: the features and the rejected rows
+    would then be two outputs of one computation, which Spark runs once only if it is cached
+    first; the cache (written to disk, read back, then written again as Parquet) cost ~6% of
+    the CNN stage at 5,000 photos, and each task wrote its Parquet part only after its
+    whole partition had gone through the network (README, Performance).
+
+    The accumulator fills when the features are computed, i.e. when they are saved: read it
+    after that. (Kedro deep-copies what one node hands another in memory; a copy of a PySpark
+    accumulator is the driver's registered accumulator itself, so it sees every task's adds.)
+    """
+
+    def __init__(self, spark_context) -> None:
+        self._accumulator = spark_context.accumulator({}, _ReasonsByPath())
+
+    @property
+    def accumulator(self):
+        """What a task adds ``{path: reason}`` to (picklable into a UDF)."""
+        return self._accumulator
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """``{path: reason}`` for every rejected image seen so far, on the driver."""
+        return dict(self._accumulator.value)
+
+    def to_frame(self, images: DataFrame) -> DataFrame:
+        """The rejected images as rows of ``REJECTED_COLUMNS``, labels taken from ``images``."""
+        spark = images.sparkSession
+        reasons = spark.createDataFrame(sorted(self.reasons.items()), "path string, reason string")
+        # One partition: saving a few rows must not start a writer task per input partition.
+        return (
+            reasons.join(images.select("path", "label", "split"), on="path", how="left")
+            .select(*REJECTED_COLUMNS)
+            .coalesce(1)
+        )
+
+
 def extract_features(
     raw_images: DataFrame,
     backbone_params: dict[str, Any],
     preprocessing_params: dict[str, Any],
     params: dict[str, Any],
-) -> DataFrame:
-    """Every listed image with its ``features`` (array<float>), or the ``reason`` it has none.
+) -> tuple[DataFrame, RejectedImages]:
+    """Every listed image that can be decoded, with its ``features`` (array<float>), and the
+    images that cannot be, each with its reason.
 
-    Exactly one of the two is null on each row. The images' bytes are read inside the
-    inference tasks, from ``path``: a separate reading UDF would be one more Python worker
-    per task handing every photo through the JVM (~10% of the CNN stage, measured), and the
-    next Arrow batch is fetched while the current one runs through the network, so S3
-    latency overlaps inference.
+    The images' bytes are read inside the inference tasks, from ``path``: a separate reading
+    UDF would be one more Python worker per task handing every photo through the JVM (~10% of
+    the CNN stage, measured), and the next Arrow batch is fetched while the current one runs
+    through the network, so S3 latency overlaps inference.
 
-    The result is persisted on the executors' local disks (never in memory): the features
-    and the rejected files both come from it, and the CNN must run once. Nothing runs until
-    the features are saved.
+    Nothing runs until the features are saved; saving them streams each task's features
+    straight to its Parquet part as they come out of the network, and fills the
+    :class:`RejectedImages` (read it after the save).
     """
     backbone = get_backbone(backbone_params["name"])
     decoder = ImageDecoder.from_params(backbone_params, preprocessing_params)
@@ -62,6 +115,8 @@ def extract_features(
     payload = inference_payload(backbone, size, backbone_params.get("weights", "imagenet"), runtime)
     spark = raw_images.sparkSession
     payload_broadcast = spark.sparkContext.broadcast(payload)
+    rejected = RejectedImages(spark.sparkContext)
+    rejected_accumulator = rejected.accumulator
     job_token = uuid.uuid4().hex
     batch_size = int(params.get("batch_size", 64))
     # Each Spark task gets spark.task.cpus cores; inference uses exactly that many threads,
@@ -73,37 +128,44 @@ def extract_features(
         name, size, size, runtime, backbone.feature_dim(size), batch_size, threads,
     )
 
-    def featurize(contents: pd.Series, infer) -> pd.DataFrame:
+    def featurize(paths: pd.Series, contents: pd.Series, infer) -> pd.Series:
         features: list[np.ndarray | None] = [None] * len(contents)
-        reasons: list[str | None] = [None] * len(contents)
+        rejected_here: dict[str, str] = {}
         for start in range(0, len(contents), batch_size):
-            pixels, decoded, window_reasons = decoder.decode_valid(contents.iloc[start : start + batch_size])
-            reasons[start : start + len(window_reasons)] = window_reasons
+            pixels, decoded, reasons = decoder.decode_valid(contents.iloc[start : start + batch_size])
+            for offset, reason in enumerate(reasons):
+                if reason is not None:
+                    rejected_here[paths.iloc[start + offset]] = reason
             if decoded:
                 vectors = infer(pixels).astype(np.float32, copy=False)
                 for vector, i in zip(vectors, decoded):
                     features[start + i] = vector
-        return pd.DataFrame({"features": features, "reason": reasons})
+        if rejected_here:
+            rejected_accumulator.add(rejected_here)
+        return pd.Series(features, dtype=object)
 
-    @F.pandas_udf("struct<features:array<float>,reason:string>")
-    def features_udf(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
+    def features_udf(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         infer = worker_feature_fn(name, size, payload_broadcast, threads, job_token, runtime)
         # Reading releases the GIL (file and network I/O), inference too (ONNX Runtime,
         # TensorFlow): one reader thread fetches batch k+1 while batch k is inferred.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as reader:
             pending = None
             for paths in batches:  # Arrow batches; inference re-slices them to batch_size
-                upcoming = reader.submit(read_file_bytes, paths)
+                upcoming = (paths, reader.submit(read_file_bytes, paths))
                 if pending is not None:
-                    yield featurize(pending.result(), infer)
+                    yield featurize(pending[0], pending[1].result(), infer)
                 pending = upcoming
             if pending is not None:
-                yield featurize(pending.result(), infer)
+                yield featurize(pending[0], pending[1].result(), infer)
 
-    result = features_udf(F.col("path"))
-    return raw_images.select(
-        *FEATURE_ID_COLUMNS, result.getField("features").alias("features"), result.getField("reason").alias("reason")
-    ).persist(StorageLevel.DISK_ONLY)
+    # Non-deterministic, as reading files is: Spark then never evaluates it twice for a row,
+    # e.g. once in a filter pushed below the repartition and once in the projection.
+    features = F.pandas_udf(features_udf, "array<float>").asNondeterministic()
+    featurized = (
+        raw_images.select(*FEATURE_ID_COLUMNS, features(F.col("path")).alias("features"))
+        .where(F.col("features").isNotNull())
+    )
+    return featurized, rejected
 
 
 def merge_with_previous_features(
@@ -119,44 +181,45 @@ def merge_with_previous_features(
     Returns the features, still lazy (saving them runs the CNN, once, in the executors), and
     what was reused, for :func:`report_feature_extraction`.
     """
-    new_features = featurized_images.where(F.col("reason").isNull()).drop("reason")
     incremental = bool(params.get("incremental")) and previous_image_features is not None
     if not incremental:
-        return new_features, {"incremental": False, "reused": 0}
+        return featurized_images, {"incremental": False, "reused": 0}
+    if any(c not in previous_image_features.columns for c in IMAGE_KEY):
+        # select_images_to_featurize featurized every image: nothing to reuse.
+        return featurized_images, {"incremental": True, "reused": 0}
+    # Unchanged images (same path, size and stamp) were not featurized this time
+    # (select_images_to_featurize): their previous features are kept. This never looks at
+    # this run's features, which would run the CNN once more just to compare.
+    current_keys = current_images.select(*IMAGE_KEY)
+    reused = previous_image_features.join(current_keys, on=list(IMAGE_KEY), how="left_semi")
     # The previous rows must be read before this run overwrites them: materialise them now.
-    current_keys = current_images.select("path", "size", "modified")
-    reused = previous_image_features.join(current_keys, on=["path", "size", "modified"], how="left_semi")
-    reused = reused.join(new_features.select("path"), on="path", how="left_anti").select(*new_features.columns)
-    reused = reused.localCheckpoint(eager=True)
+    reused = reused.select(*featurized_images.columns).localCheckpoint(eager=True)
     n_reused = reused.count()
     logger.info("Incremental feature extraction: %d images' features reused", n_reused)
-    return new_features.unionByName(reused), {"incremental": True, "reused": n_reused}
+    return featurized_images.unionByName(reused), {"incremental": True, "reused": n_reused}
 
 
 def report_feature_extraction(
-    image_features: DataFrame, featurized_images: DataFrame, reuse: dict[str, Any]
+    image_features: DataFrame, rejected_images: RejectedImages, images: DataFrame, reuse: dict[str, Any]
 ) -> tuple[dict[str, Any], DataFrame]:
     """What this run did: images featurized, reused from the last run, and rejected; and the
-    rejected files themselves, each with its reason.
+    rejected files themselves, each with its reason and the label of its folder.
 
-    Runs after the features are saved: the featurized count is the saved Parquet's row count,
-    and the rejected rows are read from the persisted pass (no CNN runs here).
+    Runs after the features are saved (they are an input), when the featurization has
+    filled ``rejected_images``; no CNN runs here.
     """
     total = image_features.count()
-    # One partition: saving a few rows must not start a writer task per input partition.
-    rejected = featurized_images.where(F.col("reason").isNotNull()).select(*REJECTED_COLUMNS).coalesce(1)
-    examples = rejected.limit(10).collect()
-    n_rejected = rejected.count() if examples else 0
+    reasons = rejected_images.reasons
     report = {
         "incremental": reuse["incremental"],
         "featurized": total - reuse["reused"],
         "reused": reuse["reused"],
-        "rejected": n_rejected,
+        "rejected": len(reasons),
     }
     logger.info(
         "Feature extraction: %d images featurized, %d reused, %d rejected",
         report["featurized"], report["reused"], report["rejected"],
     )
-    for row in examples:
-        logger.warning("Rejected %s: %s", row.path, row.reason)
-    return report, rejected
+    for path in sorted(reasons)[:10]:
+        logger.warning("Rejected %s: %s", path, reasons[path])
+    return report, rejected_images.to_frame(images)

@@ -13,7 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 extract_features,
                 ["raw_images", "params:backbone", "params:preprocessing", "params:feature_extraction"],
-                "featurized_images",
+                ["featurized_images", "rejected_images_by_path"],
                 name="extract_features",
             ),
             Node(
@@ -22,11 +22,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["image_features", "reused_image_features"],
                 name="merge_with_previous_features",
             ),
-            # After image_features is saved (it is an input): the rejected rows then come
-            # from the persisted pass, and the CNN does not run a second time for them.
+            # After image_features is saved (it is an input): saving them ran the CNN, which
+            # gathered the rejected images on the way; the CNN does not run again for them.
             Node(
                 report_feature_extraction,
-                ["image_features", "featurized_images", "reused_image_features"],
+                ["image_features", "rejected_images_by_path", "sampled_image_files", "reused_image_features"],
                 ["feature_extraction_report", "rejected_images"],
                 name="report_feature_extraction",
             ),
