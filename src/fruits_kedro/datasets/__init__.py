@@ -1,7 +1,26 @@
-"""Custom Kedro datasets of fruits_kedro."""
+"""Custom Kedro datasets of fruits_kedro.
 
-from fruits_kedro.datasets.image_folder import ImageFolderDataset
-from fruits_kedro.datasets.spark_csv import SparkCSVFileDataset
-from fruits_kedro.datasets.spark_parquet import SparkParquetFsspecDataset
+Each dataset's module is imported when first named (``fruits_kedro.datasets.X``, as the
+catalog does): the executors' Python workers import modules of this package for the
+functions their tasks run, and must not pay for the other datasets' dependencies (pandas
+alone costs a worker ~0.5 s as it starts).
+"""
 
-__all__ = ["ImageFolderDataset", "SparkCSVFileDataset", "SparkParquetFsspecDataset"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULES = {
+    "ImageFolderDataset": "image_folder",
+    "SparkCSVFileDataset": "spark_csv",
+    "SparkParquetFsspecDataset": "spark_parquet",
+}
+
+__all__ = list(_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

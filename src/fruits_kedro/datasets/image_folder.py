@@ -2,7 +2,7 @@
 
 Loading lists the files on the driver and returns a Spark DataFrame of their locations
 (``path``, ``relative_path``, ``size``, ``modified``) — never their bytes. The bytes are read
-later, inside the executors, by :func:`read_file_bytes`, after sampling has decided which
+later, inside the executors, by :func:`fruits_kedro.datasets.files.read_files`, after sampling has decided which
 files are needed: with tens of thousands of photos nothing should pass through the driver.
 """
 
@@ -16,6 +16,7 @@ import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
 from fruits_kedro.datasets.aws import describe_s3_error, forward_aws_environment, is_local_path, require_bucket
+from fruits_kedro.datasets.files import read_files
 
 LISTING_COLUMNS = ("path", "relative_path", "size", "modified")
 
@@ -121,7 +122,7 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
             listing = self._list_files()
         spark = get_spark()
         if not is_local_path(self._path):
-            # read_file_bytes runs in the executors: they must reach the same endpoint.
+            # read_files runs in the executors: they must reach the same endpoint.
             forward_aws_environment(spark.sparkContext)
         schema = T.StructType(
             [
@@ -158,15 +159,6 @@ def _modified(info: dict[str, Any]) -> str | None:
 
 
 def read_file_bytes(paths: pd.Series) -> pd.Series:
-    """Read each file's bytes; runs in the executors. Unreadable files give None, not an error,
-    so one bad file cannot fail a partition of good ones (preprocessing reports it).
-
-    One ``cat_ranges`` call per batch: on S3, s3fs fetches the objects concurrently, where one
-    GET after another would leave the cores waiting on latency; on disk it reads them in turn.
-    (``cat_ranges`` takes paths literally: a ``[`` in a file name is not a glob.)
-    """
-    if paths.empty:
-        return pd.Series([], dtype=object)
-    fs, _ = fsspec.core.url_to_fs(paths.iloc[0])  # one listing, one filesystem
-    contents = fs.cat_ranges([fs._strip_protocol(path) for path in paths], None, None, on_error="return")
-    return pd.Series([None if isinstance(data, BaseException) else data for data in contents], dtype=object)
+    """:func:`fruits_kedro.datasets.files.read_files` as a pandas UDF's function: each file's
+    bytes, None for a file that cannot be read."""
+    return pd.Series(read_files(paths.tolist()), dtype=object)

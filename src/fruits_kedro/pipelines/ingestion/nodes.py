@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from fruits_kedro.datasets.image_folder import read_file_bytes
+from fruits_kedro.pipelines.feature_extraction.nodes import IMAGE_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -77,9 +78,6 @@ def sample_per_class(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     seed = int(params.get("seed", 42))
     order = Window.partitionBy("split", "label").orderBy(F.xxhash64(F.col("path"), F.lit(seed)), F.col("path"))
     return images.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") <= int(n)).drop("_rank")
-
-
-IMAGE_KEY = ("path", "size", "modified")  # an image is "seen" when all three match
 
 
 def select_images_to_featurize(
