@@ -7,7 +7,7 @@ classes from an archive instead.
 
 The archive is made once per Java runtime and Spark release (``make`` does it, or
 ``python -m fruits_kedro.spark_class_archive``) by a JVM that runs a small job touching the
-code paths of a run (Arrow, pandas UDFs, shuffles, the disk cache, Spark ML) with
+code paths of a run (Arrow and pandas UDFs, shuffles, a cached DataFrame, Spark ML) with
 ``-XX:ArchiveClassesAtExit`` and writes the archive as it exits. A second JVM must then start
 with it under ``-Xshare:on`` (which refuses an unusable archive) before it is moved into
 place: a truncated archive crashes the JVM that maps it. :func:`java_options` names the
