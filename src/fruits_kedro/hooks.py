@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
@@ -21,9 +22,12 @@ class SparkHooks:
     def after_context_created(self, context) -> None:
         """Record this environment's ``spark*.yml``; the session starts only when needed."""
         try:
-            conf = context.config_loader["spark"]
+            conf = dict(context.config_loader["spark"])
         except KeyError:
             conf = {}
+        event_logs = conf.get("spark.eventLog.dir")
+        if event_logs and "://" not in str(event_logs):
+            conf["spark.eventLog.dir"] = str(Path(context.project_path) / str(event_logs))  # not the cwd's
         spark.configure(conf)
 
 

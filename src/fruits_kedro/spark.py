@@ -4,6 +4,11 @@ Kedro hands the ``spark`` configuration of the active environment to :func:`conf
 when a context is created; the session itself is only built on the first call to
 :func:`get_spark`. That keeps ``kedro viz`` and ``kedro jupyter`` free of a JVM until
 something really needs Spark.
+
+Whatever the executors need from the driver travels in the Spark configuration, never
+through the shells that started the cluster's workers: the Python interpreter
+(``spark.pyspark.python``) and the S3 settings and credentials (``spark.executorEnv.*``,
+see :func:`fruits_kedro.datasets.aws.executor_aws_environment`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,12 +29,16 @@ _lock = threading.Lock()
 _spark_conf: dict[str, Any] = {}
 # spark.yml switch (local masters only): map Spark's classes from a class-data archive.
 CLASS_ARCHIVE_SETTING = "fruits.jvm_class_archive"
+# spark.yml switch: the driver's AWS credentials reach the executors (a cluster without roles).
+FORWARD_CREDENTIALS_SETTING = "fruits.forward_aws_credentials"
+# Settings of the project, not of Spark: read here, never handed to Spark.
+PROJECT_SETTINGS = (CLASS_ARCHIVE_SETTING, FORWARD_CREDENTIALS_SETTING, "fruits.log_level")
 
 
 def configure(spark_conf: dict[str, Any] | None) -> None:
     """Record the Spark configuration to use when the session is first needed."""
     global _spark_conf
-    _spark_conf = {str(k): v for k, v in (spark_conf or {}).items()}
+    _spark_conf = {str(k): v for k, v in (spark_conf or {}).items() if v is not None}
 
 
 def spark_conf() -> dict[str, Any]:
@@ -36,8 +46,17 @@ def spark_conf() -> dict[str, Any]:
     return dict(_spark_conf)
 
 
+def forwards_aws_credentials() -> bool:
+    """Whether this environment sends the driver's AWS credentials to the executors."""
+    return _truthy(_spark_conf.get(FORWARD_CREDENTIALS_SETTING, False))
+
+
 def _is_local_master(master: str | None) -> bool:
-    return master is None or master.startswith("local")
+    return bool(master) and master.startswith("local")
+
+
+def _is_standalone_master(master: str | None) -> bool:
+    return bool(master) and master.startswith("spark://")
 
 
 def get_spark() -> SparkSession:
@@ -51,25 +70,66 @@ def get_spark() -> SparkSession:
         active = SparkSession.getActiveSession()
         if active is not None:
             return active
-        conf = spark_conf()
+        conf = session_conf(spark_conf())
         master = conf.get("spark.master")
-        use_class_archive = bool(conf.pop(CLASS_ARCHIVE_SETTING, False))
-        if _is_local_master(master):
-            # Local Python workers must run this interpreter, or they import another Python's
-            # site-packages (or none): the cluster's own Python is set by its environment.
-            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-            os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-            if use_class_archive:
-                java_options = _with_class_archive(conf.get("spark.driver.extraJavaOptions"))
-                if java_options:
-                    conf["spark.driver.extraJavaOptions"] = java_options
         builder = SparkSession.builder
         for key, value in conf.items():
             builder = builder.config(key, _spark_value(value))
         logger.info("Starting SparkSession (master=%s)", master or "from the cluster environment")
         session = builder.getOrCreate()
-        session.sparkContext.setLogLevel(str(conf.get("fruits.log_level", "WARN")))
+        session.sparkContext.setLogLevel(str(_spark_conf.get("fruits.log_level", "WARN")))
+        _log_where_to_watch(session, conf)
         return session
+
+
+def session_conf(recorded: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """The settings handed to Spark: the recorded ones, less the project's own switches,
+    plus what the executors need from the driver (interpreter, S3 settings, event-log folder).
+
+    Sets ``PYSPARK_PYTHON`` in this process as a side effect: PySpark reads the workers'
+    interpreter from it, never from ``spark.pyspark.python``, in a session created in-process.
+    """
+    from fruits_kedro.datasets.aws import executor_aws_environment
+
+    environ = os.environ if environ is None else environ
+    conf = {k: v for k, v in recorded.items() if k not in PROJECT_SETTINGS}
+    master = conf.get("spark.master")
+    python = conf.get("spark.pyspark.python")
+    if python is None and (_is_local_master(master) or _is_standalone_master(master)):
+        # Local and loopback-cluster workers share this machine: run this very interpreter.
+        python = environ.get("PYSPARK_PYTHON") or sys.executable
+        conf["spark.pyspark.python"] = python
+    if python is not None:
+        environ["PYSPARK_PYTHON"] = str(python)
+        environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    forward = _truthy(recorded.get(FORWARD_CREDENTIALS_SETTING, False))
+    for name, value in executor_aws_environment(master, forward, environ).items():
+        conf.setdefault(f"spark.executorEnv.{name}", value)
+    if _truthy(conf.get("spark.eventLog.enabled", False)):
+        conf["spark.eventLog.dir"] = _event_log_dir(str(conf.get("spark.eventLog.dir", "logs/spark-events")))
+    if _is_local_master(master) and _truthy(recorded.get(CLASS_ARCHIVE_SETTING, False)):
+        java_options = _with_class_archive(conf.get("spark.driver.extraJavaOptions"))
+        if java_options:
+            conf["spark.driver.extraJavaOptions"] = java_options
+    return conf
+
+
+def _event_log_dir(location: str) -> str:
+    """A local event-log folder made absolute and created (Spark refuses a missing one);
+    URLs (``s3://``, ``hdfs://``) are left to Spark."""
+    if "://" in location and not location.startswith("file://"):
+        return location
+    folder = Path(location.removeprefix("file://")).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder.as_uri()
+
+
+def _log_where_to_watch(session: SparkSession, conf: dict[str, Any]) -> None:
+    url = session.sparkContext.uiWebUrl
+    if url:
+        logger.info("Spark UI: %s", url)
+    if _truthy(conf.get("spark.eventLog.enabled", False)):
+        logger.info("Spark event log: %s (`make history` serves it)", conf["spark.eventLog.dir"])
 
 
 def _with_class_archive(java_options: str | None) -> str | None:
@@ -85,6 +145,10 @@ def _with_class_archive(java_options: str | None) -> str | None:
         )
         return java_options
     return " ".join([str(java_options or ""), *archive_options]).strip()
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
 
 def _spark_value(value: Any) -> str:

@@ -33,25 +33,39 @@ def is_local_path(url: str) -> bool:
     return fsspec.utils.get_protocol(str(url)) in ("file", "local")
 
 
-def forward_aws_environment(spark_context, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Give the Python workers of the UDFs created from now on the driver's AWS settings.
+def executor_aws_environment(
+    master: str | None, forward_credentials: bool, environ: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The driver's AWS variables that the executors' Python workers need, by name.
 
-    Local Python workers inherit the environment of the JVM, which was fixed when the first
-    SparkSession started; variables set later (a notebook cell, a test's monkeypatch, a
-    second ``kedro run`` in one process) would otherwise never reach them, and s3fs in the
-    executors would silently talk to another endpoint. PySpark sends
-    ``SparkContext.environment`` with every Python function, so setting it here reaches
-    the workers. Secrets are forwarded only to local workers (this machine's processes,
-    which would inherit them anyway): on a cluster the executors use their own chain
-    (the instance role), and no key travels inside a task.
+    Routing settings (endpoint, region, profile) always; credentials only where the
+    executors have no identity of their own: local workers (this machine's processes), or
+    a cluster whose environment asks for it (``fruits.forward_aws_credentials``, e.g. a
+    standalone cluster on a workstation). On EMR the executors use the instance role and no
+    key travels with the job. Spark's default ``spark.redaction.regex`` hides the secret
+    and the session token in its UI and event logs.
     """
     import os
 
     environ = os.environ if environ is None else environ
     names = list(AWS_ROUTING_VARIABLES)
-    if str(spark_context.master).startswith("local"):
+    if forward_credentials or str(master or "").startswith("local"):
         names += AWS_SECRET_VARIABLES
-    forwarded = {name: environ[name] for name in names if environ.get(name)}
+    return {name: environ[name] for name in names if environ.get(name)}
+
+
+def forward_aws_environment(spark_context, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Give the Python workers of the UDFs created from now on the driver's AWS settings.
+
+    The session's start already put them in ``spark.executorEnv.*``; this catches variables
+    set later (a notebook cell, a test's monkeypatch, a second ``kedro run`` in one process),
+    which would otherwise never reach the workers, so s3fs in the executors would silently
+    talk to another endpoint. PySpark sends ``SparkContext.environment`` with every Python
+    function.
+    """
+    from fruits_kedro.spark import forwards_aws_credentials
+
+    forwarded = executor_aws_environment(str(spark_context.master), forwards_aws_credentials(), environ)
     spark_context.environment.update(forwarded)
     return forwarded
 

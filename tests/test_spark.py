@@ -1,0 +1,47 @@
+"""What the driver hands the executors through Spark's configuration, for every kind of
+master: the interpreter, the S3 settings and credentials, the event-log folder."""
+
+from __future__ import annotations
+
+import sys
+
+from fruits_kedro.spark import session_conf
+
+AWS = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+    "AWS_REGION": "eu-west-3",
+    "AWS_ACCESS_KEY_ID": "key-id",
+    "AWS_SECRET_ACCESS_KEY": "secret",
+}
+
+
+def test_a_standalone_cluster_runs_this_interpreter_and_gets_the_driver_s_s3_settings():
+    environ = dict(AWS)
+    conf = session_conf({"spark.master": "spark://127.0.0.1:7077", "fruits.forward_aws_credentials": True}, environ)
+    assert conf["spark.pyspark.python"] == sys.executable
+    assert environ["PYSPARK_PYTHON"] == sys.executable  # what PySpark itself reads
+    assert {k.removeprefix("spark.executorEnv."): v for k, v in conf.items() if k.startswith("spark.executorEnv.")} == AWS
+    assert "fruits.forward_aws_credentials" not in conf  # the project's switch, not Spark's
+
+
+def test_without_the_switch_a_cluster_gets_where_s3_is_but_no_credentials():
+    conf = session_conf({"spark.master": "spark://127.0.0.1:7077"}, dict(AWS))
+    assert conf["spark.executorEnv.AWS_ENDPOINT_URL"] == AWS["AWS_ENDPOINT_URL"]
+    assert "spark.executorEnv.AWS_SECRET_ACCESS_KEY" not in conf
+    assert "spark.executorEnv.AWS_ACCESS_KEY_ID" not in conf
+
+
+def test_yarn_keeps_the_cluster_s_interpreter_unless_one_is_configured():
+    assert "spark.pyspark.python" not in session_conf({}, {})
+    environ: dict[str, str] = {}
+    conf = session_conf({"spark.pyspark.python": "/opt/venv/bin/python"}, environ)
+    assert environ["PYSPARK_PYTHON"] == conf["spark.pyspark.python"] == "/opt/venv/bin/python"
+
+
+def test_a_relative_event_log_folder_is_made_absolute_and_created(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    conf = session_conf({"spark.master": "local[2]", "spark.eventLog.enabled": True, "spark.eventLog.dir": "logs/ev"}, {})
+    assert conf["spark.eventLog.dir"] == (tmp_path / "logs" / "ev").as_uri()
+    assert (tmp_path / "logs" / "ev").is_dir()
+    on_s3 = session_conf({"spark.eventLog.enabled": True, "spark.eventLog.dir": "s3://b/p/spark-events"}, {})
+    assert on_s3["spark.eventLog.dir"] == "s3://b/p/spark-events"
