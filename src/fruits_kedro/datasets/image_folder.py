@@ -16,7 +16,7 @@ import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
 from fruits_kedro.datasets.aws import describe_s3_error, forward_aws_environment, is_local_path, require_bucket
-from fruits_kedro.datasets.files import read_files
+from fruits_kedro.datasets.files import Unreadable, read_files
 
 LISTING_COLUMNS = ("path", "relative_path", "size", "modified")
 
@@ -160,5 +160,6 @@ def _modified(info: dict[str, Any]) -> str | None:
 
 def read_file_bytes(paths: pd.Series) -> pd.Series:
     """:func:`fruits_kedro.datasets.files.read_files` as a pandas UDF's function: each file's
-    bytes, None for a file that cannot be read."""
-    return pd.Series(read_files(paths.tolist()), dtype=object)
+    bytes, None for a file that is gone or may not be read (storage failures raise)."""
+    contents = read_files(paths.tolist())
+    return pd.Series([None if isinstance(data, Unreadable) else data for data in contents], dtype=object)

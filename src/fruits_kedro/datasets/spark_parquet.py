@@ -36,11 +36,13 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import fsspec
 from kedro.io.core import AbstractDataset, DatasetError
 
+from fruits_kedro.cloud.s3_retries import use_s3_retry_settings
 from fruits_kedro.datasets.aws import (
     describe_s3_error,
     forward_aws_environment,
@@ -48,6 +50,7 @@ from fruits_kedro.datasets.aws import (
     require_bucket,
     storage_options,
 )
+from fruits_kedro.datasets.files import StorageUnavailableError, storage_failure
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +114,8 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
     def save(self, data) -> None:
         fs, root = self._fs()
         require_bucket(fs, self._filepath, "write Parquet to")
+        # Parts that attempts of killed runs left behind: never visible, but never kept either.
+        _remove_quietly(fs, f"{root}/{STAGING_FOLDER}")
         staging = f"{root}/{STAGING_FOLDER}/{uuid.uuid4().hex}"
         try:
             self._prepare_staging(fs, staging)
@@ -119,6 +124,11 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
         except DatasetError:
             raise
         except Exception as exc:
+            storage = storage_failure(exc)
+            if storage:
+                raise DatasetError(
+                    f"{storage}. Spark retried the task and gave up; {self._filepath} was not replaced."
+                ) from exc
             message = describe_s3_error(exc, self._filepath, "write Parquet to") if not is_local_path(self._filepath) else None
             if message:
                 raise DatasetError(message) from exc
@@ -246,26 +256,34 @@ def _part_writer(staging_uri: str, options: dict[str, Any], compression: str, ro
         import pyarrow.parquet as pq
         from pyspark import TaskContext
 
+        use_s3_retry_settings()
         context = TaskContext.get()
         partition = context.partitionId() if context is not None else 0
+        # Each attempt its own name: a retried or speculative attempt never overwrites another's.
         name = f"part-{partition:05d}-{uuid.uuid4().hex[:12]}.parquet"
+        uri = f"{staging_uri}/{name}"
         writer = None
         rows = 0
         handle = None
         try:
-            for batch in batches:
+            for batch in batches:  # errors of the computation itself pass through as they are
                 if batch.num_rows == 0:
                     continue
-                if writer is None:
-                    handle = fsspec.open(f"{staging_uri}/{name}", "wb", **options).open()
-                    writer = pq.ParquetWriter(handle, batch.schema, compression=compression)
-                writer.write_batch(batch, row_group_size=row_group_rows)
+                with _storage_errors("write", uri):
+                    if writer is None:
+                        handle = fsspec.open(uri, "wb", **options).open()
+                        writer = pq.ParquetWriter(handle, batch.schema, compression=compression)
+                    writer.write_batch(batch, row_group_size=row_group_rows)
                 rows += batch.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-            if handle is not None:
-                handle.close()
+            with _storage_errors("write", uri):
+                if writer is not None:
+                    writer.close()
+                if handle is not None:
+                    handle.close()  # on S3, the upload completes here
+        except BaseException:
+            if handle is not None and not handle.closed:
+                _close_quietly(handle)
+            raise
         if rows:  # an empty partition writes no file
             yield pa.RecordBatch.from_pydict({"file": [name], "rows": [rows]})
 
@@ -276,12 +294,33 @@ def _part_reader(options: dict[str, Any], batch_rows: int):
     def read_files(batches: Iterator) -> Iterator:
         import pyarrow.parquet as pq
 
+        use_s3_retry_settings()
         for batch in batches:
             for uri in batch.column(0).to_pylist():
-                with fsspec.open(uri, "rb", **options) as handle:
+                with _storage_errors("read", uri), fsspec.open(uri, "rb", **options) as handle:
                     yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_rows)
 
     return read_files
+
+
+@contextmanager
+def _storage_errors(action: str, uri: str):
+    """I/O errors of a part file are the storage's (its bytes are in memory or were written
+    by us): say which file, so the run's failure names it."""
+    try:
+        yield
+    except (StorageUnavailableError, GeneratorExit):
+        raise
+    except (OSError, RuntimeError) as exc:  # s3fs/aiohttp/botocore errors derive from these
+        known = None if is_local_path(uri) else describe_s3_error(exc, uri, action)
+        raise StorageUnavailableError(known or f"Cannot {action} {uri}: {type(exc).__name__}: {exc}") from exc
+
+
+def _close_quietly(handle) -> None:
+    try:
+        handle.close()
+    except Exception:  # noqa: BLE001 - the error that got us here is the one to report
+        logger.debug("Could not close %s", handle, exc_info=True)
 
 
 # --------------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_
     assert set(rows) == valid and all(r.features is not None for r in rows.values())
     reasons = {str(Path(p).relative_to(tmp_path)): reason for p, reason in rejected.reasons.items()}
     assert set(reasons) == {"A/truncated.png", "A/notes.jpg", "A/empty.jpg", "A/vanished.jpg"}
-    assert reasons["A/empty.jpg"] == "empty file" and reasons["A/vanished.jpg"] == "file could not be read"
+    assert reasons["A/empty.jpg"] == "empty file" and reasons["A/vanished.jpg"] == "file is gone: listed, then removed before it was read"
     assert reasons["A/notes.jpg"].startswith("not a decodable image")
     assert reasons["A/truncated.png"].startswith("not a decodable image")
     # Each rejected file is listed once with its folder's label, whatever its batch was.

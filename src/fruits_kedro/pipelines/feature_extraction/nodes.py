@@ -29,7 +29,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from fruits_kedro.backbones import get_backbone, inference_payload, worker_feature_fn
-from fruits_kedro.datasets.files import read_files
+from fruits_kedro.datasets.files import Unreadable, read_files
 from fruits_kedro.pipelines.preprocessing.nodes import ImageDecoder
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ def extract_features(
     rejected_accumulator = rejected.accumulator
     job_token = uuid.uuid4().hex
     batch_size = int(params.get("batch_size", 64))
+    retry_seconds = float(params.get("read_retry_seconds", 30.0))
     # Each Spark task gets spark.task.cpus cores; inference uses exactly that many threads,
     # so tasks x threads never oversubscribe the executor's cores.
     threads = int(params.get("threads_per_task") or spark.conf.get("spark.task.cpus", "1"))
@@ -130,9 +131,10 @@ def extract_features(
         name, size, size, runtime, backbone.feature_dim(size), batch_size, threads,
     )
 
-    def featurize(batch: pa.RecordBatch, contents: list[bytes | None], infer) -> pa.RecordBatch:
+    def featurize(batch: pa.RecordBatch, files: list[bytes | Unreadable], infer) -> pa.RecordBatch:
         """The batch's decodable images with their features; the others go to ``rejected``."""
         paths = batch.column("path").to_pylist()
+        contents = [None if isinstance(data, Unreadable) else data for data in files]
         kept: list[int] = []
         vectors: list[np.ndarray] = []
         rejected_here: dict[str, str] = {}
@@ -140,7 +142,8 @@ def extract_features(
             pixels, decoded, reasons = decoder.decode_valid(contents[start : start + batch_size])
             for offset, reason in enumerate(reasons):
                 if reason is not None:
-                    rejected_here[paths[start + offset]] = reason
+                    data = files[start + offset]
+                    rejected_here[paths[start + offset]] = data.reason if isinstance(data, Unreadable) else reason
             if decoded:
                 vectors.append(infer(pixels).astype(np.float32, copy=False).reshape(len(decoded), -1))
                 kept.extend(start + i for i in decoded)
@@ -160,7 +163,7 @@ def extract_features(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as reader:
             pending = None
             for batch in batches:  # Arrow batches; inference re-slices them to batch_size
-                upcoming = (batch, reader.submit(read_files, batch.column("path").to_pylist()))
+                upcoming = (batch, reader.submit(read_files, batch.column("path").to_pylist(), retry_seconds))
                 if pending is not None:
                     yield featurize(pending[0], pending[1].result(), infer)
                 pending = upcoming
@@ -200,8 +203,10 @@ def merge_with_previous_features(
     # this run's features, which would run the CNN once more just to compare.
     current_keys = current_images.select(*IMAGE_KEY)
     reused = previous_image_features.join(current_keys, on=list(IMAGE_KEY), how="left_semi")
-    # The previous rows must be read before this run overwrites them: materialise them now.
-    reused = reused.select(*featurized_images.columns).localCheckpoint(eager=True)
+    # Read lazily, in the same job that writes the new version: the Parquet dataset commits
+    # under new part names and deletes the old parts only after that job has finished.
+    # (A local checkpoint would keep them on executors that dynamic allocation may remove.)
+    reused = reused.select(*featurized_images.columns)
     n_reused = reused.count()
     logger.info("Incremental feature extraction: %d images' features reused", n_reused)
     return featurized_images.unionByName(reused), {"incremental": True, "reused": n_reused}
