@@ -9,8 +9,6 @@ from fruits_kedro.pipeline_registry import register_pipelines
 from fruits_kedro.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 
-# Kept on the machine that runs Spark in the `s3` environment (read several times by PCA).
-LOCAL_IN_S3_ENV = {"image_features", "previous_image_features"}
 
 
 def _catalog(env: str, **runtime_params) -> dict:
@@ -24,10 +22,10 @@ def _locations(catalog: dict) -> dict[str, str]:
             if n in names and (c.get("filepath") or c.get("path"))}
 
 
-@pytest.mark.parametrize("env, local_ok", [("s3", LOCAL_IN_S3_ENV), ("emr", set())])
-def test_default_pipeline_reads_and_writes_s3(env, local_ok):
+@pytest.mark.parametrize("env", ["s3", "emr"])
+def test_default_pipeline_reads_and_writes_s3(env):
     locations = _locations(_catalog(env, bucket="bkt", prefix="a/b"))
-    off_s3 = {n: p for n, p in locations.items() if not p.startswith("s3://bkt/a/b/") and n not in local_ok}
+    off_s3 = {n: p for n, p in locations.items() if not p.startswith("s3://bkt/a/b/")}
     assert not off_s3, f"conf/{env}/catalog.yml must override these base entries: {off_s3}"
     assert locations["raw_image_files"] == "s3://bkt/a/b/raw"
     assert locations["image_features_pca_csv"] == "s3://bkt/a/b/features/image_features_pca.csv"
@@ -45,9 +43,29 @@ def test_no_spark_connector_needed_on_s3():
             assert not (location.startswith("s3") and config["type"].startswith("spark.")), (env, name)
 
 
+def test_s3_and_emr_write_the_same_layout():
+    s3, emr = (_locations(_catalog(env, bucket="bkt")) for env in ("s3", "emr"))
+    assert s3 == emr
+
+
+def _spark(env: str, **runtime_params) -> dict:
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=env, runtime_params=runtime_params, **CONFIG_LOADER_ARGS)
+    return loader["spark"]
+
+
+def test_the_s3_env_runs_on_the_cluster_named_by_spark_master():
+    assert _spark("s3", bucket="bkt")["spark.master"] == "local[*,4]"  # task retries, as on a cluster
+    assert _spark("s3", bucket="bkt", spark_master="spark://127.0.0.1:7077")["spark.master"] == "spark://127.0.0.1:7077"
+
+
+def test_event_logs_go_to_a_local_folder_and_to_s3_on_emr():
+    assert _spark("local")["spark.eventLog.enabled"] is True
+    assert _spark("local")["spark.eventLog.dir"] == "logs/spark-events"
+    assert _spark("emr", bucket="bkt", prefix="p")["spark.eventLog.dir"] == "s3://bkt/p/spark-events"
+
+
 def test_emr_spark_settings_suit_a_cluster():
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env="emr", **CONFIG_LOADER_ARGS)
-    conf = loader["spark"]
+    conf = _spark("emr", bucket="bkt")
     assert "spark.master" not in conf  # YARN, from spark-submit
     assert conf["spark.dynamicAllocation.enabled"] is True
     assert conf["spark.sql.execution.arrow.pyspark.enabled"] is True

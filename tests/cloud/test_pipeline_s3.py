@@ -90,14 +90,15 @@ def test_csv_has_one_row_per_image_and_the_local_layout(runs):
     assert report["n_images"] == runs["n_images"]
 
 
-def _cnn_features(project: Path) -> pd.DataFrame:
-    table = pq.read_table(project / "data/04_feature/image_features.parquet").to_pandas()
-    return table.set_index("relative_path").sort_index()
+def _cnn_features(table) -> pd.DataFrame:
+    return table.to_pandas().set_index("relative_path").sort_index()
 
 
 def test_features_match_a_local_run_on_the_same_images(runs):
     """The CNN features computed from the S3 copies equal those from the local files."""
-    s3_rows, local_rows = _cnn_features(runs["s3_project"]), _cnn_features(runs["local_project"])
+    on_s3 = pq.read_table(f"{runs['features']}/intermediate/image_features.parquet", filesystem=runs["fs"])
+    s3_rows = _cnn_features(on_s3)
+    local_rows = _cnn_features(pq.read_table(runs["local_project"] / "data/04_feature/image_features.parquet"))
     assert list(s3_rows.index) == list(local_rows.index) and len(s3_rows) == runs["n_images"]
     assert (s3_rows[["label", "split"]] == local_rows[["label", "split"]]).all().all()
     s3_features, local_features = np.stack(s3_rows["features"]), np.stack(local_rows["features"])
@@ -118,5 +119,6 @@ def test_pca_spectrum_matches_a_local_run(runs):
     assert [c for c in s3_rows.columns if c.startswith("pc_")] == [c for c in local_rows.columns if c.startswith("pc_")]
 
 
-def test_intermediate_features_stay_local_in_the_s3_env(runs):
-    assert (runs["s3_project"] / "data/04_feature/image_features.parquet").is_dir()
+def test_no_output_of_the_s3_env_is_on_the_driver_s_disk(runs):
+    """A cluster's executors do not share the driver's disk: nothing may be left there."""
+    assert not [p for p in (runs["s3_project"] / "data").rglob("*") if p.is_file()]
