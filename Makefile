@@ -18,6 +18,7 @@ endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: run test install sample check-java jvm-archive viz clean bench
+.PHONY: cluster-up cluster-down cluster-status history history-down
 
 run: install sample jvm-archive
 	$(BIN)/kedro run $(ARGS)
@@ -62,3 +63,24 @@ clean:
 # data/08_reporting/benchmark.json). BENCH_ARGS="--n 1000 --runtimes onnx" to narrow it.
 bench: install jvm-archive
 	$(BIN)/python -m fruits_kedro.bench $(BENCH_ARGS)
+
+# A standalone Spark cluster on loopback (master :7077, web UI :8080), state in .spark-cluster/:
+# executors are separate JVMs with their own Python workers, as on EMR. WORKERS=3 for more workers.
+# Stopping and status need no install step: they only read the pid files.
+WORKERS ?= 2
+
+cluster-up: install
+	$(BIN)/python -m fruits_kedro.cloud.local_cluster up --workers $(WORKERS)
+
+cluster-down:
+	$(BIN)/python -m fruits_kedro.cloud.local_cluster down
+
+cluster-status:
+	$(BIN)/python -m fruits_kedro.cloud.local_cluster status
+
+# Spark's history server (http://127.0.0.1:18080) on the event logs in logs/spark-events.
+history: install
+	$(BIN)/python -m fruits_kedro.cloud.local_cluster history-up
+
+history-down:
+	$(BIN)/python -m fruits_kedro.cloud.local_cluster history-down
