@@ -56,7 +56,7 @@ class FeatureExtractionParams(_Section):
     incremental: bool = False
     batch_size: int = Field(64, gt=0, le=4096)
     threads_per_task: int | None = Field(None, gt=0)
-    read_retry_seconds: float = Field(30.0, ge=0.0, le=3600.0)
+    read_retry_seconds: float = Field(20.0, ge=0.0, le=3600.0)
 
 
 class DimensionalityReductionParams(_Section):

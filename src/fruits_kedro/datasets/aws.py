@@ -88,9 +88,25 @@ def describe_s3_error(exc: BaseException, url: str, action: str) -> str | None:
         return f"Cannot {action} s3://{bucket}/{key}: bucket {bucket!r} does not exist (check --params bucket=...)."
     if isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
         return f"Cannot {action} s3://{bucket}/{key}: access denied to bucket {bucket!r} ({text})."
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"):
-        return f"Cannot {action} s3://{bucket}/{key}: S3 endpoint unreachable ({text}). Check AWS_ENDPOINT_URL."
+    if name in UNREACHABLE_ERRORS or isinstance(exc, (ConnectionRefusedError, TimeoutError)):
+        import os
+
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "of AWS"
+        return (
+            f"Cannot {action} s3://{bucket}/{key}: the S3 endpoint {endpoint} cannot be reached "
+            f"({name}: {text}). Check AWS_ENDPOINT_URL and the network."
+        )
     return None
+
+
+# What botocore and aiohttp raise when no S3 server answers at all.
+UNREACHABLE_ERRORS = (
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ConnectionClosedError",
+    "ClientConnectorError",
+    "ServerDisconnectedError",
+)
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

@@ -26,7 +26,7 @@ import fsspec
 from fruits_kedro.cloud.s3_retries import use_s3_retry_settings
 
 # Time a batch keeps retrying the reads that failed for a reason of the storage.
-DEFAULT_RETRY_SECONDS = 30.0
+DEFAULT_RETRY_SECONDS = 20.0
 _FIRST_BACKOFF_SECONDS = 0.5
 _MAX_BACKOFF_SECONDS = 8.0
 
@@ -73,6 +73,8 @@ def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECOND
                 results[index] = data
             elif _is_property_of_the_file(data, remote):
                 results[index] = Unreadable(_reason(data))
+            elif isinstance(data, PermissionError):  # the job's credentials: no retry will help
+                raise StorageUnavailableError(f"Cannot read {paths[index]}: access denied ({data})") from data
             else:
                 failed.append((index, data))
         if not failed:

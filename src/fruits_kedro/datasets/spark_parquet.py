@@ -271,7 +271,8 @@ def _part_writer(staging_uri: str, options: dict[str, Any], compression: str, ro
                     continue
                 with _storage_errors("write", uri):
                     if writer is None:
-                        handle = fsspec.open(uri, "wb", **options).open()
+                        # No bucket check and creation per part: the driver checked the bucket.
+                        handle = fsspec.open(uri, "wb", auto_mkdir=False, **options).open()
                         writer = pq.ParquetWriter(handle, batch.schema, compression=compression)
                     writer.write_batch(batch, row_group_size=row_group_rows)
                 rows += batch.num_rows

@@ -121,7 +121,7 @@ def extract_features(
     rejected_accumulator = rejected.accumulator
     job_token = uuid.uuid4().hex
     batch_size = int(params.get("batch_size", 64))
-    retry_seconds = float(params.get("read_retry_seconds", 30.0))
+    retry_seconds = float(params.get("read_retry_seconds", 20.0))
     # Each Spark task gets spark.task.cpus cores; inference uses exactly that many threads,
     # so tasks x threads never oversubscribe the executor's cores.
     threads = int(params.get("threads_per_task") or spark.conf.get("spark.task.cpus", "1"))
