@@ -45,3 +45,15 @@ def test_a_relative_event_log_folder_is_made_absolute_and_created(tmp_path, monk
     assert (tmp_path / "logs" / "ev").is_dir()
     on_s3 = session_conf({"spark.eventLog.enabled": True, "spark.eventLog.dir": "s3://b/p/spark-events"}, {})
     assert on_s3["spark.eventLog.dir"] == "s3://b/p/spark-events"
+
+
+def test_an_event_log_folder_on_s3_is_made_to_exist(aws_env, monkeypatch):
+    """Spark refuses a missing event-log folder; on S3 it exists once an object is under it."""
+    import s3fs
+
+    from fruits_kedro.spark import _ensure_remote_folder
+    from tests.s3_server import new_bucket
+
+    bucket = new_bucket()
+    _ensure_remote_folder(f"s3://{bucket}/fruits/spark-events")
+    assert s3fs.S3FileSystem(skip_instance_cache=True).isdir(f"{bucket}/fruits/spark-events")

@@ -72,6 +72,8 @@ def get_spark() -> SparkSession:
             return active
         conf = session_conf(spark_conf())
         master = conf.get("spark.master")
+        if _truthy(conf.get("spark.eventLog.enabled", False)):
+            _ensure_remote_folder(str(conf["spark.eventLog.dir"]))
         builder = SparkSession.builder
         for key, value in conf.items():
             builder = builder.config(key, _spark_value(value))
@@ -122,6 +124,22 @@ def _event_log_dir(location: str) -> str:
     folder = Path(location.removeprefix("file://")).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return folder.as_uri()
+
+
+def _ensure_remote_folder(location: str) -> None:
+    """Spark refuses an event-log folder that does not exist; on S3 a folder exists once an
+    object is under it."""
+    if "://" not in location or location.startswith(("file://", "hdfs://")):
+        return
+    try:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(location)
+        marker = f"{root.rstrip('/')}/.keep"
+        if not fs.exists(marker):
+            fs.pipe_file(marker, b"")
+    except Exception as exc:  # noqa: BLE001 - Spark's own check then says what is wrong
+        logger.warning("Could not prepare the event-log folder %s: %s", location, exc)
 
 
 def _log_where_to_watch(session: SparkSession, conf: dict[str, Any]) -> None:

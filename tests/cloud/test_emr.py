@@ -114,3 +114,17 @@ def test_entrypoint_downloads_the_conf_archive(bucket, dist_dir, tmp_path):
 def test_entrypoint_names_an_unreadable_archive(bucket, tmp_path):
     with pytest.raises(SystemExit, match=f"s3://{bucket}/missing/conf.tar.gz"):
         emr_entrypoint.localise(f"s3://{bucket}/missing/conf.tar.gz", str(tmp_path))
+
+
+def test_a_conf_archive_with_credentials_is_never_uploaded(tmp_path):
+    import tarfile
+
+    from fruits_kedro.cloud.emr import EmrError, find_package_files
+
+    (tmp_path / "fruits_kedro-0.1.0-py3-none-any.whl").write_bytes(b"wheel")
+    secret = tmp_path / "aws_credentials"
+    secret.write_text("[default]\naws_access_key_id = x\n")
+    with tarfile.open(tmp_path / "conf-fruits_kedro.tar.gz", "w:gz") as archive:
+        archive.add(secret, arcname="conf/s3/aws_credentials")
+    with pytest.raises(EmrError, match=r"conf/s3/aws_credentials"):
+        find_package_files(tmp_path)

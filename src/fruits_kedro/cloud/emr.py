@@ -51,7 +51,22 @@ def find_package_files(dist_dir: Path) -> tuple[Path, Path]:
     conf_archive = dist_dir / f"conf-{PACKAGE_NAME}.tar.gz"
     if not wheels or not conf_archive.is_file():
         raise EmrError(f"No {PACKAGE_NAME} wheel and/or {conf_archive.name} in {dist_dir}: run `kedro package` first.")
+    refuse_secrets(conf_archive)
     return wheels[-1], conf_archive
+
+
+def refuse_secrets(conf_archive: Path) -> None:
+    """``kedro package`` archives ``conf/`` as it is on disk, git-ignored credential files
+    included: never upload one of those to S3."""
+    import tarfile
+
+    with tarfile.open(conf_archive) as archive:
+        secrets = [n for n in archive.getnames() if "credentials" in Path(n).name.lower() and not n.endswith(".example.yml")]
+    if secrets:
+        raise EmrError(
+            f"{conf_archive} holds credential files ({', '.join(secrets)}): move them out of conf/ "
+            "and run `kedro package` again (the cluster uses its instance role)."
+        )
 
 
 def artifacts_prefix(prefix: str, wheel: Path) -> str:
