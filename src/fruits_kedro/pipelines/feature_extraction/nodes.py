@@ -4,7 +4,7 @@ Each inference task reads its images' bytes, decodes them with preprocessing's
 :class:`ImageDecoder` and runs the network on batches of ``batch_size``. One pass over the
 photos does it all: every image is read once and decoded once, and one that cannot be decoded
 gets its reason in the same pass (:class:`RejectedImages`) instead of costing a second pass
-over every file (README, Performance, has the measurements behind this design).
+over every file (docs/performance.md has the measurements behind this design).
 
 The weights are loaded once on the driver (through Keras' own loading path) and broadcast
 once per job: as weight arrays for the ``keras`` runtime, or as an ONNX model converted on
@@ -59,7 +59,7 @@ class RejectedImages:
     would then be two outputs of one computation, which Spark runs once only if it is cached
     first; the cache (written to disk, read back, then written again as Parquet) cost ~2.7 s
     of JVM CPU per 5,000 photos, and each task wrote its Parquet part only after its whole
-    partition had gone through the network (README, Performance).
+    partition had gone through the network (docs/performance.md).
 
     The accumulator fills when the features are computed, i.e. when they are saved: read it
     after that. (Kedro deep-copies what one node hands another in memory; a copy of a PySpark

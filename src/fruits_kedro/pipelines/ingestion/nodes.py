@@ -106,7 +106,7 @@ def attach_image_bytes(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     of waves of one task per core, equal in size and of at most ``images_per_partition``
     images. Equal waves leave no core idle at the end of the CNN stage, and few large tasks
     pay the per-task cost (~0.2-0.3 s each on 2 cores: task launch, UDF hand-over, cache
-    block) a few times only (README, Performance).
+    block) a few times only (docs/performance.md).
     """
     n_images = images.count()
     per_partition = int(params.get("images_per_partition", 1024))

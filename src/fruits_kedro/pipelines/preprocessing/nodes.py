@@ -12,7 +12,7 @@ and ends up in ``rejected_images`` (and ``rejected_images_csv``, this pipeline's
 Spark cannot fuse two Python UDFs, so a separate decode step would either hand 150 KB of
 pixels per image (at 224 px) from one Python worker to the next, ~20% of the CNN's time, or
 make a second pass over every file just for the verdict, ~25% of a run at 5,000 photos
-(README, Performance).
+(docs/performance.md).
 """
 
 from __future__ import annotations
