@@ -150,6 +150,26 @@ def test_main_writes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "already" in capsys.readouterr().out
 
 
+def test_main_uses_the_user_s_own_photos_instead_of_refusing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make run` with the user's photos in data/01_raw/fruits: they are the input."""
+    root = tmp_path / "fruits"
+    own = root / "Training" / "Quince" / "mine.jpg"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"my photo")
+    assert main([str(root)]) == 0
+    assert "holds your own photos: using them" in capsys.readouterr().out
+    assert [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()] == ["Training/Quince/mine.jpg"]
+    assert own.read_bytes() == b"my photo"
+
+
+def test_main_generates_the_sample_into_an_empty_folder(tmp_path: Path) -> None:
+    root = tmp_path / "fruits"
+    root.mkdir()
+    (root / ".gitkeep").write_text("")
+    assert main([str(root), "--train-per-class", "1", "--test-per-class", "1"]) == 0
+    assert (root / MARKER_NAME).is_file()
+
+
 def _features(path: Path) -> np.ndarray:
     """Mean/spread of the fruit's colour plus rotation-invariant shape measures."""
     with Image.open(path) as image:

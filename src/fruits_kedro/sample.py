@@ -587,9 +587,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-per-class", type=int, default=TEST_PER_CLASS, metavar="N")
     args = parser.parse_args(argv)
 
+    if _holds_foreign_data(Path(args.root)) and not args.overwrite:
+        # `make run` on a folder the user filled: their photos are the input, not in the way.
+        print(f"{args.root} holds your own photos: using them, no sample generated")
+        return 0
     try:
         written = generate_sample(args.root, args.train_per_class, args.test_per_class, args.overwrite)
-    except (ValueError, FileExistsError) as error:
+    except ValueError as error:
         parser.error(str(error))
     if written:
         print(f"Wrote {written} images ({len(CLASSES)} classes) to {args.root}")
