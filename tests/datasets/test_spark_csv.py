@@ -1,5 +1,9 @@
+import uuid
+
 import numpy as np
 import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fruits_kedro.datasets.spark_csv import SparkCSVFileDataset
 
@@ -37,3 +41,27 @@ def test_values_read_back_as_written(spark, tmp_path):
     assert read_back["path"].tolist() == [row[0] for row in rows]
     assert read_back["reason"].isna().tolist() == [False, True, False, False]
     np.testing.assert_array_equal(read_back["pc_1"].to_numpy().astype(np.float32), values)
+
+
+# File names as a file system allows them (no '/' or NUL), CR, LF, quotes and commas included.
+NAMES = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(list('\r\n",; \t')),  # what CSV readers trip over, drawn often
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(NAMES, min_size=1, max_size=6, unique=True))
+def test_any_file_name_gives_exactly_one_row_per_image(spark, tmp_path, names):
+    paths = [f"/photos/Training/Kiwi/{name}.jpg" for name in names]
+    frame = spark.createDataFrame([(p, "Kiwi", i * 0.5) for i, p in enumerate(paths)], "path string, label string, pc_1 double")
+    target = tmp_path / f"{uuid.uuid4().hex}.csv"
+    SparkCSVFileDataset(str(target), save_args={"sort_by": ["path"]}).save(frame.repartition(2))
+    read_back = pd.read_csv(target, keep_default_na=False)
+    assert len(read_back) == len(paths)
+    assert read_back["path"].tolist() == sorted(paths)
+    assert read_back["label"].tolist() == ["Kiwi"] * len(paths)

@@ -10,6 +10,7 @@ end: a reader never sees half a file.
 
 from __future__ import annotations
 
+import csv
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -112,5 +113,8 @@ def _csv_text(chunk_rows: int, float_format: str | None):
 
 
 def _as_text(frames: list[pd.DataFrame], float_format: str | None) -> pd.DataFrame:
-    text = pd.concat(frames, ignore_index=True).to_csv(index=False, header=False, float_format=float_format)
+    # Every text field quoted: minimal quoting leaves a lone CR bare, which readers take for a row end.
+    text = pd.concat(frames, ignore_index=True).to_csv(
+        index=False, header=False, float_format=float_format, quoting=csv.QUOTE_NONNUMERIC
+    )
     return pd.DataFrame({"text": [text]})
