@@ -113,3 +113,34 @@ def test_enlarging_matches_bilinear_interpolation():
     image = Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8))
     expected = np.asarray(image.resize((224, 224), Image.Resampling.BILINEAR), dtype=int)
     assert np.abs(decode_image(_encode(image), 224).astype(int) - expected).max() <= 1
+
+
+def _halves(size=(60, 30)) -> Image.Image:
+    """Left half red, right half blue: any rotation or mirror shows."""
+    image = Image.new("RGB", size, (220, 20, 20))
+    image.paste((20, 20, 220), (size[0] // 2, 0, size[0], size[1]))
+    return image
+
+
+def test_exif_orientation_is_applied_before_resizing():
+    stored = _halves()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; show it rotated 90 degrees clockwise
+    tagged = _encode(stored, "JPEG", quality=100, exif=exif.tobytes())
+    upright = decode_image(_encode(stored.transpose(Image.Transpose.ROTATE_270)), 32).astype(int)
+    sideways = decode_image(_encode(stored), 32).astype(int)
+    decoded = decode_image(tagged, 32).astype(int)
+    assert np.abs(decoded - upright).mean() < 8
+    assert np.abs(decoded - sideways).mean() > 40  # the test tells the two apart
+
+
+def test_the_reason_for_an_undecodable_file_is_the_same_on_every_run():
+    reasons = {decode_reason(b"not an image at all") for _ in range(3)}
+    assert len(reasons) == 1
+    assert " at 0x" not in reasons.pop()
+
+
+def decode_reason(data: bytes) -> str:
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image(data, 32)
+    return str(caught.value)

@@ -18,6 +18,7 @@ make a second pass over every file just for the verdict, ~25% of a run at 5,000 
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fruits_kedro.backbones import get_backbone, resolve_input_size
 
@@ -126,13 +127,20 @@ def _open_rgb(data: bytes | None, background: tuple[int, int, int], max_pixels: 
                 if image.width * image.height > max_pixels:
                     raise ImageDecodeError(f"{bomb}: {image.width}x{image.height}")
                 image.load()  # force the full decode: truncated files fail here, not later
-                return _to_rgb(image, background)
+                # A phone photo tagged "rotate 90" must reach the network upright.
+                return _to_rgb(ImageOps.exif_transpose(image), background)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(f"{bomb}: {exc}") from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
-        raise ImageDecodeError(f"not a decodable image: {type(exc).__name__}: {exc}") from None
+        raise ImageDecodeError(f"not a decodable image: {type(exc).__name__}: {_without_addresses(exc)}") from None
+
+
+def _without_addresses(exc: BaseException) -> str:
+    """The error's text without object reprs such as ``<_io.BytesIO object at 0x7f…>``, so
+    that every run gives a photo the same reason."""
+    return re.sub(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>", "", str(exc)).strip()
 
 
 def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
