@@ -62,7 +62,7 @@ def _require_images(dataset, extensions: list[str]) -> None:
     if not isinstance(dataset, ImageFolderDataset):
         return
     listing = dataset.list_files()
-    is_image = listing["relative_path"].str.lower().str.endswith(tuple(extensions))
+    is_image = listing["relative_path"].str.lower().str.endswith(tuple(extensions)) & listing["skipped"].isna()
     if not is_image.any():
         raise DatasetError(
             f"No images ({', '.join(extensions)}) under {dataset.path} "

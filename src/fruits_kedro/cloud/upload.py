@@ -7,6 +7,12 @@ the same labels as the local one. Transfers run in parallel threads, each throug
 managed transfer (multipart for large files). A rerun lists what is already there and skips
 every object with the same size, so an interrupted upload resumes where it stopped.
 Hidden files (``.DS_Store``, ``.sample_complete``) are skipped, as the pipeline skips them.
+
+The folder is walked as the pipeline walks it (:func:`fruits_kedro.datasets.image_folder.walk_local`):
+symbolic links to folders are followed, each folder once; FIFOs, devices, sockets and broken
+links are left out and reported, never opened. S3 keys are UTF-8: a name whose bytes are not
+is uploaded under its key with those bytes written ``%XX``, the ``relative_path`` the local
+listing gives it, and reported.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from fruits_kedro.datasets.image_folder import display_name, walk_local
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +43,23 @@ class LocalFile:
     path: Path
     key: str
     size: int
+    renamed: bool = False  # the local name is not UTF-8: the key writes those bytes %XX
 
 
 @dataclass
 class UploadReport:
     uploaded: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already present
     bytes_uploaded: int = 0
+    renamed: list[str] = field(default_factory=list)  # keys of local names that are not UTF-8
+    left_out: dict[str, str] = field(default_factory=dict)  # relative path -> why it was not uploaded
 
     def summary(self, bucket: str, raw_prefix: str) -> str:
+        notes = f", {len(self.renamed)} with non-UTF-8 names" if self.renamed else ""
+        notes += f", {len(self.left_out)} left out" if self.left_out else ""
         return (
             f"s3://{bucket}/{raw_prefix}: {len(self.uploaded)} uploaded ({self.bytes_uploaded / 1e6:.1f} MB), "
-            f"{len(self.skipped)} already present"
+            f"{len(self.skipped)} already present{notes}"
         )
 
 
@@ -56,19 +69,27 @@ def raw_prefix(prefix: str) -> str:
     return "/".join([*parts, RAW_FOLDER]) + "/"
 
 
-def local_files(root: Path, key_prefix: str) -> list[LocalFile]:
-    """Every non-hidden file under ``root``, with the key it gets, sorted by key."""
+def local_files(root: Path, key_prefix: str) -> tuple[list[LocalFile], dict[str, str]]:
+    """Every non-hidden regular file under ``root`` with the key it gets, sorted by key, and
+    the names left out (relative path, as text -> why)."""
     if not root.is_dir():
-        raise UploadError(f"Local image folder not found: {root}")
-    files = []
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
-            continue
-        files.append(LocalFile(path, key_prefix + relative.as_posix(), path.stat().st_size))
+        raise UploadError(f"Local image folder not found: {display_name(str(root))}")
+    files: dict[str, LocalFile] = {}
+    left_out: dict[str, str] = {}
+    # UTF-8 names first, so a literal "%FF" in a name keeps its key over an undecodable byte.
+    entries = sorted(walk_local(str(root)), key=lambda entry: display_name(entry.relative) != entry.relative)
+    for entry in entries:
+        relative = display_name(entry.relative)
+        key = key_prefix + relative
+        if entry.skipped:
+            left_out[relative] = entry.skipped
+        elif key in files:
+            left_out[relative] = "name not UTF-8, and its key is another file's"
+        else:
+            files[key] = LocalFile(Path(entry.path), key, entry.size, renamed=relative != entry.relative)
     if not files:
-        raise UploadError(f"No files to upload under {root}")
-    return files
+        raise UploadError(f"No files to upload under {display_name(str(root))}")
+    return [files[key] for key in sorted(files)], dict(sorted(left_out.items()))
 
 
 def s3_client(endpoint_url: str | None = None):
@@ -150,10 +171,14 @@ def upload_folder(
 
     client = client or s3_client()
     key_prefix = raw_prefix(prefix)
-    files = local_files(Path(local_dir), key_prefix)
+    files, left_out = local_files(Path(local_dir), key_prefix)
     check_bucket(client, bucket)
     todo, skip = files_to_upload(files, existing_sizes(client, bucket, key_prefix))
-    report = UploadReport(skipped=[f.key for f in skip])
+    report = UploadReport(skipped=[f.key for f in skip], renamed=[f.key for f in files if f.renamed], left_out=left_out)
+    for relative, reason in left_out.items():
+        write(f"left out {relative}: {reason}")
+    for key in report.renamed:
+        write(f"name not UTF-8, uploaded as {key}")
     write(f"{len(files)} files: {len(todo)} to upload, {len(skip)} already in s3://{bucket}/{key_prefix}")
     # Parallelism comes from the thread pool; each file's own transfer stays single-threaded
     # unless it is large enough for multipart.
@@ -176,7 +201,7 @@ def _upload_one(client, bucket: str, item: LocalFile, transfer) -> None:
     try:
         client.upload_file(str(item.path), bucket, item.key, Config=transfer)
     except Exception as exc:  # boto3 wraps failures in S3UploadFailedError and others
-        raise UploadError(f"Failed to upload {item.path} to s3://{bucket}/{item.key}: {exc}") from exc
+        raise UploadError(f"Failed to upload {display_name(str(item.path))} to s3://{bucket}/{item.key}: {exc}") from exc
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,8 +16,10 @@ imports pandas starts ~0.5 s later.
 
 from __future__ import annotations
 
+import os
 import random
 import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,7 +68,7 @@ def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECOND
     attempts = 0
     while True:
         attempts += 1
-        contents = fs.cat_ranges([fs._strip_protocol(paths[i]) for i in pending], None, None, on_error="return")
+        contents = fs.cat_ranges([fs._strip_protocol(os_path(paths[i])) for i in pending], None, None, on_error="return")
         failed: list[tuple[int, BaseException]] = []
         for index, data in zip(pending, contents):
             if not isinstance(data, BaseException):
@@ -90,6 +92,15 @@ def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECOND
         backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
         fs.invalidate_cache()
         pending = [index for index, _ in failed]
+
+
+def os_path(path: str) -> str:
+    """A listing's ``path`` as the file system opens it: a ``file://`` URI, which is how
+    :mod:`fruits_kedro.datasets.image_folder` lists a local name whose bytes are not UTF-8,
+    back to those exact bytes; any other path unchanged."""
+    if path.startswith("file://"):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(path[len("file://") :]))
+    return path
 
 
 def _is_local(fs) -> bool:

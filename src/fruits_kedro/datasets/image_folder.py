@@ -1,14 +1,43 @@
 """``ImageFolderDataset``: the files under a folder (local or any fsspec URL, e.g. ``s3://``).
 
 Loading lists the files on the driver and returns a Spark DataFrame of their locations
-(``path``, ``relative_path``, ``size``, ``modified``) — never their bytes. The bytes are read
-later, inside the executors, by :func:`fruits_kedro.datasets.files.read_files`, after sampling has decided which
-files are needed: with tens of thousands of photos nothing should pass through the driver.
+(``path``, ``relative_path``, ``size``, ``modified``, ``skipped``) — never their bytes. The
+bytes are read later, inside the executors, by :func:`fruits_kedro.datasets.files.read_files`,
+after sampling has decided which files are needed: with tens of thousands of photos nothing
+should pass through the driver.
+
+``skipped`` is null for a file that may be read, else why it must not be, in fixed words:
+``not a regular file (FIFO)`` (or socket, character device, block device), ``broken
+symbolic link``, ``symbolic link loop``, ``same folder as <relative_path>``, ``folder cannot
+be listed (...)``, ``cannot be examined (...)``, ``larger than max_file_bytes (N bytes)``
+(N: the limit). Such a row must never be read: opening a FIFO blocks, ``/dev/zero`` never
+ends. Local folders are walked by :func:`walk_local`: symbolic links to folders are followed,
+each real folder is listed once (under its real path when it has one inside the root), and
+nothing but ``stat`` touches a file. Names starting with ``.`` (files or folders) are left out.
+
+Names are kept byte for byte. Spark strings must be UTF-8, so a local name whose bytes are not
+(Python holds them as surrogate escapes, ``os.fsdecode``) is written as follows:
+
+- ``path``: an absolute path, unchanged, when its bytes are valid UTF-8 (every ordinary
+  name); otherwise ``file://`` + the path's bytes percent-encoded (``urllib.parse.quote``),
+  which :func:`os_path` turns back into the exact bytes. A plain local path never starts with
+  ``file://``, so the two forms cannot be confused. Remote paths are full URLs, as listed.
+- ``relative_path``: text, for labels and reports: valid UTF-8 stays as it is, and each
+  byte that is not is written ``%XX`` (upper-case hex), the same key the upload command gives
+  that file on S3 (:mod:`fruits_kedro.cloud.upload`), so both listings give the same labels.
+  Not reversible where a name itself holds ``%XX``: ``path`` is the one to read.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import posixpath
+import re
+import stat
+import urllib.parse
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -16,29 +45,59 @@ import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
 from fruits_kedro.datasets.aws import describe_s3_error, forward_aws_environment, is_local_path, require_bucket
-from fruits_kedro.datasets.files import Unreadable, read_files
+from fruits_kedro.datasets.files import Unreadable, os_path, read_files
 
-LISTING_COLUMNS = ("path", "relative_path", "size", "modified")
+LISTING_COLUMNS = ("path", "relative_path", "size", "modified", "skipped")
+FILE_URI = "file://"
 
 
 class ImageFolderDataset(AbstractDataset[None, Any]):
     """Lists every file under ``path``; read-only.
 
-    Example catalog entry::
+    Examples:
+        Using the YAML API (``conf/base/catalog.yml``)::
 
-        raw_images:
-          type: fruits_kedro.datasets.ImageFolderDataset
-          path: data/01_raw/fruits
+            raw_image_files:
+              type: fruits_kedro.datasets.ImageFolderDataset
+              path: data/01_raw/fruits
+              max_file_bytes: 20000000
+
+        Using the Python API::
+
+            from fruits_kedro.datasets import ImageFolderDataset
+
+            dataset = ImageFolderDataset(path="s3://bucket/fruits/raw")
+            listing = dataset.load()  # path, relative_path, size, modified, skipped
     """
 
     def __init__(
         self,
+        *,
         path: str,
+        max_file_bytes: int | None = None,
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
+        """Creates a new instance of ``ImageFolderDataset``.
+
+        Args:
+            path: The folder: a local path or an fsspec URL (``s3://bucket/prefix``).
+            max_file_bytes: Files larger than this many bytes are listed as skipped and never
+                read. ``None`` (the default): no limit.
+            credentials: Passed to the fsspec filesystem (``key``, ``secret``, ...); by default
+                the standard AWS chain.
+            fs_args: Extra arguments of the fsspec filesystem.
+            metadata: Any arbitrary metadata; ignored by Kedro.
+
+        Raises:
+            DatasetError: ``max_file_bytes`` is not a positive integer.
+        """
+        positive = isinstance(max_file_bytes, int) and not isinstance(max_file_bytes, bool) and max_file_bytes > 0
+        if max_file_bytes is not None and not positive:
+            raise DatasetError(f"max_file_bytes must be a positive integer or null, got {max_file_bytes!r}")
         self._path = str(path)
+        self._max_file_bytes = max_file_bytes
         storage_options = {**(fs_args or {}), **(credentials or {})}
         self._protocol = fsspec.utils.get_protocol(self._path)
         self._storage_options = storage_options
@@ -53,7 +112,7 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
 
     def _filesystem(self):
         fs, root = fsspec.core.url_to_fs(self._path, **self._storage_options)
-        return fs, root.rstrip("/")
+        return fs, root.rstrip("/") or "/"
 
     def list_files(self) -> pd.DataFrame:
         """The listing as pandas, sorted by path, so that every run sees the same order."""
@@ -62,31 +121,42 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
 
     def _list_files(self) -> pd.DataFrame:
         fs, root = self._filesystem()
-        if is_local_path(self._path):
-            entries = self._find_local(fs, root)
-        else:
-            entries = self._find_remote(fs, root)
-        rows = []
-        for name, info in sorted(entries.items()):
-            relative = posixpath.relpath(name, root) if self._protocol != "file" else _local_relpath(name, root)
-            if any(part.startswith(".") for part in relative.split("/")):
-                continue  # hidden files and folders (.DS_Store, .sample_complete, ._*) are not photos
-            rows.append(
-                {
-                    "path": self._full_uri(fs, name),
-                    "relative_path": relative,
-                    "size": int(info.get("size") or 0),
-                    "modified": _modified(info),
-                }
-            )
+        rows = self._list_local(root) if is_local_path(self._path) else self._list_remote(fs, root)
         return pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
 
-    def _find_local(self, fs, root: str) -> dict[str, Any]:
-        if not fs.exists(root):
+    def _list_local(self, root: str) -> list[dict[str, Any]]:
+        if not os.path.exists(root):
             raise DatasetError(f"Image folder not found: {self._path}")
-        if not fs.isdir(root):
+        if not os.path.isdir(root):
             raise DatasetError(f"Image folder is not a folder: {self._path}")
-        return fs.find(root, detail=True, withdirs=False)
+        return [
+            {
+                "path": listing_path(entry.path),
+                "relative_path": display_name(entry.relative),
+                "size": entry.size,
+                "modified": None if entry.modified is None else str(entry.modified),
+                "skipped": entry.skipped,
+            }
+            for entry in walk_local(root, self._max_file_bytes)
+        ]
+
+    def _list_remote(self, fs, root: str) -> list[dict[str, Any]]:
+        rows = []
+        for name, info in sorted(self._find_remote(fs, root).items()):
+            relative = posixpath.relpath(name, root)
+            if any(part.startswith(".") for part in relative.split("/")):
+                continue  # hidden files and folders (.DS_Store, .sample_complete, ._*) are not photos
+            size = int(info.get("size") or 0)
+            rows.append(
+                {
+                    "path": fs.unstrip_protocol(name),
+                    "relative_path": relative,
+                    "size": size,
+                    "modified": _modified(info),
+                    "skipped": _size_reason(size, self._max_file_bytes),
+                }
+            )
+        return rows
 
     def _find_remote(self, fs, root: str) -> dict[str, Any]:
         """Object stores have no folders: an empty or mistyped prefix simply lists nothing,
@@ -107,11 +177,6 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
             )
         return entries
 
-    def _full_uri(self, fs, name: str) -> str:
-        if self._protocol == "file":
-            return name
-        return fs.unstrip_protocol(name)
-
     def load(self):
         from pyspark.sql import types as T
 
@@ -130,6 +195,7 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
                 T.StructField("relative_path", T.StringType(), False),
                 T.StructField("size", T.LongType(), False),
                 T.StructField("modified", T.StringType(), True),
+                T.StructField("skipped", T.StringType(), True),
             ]
         )
         return spark.createDataFrame(listing, schema=schema)
@@ -142,15 +208,146 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
         return fs.isdir(root)
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": self._path, "protocol": self._protocol}
+        return {"path": self._path, "protocol": self._protocol, "max_file_bytes": self._max_file_bytes}
 
 
-def _local_relpath(name: str, root: str) -> str:
-    return posixpath.relpath(name.replace("\\", "/"), root.replace("\\", "/"))
+@dataclass(frozen=True)
+class LocalEntry:
+    """One name under a local folder. ``path`` and ``relative`` are ``os.fsdecode`` text
+    (undecodable bytes as surrogate escapes); ``skipped`` is None for a readable regular file."""
+
+    path: str
+    relative: str
+    size: int
+    modified: float | None
+    skipped: str | None
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]:
+    """Every non-hidden name under ``root``, sorted by path, each folder walked once.
+
+    Only ``os.scandir`` and ``os.stat`` are used: no file is opened. Symbolic links are
+    resolved; a link to a folder is walked after the real tree, so a folder reached both ways
+    is listed under its real path, and a folder already listed (a loop included) is listed as
+    skipped instead of being walked again.
+    """
+    top = os.stat(root)
+    listed = {(top.st_dev, top.st_ino): ""}  # each folder walked -> its relative path
+    entries: list[LocalEntry] = []
+    folders = [(root, "", frozenset(listed))]  # (folder, relative prefix, its own and ancestors' ids)
+    links: deque[tuple[str, str, frozenset, tuple[int, int]]] = deque()
+    while folders or links:
+        if folders:
+            folder, prefix, ancestors = folders.pop()
+        else:
+            path, relative, ancestors, identity = links.popleft()
+            reason = _revisit(identity, ancestors, listed)
+            if reason:
+                entries.append(LocalEntry(path, relative, 0, None, reason))
+                continue
+            listed[identity] = display_name(relative)
+            folder, prefix, ancestors = path, relative + "/", ancestors | {identity}
+        try:
+            with os.scandir(folder) as scan:
+                children = sorted(scan, key=lambda child: child.name)
+        except OSError as exc:
+            if not prefix:
+                raise
+            entries.append(LocalEntry(folder, prefix[:-1], 0, None, f"folder cannot be listed ({_error_text(exc)})"))
+            continue
+        for child in children:
+            if child.name.startswith("."):
+                continue  # hidden files and folders (.DS_Store, .sample_complete, ._*) are not photos
+            relative = prefix + child.name
+            try:
+                info = os.stat(child.path)  # follows links; never opens the file
+            except FileNotFoundError:
+                if child.is_symlink():
+                    entries.append(LocalEntry(child.path, relative, 0, None, "broken symbolic link"))
+                continue  # otherwise removed since the folder was read
+            except OSError as exc:
+                entries.append(LocalEntry(child.path, relative, 0, None, _stat_failure(exc, child.is_symlink())))
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                identity = (info.st_dev, info.st_ino)
+                if child.is_symlink():
+                    links.append((child.path, relative, ancestors, identity))
+                elif reason := _revisit(identity, ancestors, listed):  # a bind mount, say
+                    entries.append(LocalEntry(child.path, relative, 0, None, reason))
+                else:
+                    listed[identity] = display_name(relative)
+                    folders.append((child.path, relative + "/", ancestors | {identity}))
+                continue
+            entries.append(LocalEntry(child.path, relative, info.st_size, info.st_mtime, _file_reason(info, max_file_bytes)))
+    return sorted(entries, key=lambda entry: entry.path)
+
+
+def _revisit(identity: tuple[int, int], ancestors: frozenset, listed: dict[tuple[int, int], str]) -> str | None:
+    if identity in ancestors:
+        return "symbolic link loop"
+    if identity in listed:
+        return f"same folder as {listed[identity] or '.'}"
+    return None
+
+
+def _file_reason(info: os.stat_result, max_file_bytes: int | None) -> str | None:
+    for is_kind, kind in _SPECIAL_FILES:
+        if is_kind(info.st_mode):
+            return f"not a regular file ({kind})"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return _size_reason(info.st_size, max_file_bytes)
+
+
+def _size_reason(size: int, max_file_bytes: int | None) -> str | None:
+    if max_file_bytes is not None and size > max_file_bytes:
+        return f"larger than max_file_bytes ({max_file_bytes} bytes)"
+    return None
+
+
+def _stat_failure(exc: OSError, is_link: bool) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if is_link and exc.errno == errno.ENOTDIR:
+        return "broken symbolic link"
+    return f"cannot be examined ({_error_text(exc)})"
+
+
+def _error_text(exc: OSError) -> str:
+    """Fixed words: no path, so the same problem reads the same on every run."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+def listing_path(path: str) -> str:
+    """A local path as the listing's ``path`` column holds it (see the module docstring)."""
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return FILE_URI + urllib.parse.quote(raw)
+
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def display_name(name: str) -> str:
+    """``os.fsdecode`` text as UTF-8 text: each byte that is not valid UTF-8 becomes ``%XX``."""
+    text = os.fsencode(name).decode("utf-8", "surrogateescape")  # the raw bytes, whatever the locale
+    return _ESCAPED_BYTE.sub(lambda found: f"%{ord(found.group()) - 0xDC00:02X}", text)
 
 
 def _modified(info: dict[str, Any]) -> str | None:
-    """A change marker: mtime for files, ETag (or LastModified) for object stores."""
+    """A change marker: ETag (or LastModified) for object stores."""
     for key in ("ETag", "etag", "mtime", "LastModified", "last_modified", "created"):
         value = info.get(key)
         if value is not None:

@@ -37,7 +37,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_label_images_labels_from_folders_and_keeps_images_only(spark, tree):
-    listing = ImageFolderDataset(str(tree)).load()
+    listing = ImageFolderDataset(path=str(tree)).load()
     rows = {r.relative_path: r for r in label_images(listing, PARAMS).collect()}
     assert set(rows) == {
         "Training/Apple Red/a.jpg",
@@ -55,7 +55,7 @@ def test_label_images_labels_from_folders_and_keeps_images_only(spark, tree):
 def test_label_images_matches_extensions_literally_in_any_case(spark, tmp_path):
     for rel in ("Kiwi/a.JpEg", "Kiwi/b.PNG", "Kiwi/cjpeg", "Kiwi/d.jpeg.txt", "Kiwi/e.webp", "Kiwi/f.tiff"):
         _touch(tmp_path, rel)
-    listing = ImageFolderDataset(str(tmp_path)).load()
+    listing = ImageFolderDataset(path=str(tmp_path)).load()
     # "png" without its dot is accepted, as the parameter validation accepts it; the dot is
     # literal: "cjpeg" has no extension.
     kept = {r.relative_path for r in label_images(listing, {"extensions": [".jpeg", "png", ".TIFF"]}).collect()}
@@ -66,7 +66,7 @@ def test_sample_per_class_is_deterministic_and_capped(spark, tmp_path):
     for cls in ("A", "B"):
         for i in range(7):
             _touch(tmp_path, f"Training/{cls}/{i}.jpg")
-    labelled = label_images(ImageFolderDataset(str(tmp_path)).load(), PARAMS)
+    labelled = label_images(ImageFolderDataset(path=str(tmp_path)).load(), PARAMS)
     first = sample_per_class(labelled, {**PARAMS, "sample_per_class": 3})
     counts = {r.label: r["count"] for r in first.groupBy("label").count().collect()}
     assert counts == {"A": 3, "B": 3}
@@ -78,7 +78,7 @@ def test_sample_per_class_is_deterministic_and_capped(spark, tmp_path):
 
 
 def test_sample_per_class_rejects_non_positive(spark, tree):
-    labelled = label_images(ImageFolderDataset(str(tree)).load(), PARAMS)
+    labelled = label_images(ImageFolderDataset(path=str(tree)).load(), PARAMS)
     with pytest.raises(ValueError, match="sample_per_class"):
         sample_per_class(labelled, {**PARAMS, "sample_per_class": 0})
 
@@ -86,7 +86,7 @@ def test_sample_per_class_rejects_non_positive(spark, tree):
 def test_attach_image_bytes_reads_each_files_bytes(spark, tmp_path):
     for i in range(5):
         _touch(tmp_path, f"Training/Kiwi/{i}.jpg", data=f"bytes-{i}".encode())
-    labelled = label_images(ImageFolderDataset(str(tmp_path)).load(), PARAMS)
+    labelled = label_images(ImageFolderDataset(path=str(tmp_path)).load(), PARAMS)
     with_bytes = attach_image_bytes(labelled, PARAMS)
     contents = {Path(r.path).name: bytes(r.content) for r in with_bytes.collect()}
     assert contents == {f"{i}.jpg": f"bytes-{i}".encode() for i in range(5)}
@@ -96,7 +96,7 @@ def test_attach_image_bytes_reads_each_files_bytes(spark, tmp_path):
 def test_partitions_come_in_equal_waves_of_one_task_per_core(spark, tmp_path, n_images, per_partition):
     for i in range(n_images):
         _touch(tmp_path, f"Training/Kiwi/{i}.jpg")
-    labelled = label_images(ImageFolderDataset(str(tmp_path)).load(), PARAMS)
+    labelled = label_images(ImageFolderDataset(path=str(tmp_path)).load(), PARAMS)
     with_bytes = attach_image_bytes(labelled, {**PARAMS, "images_per_partition": per_partition})
     cores = spark.sparkContext.defaultParallelism
     sizes = with_bytes.select("path").rdd.glom().map(len).collect()
