@@ -2,7 +2,9 @@
 full run on all the images would."""
 
 import json
+import logging
 import shutil
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -58,3 +60,37 @@ def test_incremental_result_equals_a_full_run(runs):
     full_report = json.loads((full / "data/08_reporting/pca_explained_variance.json").read_text())
     assert got_report["k"] == full_report["k"] and got_report["n_images"] == full_report["n_images"]
     np.testing.assert_allclose(got_report["explained_variance"], full_report["explained_variance"], rtol=1e-4, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def settings_changed(tmp_path_factory, generated_sample):
+    """An incremental run, then another at a different input size: nothing may be reused."""
+    project = make_project_copy(tmp_path_factory.mktemp("settings_changed"))
+    incremental = {"images_root": str(generated_sample), "feature_extraction": {"incremental": True}}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_kedro(project, monkeypatch, **incremental, **PARAMS)
+        logger = logging.getLogger("fruits_kedro.feature_settings")
+        with _records(logger) as records:
+            run_kedro(project, monkeypatch, **incremental, **{**PARAMS, "backbone": {"weights": None, "input_size": 32}})
+    report = json.loads((project / "data/08_reporting/feature_extraction_report.json").read_text())
+    return _features(project), report, [r.getMessage() for r in records]
+
+
+def test_other_feature_settings_mean_a_full_recompute_said_once(settings_changed):
+    features, report, messages = settings_changed
+    assert report["reused"] == 0 and report["featurized"] == len(features) == 80
+    assert features["feature_settings"].nunique() == 1  # never a mix of two settings
+    assert json.loads(features["feature_settings"].iloc[0])["input_size"] == 32
+    assert sum("Feature settings changed" in m for m in messages) == 1
+
+
+@contextmanager
+def _records(logger: logging.Logger):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from kedro.io import MemoryDataset
 
+from fruits_kedro.feature_settings import ReusableFeatures
 from fruits_kedro.pipelines.feature_extraction.nodes import (
     RejectedImages,
     extract_features,
@@ -160,13 +161,13 @@ def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
         [("/a.jpg", "A", "T", 1, "m1"), ("/b.jpg", "A", "T", 5, "m2"), ("/bad.jpg", "A", "T", 4, "m2")],
         "path string, label string, split string, size long, modified string",
     )
-    merged, reuse = merge_with_previous_features(featurized, previous, current, {"incremental": True})
+    merged, reuse = merge_with_previous_features(featurized, ReusableFeatures(previous), current)
     assert merged.columns == previous.columns
     assert {r.path: list(r.features) for r in merged.collect()} == {"/a.jpg": [1.0], "/b.jpg": [20.0]}
     report, rejected = report_feature_extraction(merged, rejected_images, current, reuse)
     assert report == {"incremental": True, "featurized": 1, "reused": 1, "rejected": 1}
     assert [tuple(r) for r in rejected.collect()] == [("/bad.jpg", "A", "T", "empty file")]
-    full, reuse = merge_with_previous_features(featurized, previous, current, {"incremental": False})
+    full, reuse = merge_with_previous_features(featurized, ReusableFeatures(), current)  # nothing reusable
     assert full.count() == 1
     report, _ = report_feature_extraction(full, rejected_images, current, reuse)
     assert report == {"incremental": False, "featurized": 1, "reused": 0, "rejected": 1}
@@ -188,7 +189,7 @@ def test_the_cnn_runs_once_per_image_when_the_features_are_saved(spark, tmp_path
     projection)."""
     images = _random_images(spark, tmp_path, n=4, size=32).repartition(2)
     featurized, _ = extract_features(images, {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {})
-    features, _ = merge_with_previous_features(featurized, None, images, {})
+    features, _ = merge_with_previous_features(featurized, ReusableFeatures(), images)
     plan = features._jdf.queryExecution().executedPlan().toString()
     assert plan.count("featurize_partition(") == 1, plan
 

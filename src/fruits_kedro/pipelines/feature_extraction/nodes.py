@@ -25,17 +25,18 @@ import numpy as np
 import pyarrow as pa
 from pyspark import AccumulatorParam
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from fruits_kedro.backbones import get_backbone, inference_payload, worker_feature_fn
 from fruits_kedro.datasets.files import Unreadable, read_files
+from fruits_kedro.feature_settings import IMAGE_KEY, SETTINGS_COLUMN, ReusableFeatures, feature_settings
 from fruits_kedro.pipelines.preprocessing.nodes import ImageDecoder
 
 logger = logging.getLogger(__name__)
 
 FEATURE_ID_COLUMNS = ("path", "relative_path", "label", "split", "size", "modified")
-IMAGE_KEY = ("path", "size", "modified")  # an image is "seen" when all three match
 REJECTED_COLUMNS = ("path", "label", "split", "reason")
 
 
@@ -176,33 +177,31 @@ def extract_features(
     ids = raw_images.select(*FEATURE_ID_COLUMNS)
     schema = T.StructType([*ids.schema.fields, T.StructField("features", T.ArrayType(T.FloatType()), True)])
     features_type = to_arrow_schema(schema).field("features").type
-    return ids.mapInArrow(featurize_partition, schema), rejected
+    settings = feature_settings(backbone_params, preprocessing_params)
+    featurized = ids.mapInArrow(featurize_partition, schema).withColumn(SETTINGS_COLUMN, F.lit(settings))
+    return featurized, rejected
 
 
 def merge_with_previous_features(
     featurized_images: DataFrame,
-    previous_image_features: DataFrame | None,
+    reusable_image_features: ReusableFeatures,
     current_images: DataFrame,
-    params: dict[str, Any],
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """The features of every current image: this run's, plus (incremental mode) the previous
-    run's for images that did not change. Images no longer listed are dropped, and so are the
-    ones that could not be decoded (:func:`report_feature_extraction` lists them).
+    """The features of every current image: this run's, plus (incremental mode) the reusable
+    previous ones (same feature settings) for images that did not change. Images no longer
+    listed are dropped, and so are the ones that could not be decoded
+    (:func:`report_feature_extraction` lists them).
 
     Returns the features, still lazy (saving them runs the CNN, once, in the executors), and
     what was reused, for :func:`report_feature_extraction`.
     """
-    incremental = bool(params.get("incremental")) and previous_image_features is not None
-    if not incremental:
+    if reusable_image_features.frame is None:
         return featurized_images, {"incremental": False, "reused": 0}
-    if any(c not in previous_image_features.columns for c in IMAGE_KEY):
-        # select_images_to_featurize featurized every image: nothing to reuse.
-        return featurized_images, {"incremental": True, "reused": 0}
     # Unchanged images (same path, size and stamp) were not featurized this time
     # (select_images_to_featurize): their previous features are kept. This never looks at
     # this run's features, which would run the CNN once more just to compare.
     current_keys = current_images.select(*IMAGE_KEY)
-    reused = previous_image_features.join(current_keys, on=list(IMAGE_KEY), how="left_semi")
+    reused = reusable_image_features.frame.join(current_keys, on=list(IMAGE_KEY), how="left_semi")
     # Read lazily, in the same job that writes the new version: the Parquet dataset commits
     # under new part names and deletes the old parts only after that job has finished.
     # (A local checkpoint would keep them on executors that dynamic allocation may remove.)

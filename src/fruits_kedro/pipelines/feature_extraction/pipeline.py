@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 merge_with_previous_features,
-                ["featurized_images", "previous_image_features", "sampled_image_files", "params:feature_extraction"],
+                ["featurized_images", "reusable_image_features", "sampled_image_files"],
                 ["image_features", "reused_image_features"],
                 name="merge_with_previous_features",
             ),

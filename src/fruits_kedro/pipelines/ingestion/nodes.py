@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from fruits_kedro.datasets.image_folder import read_file_bytes
-from fruits_kedro.pipelines.feature_extraction.nodes import IMAGE_KEY
+from fruits_kedro.feature_settings import IMAGE_KEY, ReusableFeatures, feature_settings, reusable_features
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def label_images(image_files: DataFrame, params: dict[str, Any]) -> DataFrame:
     parts = F.split(F.col("relative_path"), "/")
     depth = F.size(parts)
     return image_files.where(
-        F.col("relative_path").rlike(image_extension_pattern(extensions))
+        F.col("skipped").isNull()  # FIFOs, devices, broken links, oversized files: never read
+        & F.col("relative_path").rlike(image_extension_pattern(extensions))
         & (depth >= 2)  # a file at the root has no class folder, hence no label
     ).select(
         "path",
@@ -80,22 +81,31 @@ def sample_per_class(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     return images.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") <= int(n)).drop("_rank")
 
 
-def select_images_to_featurize(
-    images: DataFrame, previous_image_features: DataFrame | None, params: dict[str, Any]
-) -> DataFrame:
-    """In incremental mode, keep only images with no features yet (new or changed files).
+def reusable_previous_features(
+    previous_image_features: DataFrame | None,
+    backbone_params: dict[str, Any],
+    preprocessing_params: dict[str, Any],
+    params: dict[str, Any],
+) -> ReusableFeatures:
+    """In incremental mode, the previous run's features, if they were computed with this run's
+    feature settings (backbone, input size, weights, decoder); otherwise nothing, and every
+    image is featurized again."""
+    if not params.get("incremental") or previous_image_features is None:
+        return ReusableFeatures()
+    settings = feature_settings(backbone_params, preprocessing_params)
+    return ReusableFeatures(reusable_features(previous_image_features, settings))
+
+
+def select_images_to_featurize(images: DataFrame, reusable_image_features: ReusableFeatures) -> DataFrame:
+    """Keep only images with no reusable features yet (new or changed files).
 
     A file is known when its path, size and modification stamp (mtime, or ETag on S3) match a
-    row of the previous run's features, so a replaced photo is featurized again. Without
-    ``feature_extraction.incremental``, or on a first run, every image is kept.
+    row of the reusable features, so a replaced photo is featurized again. Without reusable
+    features (not incremental, a first run, other settings), every image is kept.
     """
-    if not params.get("incremental") or previous_image_features is None:
+    if reusable_image_features.frame is None:
         return images
-    missing = [c for c in IMAGE_KEY if c not in previous_image_features.columns]
-    if missing:
-        logger.warning("Previous features lack %s: featurizing every image", ", ".join(missing))
-        return images
-    known = previous_image_features.select(*IMAGE_KEY)
+    known = reusable_image_features.frame.select(*IMAGE_KEY)
     return images.join(known, on=list(IMAGE_KEY), how="left_anti")
 
 

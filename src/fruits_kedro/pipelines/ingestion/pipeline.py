@@ -3,6 +3,7 @@ from kedro.pipeline import Node, Pipeline
 from fruits_kedro.pipelines.ingestion.nodes import (
     attach_image_bytes,
     label_images,
+    reusable_previous_features,
     sample_per_class,
     select_images_to_featurize,
 )
@@ -14,8 +15,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(label_images, ["raw_image_files", "params:ingestion"], "labelled_image_files", name="label_images"),
             Node(sample_per_class, ["labelled_image_files", "params:ingestion"], "sampled_image_files", name="sample_per_class"),
             Node(
+                reusable_previous_features,
+                ["previous_image_features", "params:backbone", "params:preprocessing", "params:feature_extraction"],
+                "reusable_image_features",
+                name="reusable_previous_features",
+            ),
+            Node(
                 select_images_to_featurize,
-                ["sampled_image_files", "previous_image_features", "params:feature_extraction"],
+                ["sampled_image_files", "reusable_image_features"],
                 "image_files_to_featurize",
                 name="select_images_to_featurize",
             ),
