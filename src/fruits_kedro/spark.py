@@ -146,6 +146,8 @@ def _log_where_to_watch(session: SparkSession, conf: dict[str, Any]) -> None:
     url = session.sparkContext.uiWebUrl
     if url:
         logger.info("Spark UI: %s", url)
+    else:
+        logger.info("Spark UI off (spark.ui.enabled: false in this environment's spark.yml)")
     if _truthy(conf.get("spark.eventLog.enabled", False)):
         logger.info("Spark event log: %s (`make history` serves it)", conf["spark.eventLog.dir"])
 

@@ -29,12 +29,14 @@ def image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.jpg") if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def upload_copies(source: Path, bucket: str, copies: int) -> list[str]:
-    """``copies`` copies of the photos under ``source``, each under its own folder of
-    ``s3://bucket/fruits/raw/``; returns every photo's URL."""
+def upload_photos(source: Path, bucket: str, count: int) -> list[str]:
+    """``count`` photos: those under ``source``, copied as often as needed, each copy under
+    its own folder of ``s3://bucket/fruits/raw/``; returns every photo's URL."""
     client = boto3.session.Session().client("s3")
     files = image_files(source)
+    copies = -(-count // len(files))
     jobs = [(f"{PREFIX}/raw/copy-{i}/{f.relative_to(source).as_posix()}", f) for i in range(copies) for f in files]
+    jobs = jobs[:count]
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda job: client.put_object(Bucket=bucket, Key=job[0], Body=job[1].read_bytes()), jobs))
     return sorted(f"s3://{bucket}/{key}" for key, _ in jobs)

@@ -10,7 +10,6 @@ configuration only. Run alone with ``pytest -m cluster``.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from pathlib import Path
@@ -28,7 +27,7 @@ from tests.cloud.cluster_runs import (
     s3_filesystem,
     staged_parts,
     start_kedro_run,
-    upload_copies,
+    upload_photos,
     wait_for,
 )
 from tests.conftest import SHARED_PHOTOS, make_project_copy
@@ -37,9 +36,8 @@ from tests.s3_server import forget_cached_s3_clients, free_port, new_bucket, set
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 MIN_PHOTOS = 4000
-# Small partitions: many tasks per executor, so a killed executor has tasks in flight and
-# finished ones to lose, and speculation has stragglers to copy.
-PARTITION_PARAMS = "ingestion.images_per_partition=256"
+# With speculation, smaller partitions: more tasks, so more stragglers to copy.
+SPECULATION_PARAMS = "ingestion.images_per_partition=512"
 SPECULATION = {
     "spark.speculation": True,
     "spark.speculation.interval": "100ms",
@@ -69,8 +67,7 @@ def photos(s3_endpoint, request):
     with pytest.MonkeyPatch.context() as patch:
         set_aws_environment(patch, s3_endpoint)
         bucket = new_bucket()
-        n_source = sum(1 for p in source.rglob("*.jpg"))
-        urls = upload_copies(source, bucket, copies=math.ceil(MIN_PHOTOS / n_source))
+        urls = upload_photos(source, bucket, MIN_PHOTOS)
         yield bucket, urls
     forget_cached_s3_clients()
 
@@ -85,13 +82,13 @@ def _executors(state) -> list[psutil.Process]:
     return found
 
 
-def _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path):
+def _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, params: str = ""):
     status, state = cluster
     bucket, _ = photos
     features = f"{bucket}/fruits/features/intermediate/image_features.parquet"
     fs = s3_filesystem()
     run = start_kedro_run(
-        project, s3_endpoint, bucket, f"{RUN_PARAMS},{PARTITION_PARAMS},spark_master={status.master_url}",
+        project, s3_endpoint, bucket, f"{RUN_PARAMS},spark_master={status.master_url}{params}",
         tmp_path / "run.log",
     )
     try:
@@ -144,7 +141,7 @@ def test_speculative_copies_and_a_killed_executor_commit_each_partition_once(clu
     project = make_project_copy(tmp_path / "project")
     spark_yml = project / "conf" / "s3" / "spark.yml"
     spark_yml.write_text(spark_yml.read_text() + "".join(f"\n{k}: {str(v).lower()}" for k, v in SPECULATION.items()) + "\n")
-    fs, log = _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path)
+    fs, log = _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, f",{SPECULATION_PARAMS}")
 
     speculative = [e for e in events(log, "SparkListenerTaskStart") if e["Task Info"]["Speculative"]]
     assert speculative, "no speculative task copy was launched"

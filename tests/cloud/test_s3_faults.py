@@ -9,7 +9,6 @@ with ``pytest -m faults``.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from tests.cloud.cluster_runs import (
     snapshot,
     staged_parts,
     start_kedro_run,
-    upload_copies,
+    upload_photos,
     wait_for,
 )
 from tests.conftest import SHARED_PHOTOS, make_project_copy
@@ -37,7 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 N_PHOTOS = 1500
 # Many small tasks: the first finishes (a staged part: inference is under way) long before the last.
-PARAMS = f"{RUN_PARAMS},ingestion.images_per_partition=100"
+PARAMS = f"{RUN_PARAMS},ingestion.images_per_partition=200"
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,7 @@ def photos(s3_endpoint, request):
     with pytest.MonkeyPatch.context() as patch:
         set_aws_environment(patch, s3_endpoint)  # set-up and checks talk to S3 directly
         bucket = new_bucket()
-        n_source = sum(1 for p in source.rglob("*.jpg"))
-        urls = upload_copies(source, bucket, copies=math.ceil(N_PHOTOS / n_source))
+        urls = upload_photos(source, bucket, N_PHOTOS)
         yield bucket, urls, s3_filesystem()
     forget_cached_s3_clients()
 
