@@ -17,7 +17,7 @@ export KERAS_HOME ?= $(abspath ../shared/keras)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install sample check-java jvm-archive viz clean bench
+.PHONY: run test install sample check-java jvm-archive viz clean bench lint
 .PHONY: cluster-up cluster-down cluster-status history history-down
 
 run: install sample jvm-archive
@@ -52,6 +52,11 @@ sample: install
 # a speed-up, so a machine where it cannot be made (read-only home) runs without it.
 jvm-archive: install
 	-$(BIN)/python -m fruits_kedro.spark_class_archive
+
+# Style: ruff's lint rules and formatter, configured in pyproject.toml (CI fails on findings).
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 viz: install
 	$(BIN)/kedro viz build

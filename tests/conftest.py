@@ -81,7 +81,9 @@ def make_project_copy(destination: Path) -> Path:
     """A throw-away copy of the project's configuration, so runs never touch ./data."""
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
-    shutil.copytree(PROJECT_ROOT / "notebooks", destination / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(
+        PROJECT_ROOT / "notebooks", destination / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+    )
     shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
     shutil.copy(PROJECT_ROOT / ".telemetry", destination / ".telemetry")
     (destination / "src").mkdir(exist_ok=True)  # Kedro wants it; the package itself is installed

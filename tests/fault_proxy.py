@@ -96,8 +96,7 @@ class FaultWindow:
         self.ended = threading.Event()
         self._proxy = proxy
         self._cancelled = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(start_in,), daemon=True,
-                                        name=f"fault-window-{mode}")
+        self._thread = threading.Thread(target=self._run, args=(start_in,), daemon=True, name=f"fault-window-{mode}")
 
     def _run(self, start_in: float) -> None:
         try:
@@ -157,8 +156,9 @@ class _Connection:
                 if self.abort:
                     return
                 self._running += 1
-            back = threading.Thread(target=self._forward_guarded, args=(upstream, self.client),
-                                    daemon=True, name="fault-proxy-back")
+            back = threading.Thread(
+                target=self._forward_guarded, args=(upstream, self.client), daemon=True, name="fault-proxy-back"
+            )
             self.threads.append(back)
             back.start()
             self._forward(self.client, upstream)
@@ -199,7 +199,7 @@ class _Connection:
             view = memoryview(data)
             while view and not self.abort:
                 try:
-                    view = view[destination.send(view):]
+                    view = view[destination.send(view) :]
                 except TimeoutError:
                     continue
                 except OSError:
@@ -414,8 +414,9 @@ class FaultProxy:
         self._listener = reserved
         now = _snmp_attempt_fails()
         if self._refused is not None:
-            self._refused = None if now is None or self._refusing_since is None else (
-                self._refused + now - self._refusing_since)
+            self._refused = (
+                None if now is None or self._refusing_since is None else (self._refused + now - self._refusing_since)
+            )
         self._refusing_since = None
 
     @staticmethod
@@ -450,11 +451,13 @@ class FaultProxy:
             with self._lock:
                 self._accepted += 1
                 late = self._mode == "reset_on_data"
-                if self._closed or self._mode not in ("pass", "reset_on_data") or (
-                    len(self._connections) >= self.max_connections
+                if (
+                    self._closed
+                    or self._mode not in ("pass", "reset_on_data")
+                    or (len(self._connections) >= self.max_connections)
                 ):
                     self._reset += 1
-                    _quietly(lambda: client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_LINGER))
+                    _quietly(lambda c=client: c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_LINGER))
                     _quietly(client.close)
                     continue
                 connection = _Connection(self, client, reset_on_data=late)

@@ -147,5 +147,3 @@ def test_finding_the_cached_onnx_model_does_not_import_tensorflow(tmp_path, monk
     )
     found = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert found.stdout.split() == [str(len(converted)), "False", "False"]
-
-

@@ -27,9 +27,9 @@ def _build_corpus(root: Path, valid_sample: Path) -> tuple[set[str], set[str]]:
         "Training/Apple Red/grey.jpg": lambda p: _save(p, photo.convert("L"), "JPEG"),
         "Training/Apple Red/cmyk.jpg": lambda p: _save(p, photo.convert("CMYK"), "JPEG"),
         "Training/Apple Red/sixteen_bit.png": lambda p: _save(
-            p, Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)), "PNG"
+            p, Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257), "PNG"
         ),
-        "Training/Pomme Émeraude/l'été \"1\" .JPG": lambda p: shutil.copy(a_photo, p),
+        'Training/Pomme Émeraude/l\'été "1" .JPG': lambda p: shutil.copy(a_photo, p),
         "Training/Banana/nested/deeper.jpg": lambda p: shutil.copy(a_photo, p),
     }
     jpeg = a_photo.read_bytes()

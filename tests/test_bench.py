@@ -8,8 +8,24 @@ from fruits_kedro import bench
 
 def test_bench_writes_ceiling_end_to_end_ratio_memory_and_node_times(tmp_path):
     output = tmp_path / "benchmark.json"
-    rows = bench.main(["--n", "40", "--runtimes", "onnx", "--weights", "none", "--input-size", "32",
-                       "--ceiling-windows", "1", "--ceiling-seconds", "0.3", "--output", str(output)])
+    rows = bench.main(
+        [
+            "--n",
+            "40",
+            "--runtimes",
+            "onnx",
+            "--weights",
+            "none",
+            "--input-size",
+            "32",
+            "--ceiling-windows",
+            "1",
+            "--ceiling-seconds",
+            "0.3",
+            "--output",
+            str(output),
+        ]
+    )
     [row] = json.loads(output.read_text())["rows"]
     assert row["n_images"] == 40 and row["input_size"] == 32 and row["runtime"] == "onnx"
     # The ceiling was timed right before and right after the run; it is their median.

@@ -59,7 +59,9 @@ def test_incremental_result_equals_a_full_run(runs):
     got_report = json.loads((incremental / "data/08_reporting/pca_explained_variance.json").read_text())
     full_report = json.loads((full / "data/08_reporting/pca_explained_variance.json").read_text())
     assert got_report["k"] == full_report["k"] and got_report["n_images"] == full_report["n_images"]
-    np.testing.assert_allclose(got_report["explained_variance"], full_report["explained_variance"], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(
+        got_report["explained_variance"], full_report["explained_variance"], rtol=1e-4, atol=1e-9
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,9 @@ def settings_changed(tmp_path_factory, generated_sample):
         run_kedro(project, monkeypatch, **incremental, **PARAMS)
         logger = logging.getLogger("fruits_kedro.feature_settings")
         with _records(logger) as records:
-            run_kedro(project, monkeypatch, **incremental, **{**PARAMS, "backbone": {"weights": None, "input_size": 32}})
+            run_kedro(
+                project, monkeypatch, **incremental, **{**PARAMS, "backbone": {"weights": None, "input_size": 32}}
+            )
     report = json.loads((project / "data/08_reporting/feature_extraction_report.json").read_text())
     return _features(project), report, [r.getMessage() for r in records]
 

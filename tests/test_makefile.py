@@ -23,6 +23,7 @@ def test_make_without_java_says_how_to_install_it(tmp_path):
 
 
 def test_make_accepts_this_machines_java():
-    result = subprocess.run([shutil.which("make"), "-s", "-C", str(PROJECT_ROOT), "check-java"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [shutil.which("make"), "-s", "-C", str(PROJECT_ROOT), "check-java"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,9 @@ from nbclient import NotebookClient
 def test_features_notebook_executes_and_shows_the_plots(default_run):
     path = default_run / "notebooks" / "fruits_features.ipynb"
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     texts = "".join(o.get("text", "") for o in outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]

@@ -12,8 +12,6 @@ from PIL import Image
 from fruits_kedro.predict import ClassifierUnavailableError, PhotoClassifier, load_classifier, main
 
 
-
-
 def _resized_copy(photo, size: tuple[int, int], folder) -> str:
     """The same photo at another size and format, as a user's camera would give it."""
     target = folder / f"{photo.stem}_{size[0]}x{size[1]}.png"
@@ -21,7 +19,9 @@ def _resized_copy(photo, size: tuple[int, int], folder) -> str:
     return str(target)
 
 
-def test_predict_prints_top3_labels_for_a_photo_of_another_size(generated_evaluation, generated_sample, tmp_path, capsys, monkeypatch):
+def test_predict_prints_top3_labels_for_a_photo_of_another_size(
+    generated_evaluation, generated_sample, tmp_path, capsys, monkeypatch
+):
     photo = sorted((generated_sample / "Test" / "Banana").glob("*.jpg"))[0]
     odd_size = _resized_copy(photo, (240, 170), tmp_path)
     monkeypatch.chdir(generated_evaluation)
@@ -81,7 +81,11 @@ def test_the_fruits_kedro_script_has_a_predict_command(tmp_path):
 
     project = make_project_copy(tmp_path / "untrained")
     script = Path(sys.executable).parent / "fruits-kedro"
-    result = subprocess.run([str(script), "predict", "--project-path", str(project), str(project / "photo.jpg")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(script), "predict", "--project-path", str(project), str(project / "photo.jpg")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert "kedro run --pipeline evaluation" in result.stderr

@@ -66,8 +66,9 @@ def test_a_killed_write_leaves_the_previous_parquet_intact(spark, tmp_path):
     SparkParquetFsspecDataset(str(target)).save(previous)
 
     script = _SLOW_WRITER.format(root=str(PROJECT_ROOT), target=str(target))
-    child = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 120
         while not any((target / "_temporary").rglob("*.parquet")):  # parts are being written

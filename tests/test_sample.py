@@ -150,7 +150,9 @@ def test_main_writes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "already" in capsys.readouterr().out
 
 
-def test_main_uses_the_user_s_own_photos_instead_of_refusing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_uses_the_user_s_own_photos_instead_of_refusing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`make run` with the user's photos in data/01_raw/fruits: they are the input."""
     root = tmp_path / "fruits"
     own = root / "Training" / "Quince" / "mine.jpg"

@@ -20,7 +20,9 @@ def test_a_standalone_cluster_runs_this_interpreter_and_gets_the_driver_s_s3_set
     conf = session_conf({"spark.master": "spark://127.0.0.1:7077", "fruits.forward_aws_credentials": True}, environ)
     assert conf["spark.pyspark.python"] == sys.executable
     assert environ["PYSPARK_PYTHON"] == sys.executable  # what PySpark itself reads
-    assert {k.removeprefix("spark.executorEnv."): v for k, v in conf.items() if k.startswith("spark.executorEnv.")} == AWS
+    assert {
+        k.removeprefix("spark.executorEnv."): v for k, v in conf.items() if k.startswith("spark.executorEnv.")
+    } == AWS
     assert "fruits.forward_aws_credentials" not in conf  # the project's switch, not Spark's
 
 
@@ -40,7 +42,9 @@ def test_yarn_keeps_the_cluster_s_interpreter_unless_one_is_configured():
 
 def test_a_relative_event_log_folder_is_made_absolute_and_created(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    conf = session_conf({"spark.master": "local[2]", "spark.eventLog.enabled": True, "spark.eventLog.dir": "logs/ev"}, {})
+    conf = session_conf(
+        {"spark.master": "local[2]", "spark.eventLog.enabled": True, "spark.eventLog.dir": "logs/ev"}, {}
+    )
     assert conf["spark.eventLog.dir"] == (tmp_path / "logs" / "ev").as_uri()
     assert (tmp_path / "logs" / "ev").is_dir()
     on_s3 = session_conf({"spark.eventLog.enabled": True, "spark.eventLog.dir": "s3://b/p/spark-events"}, {})

@@ -91,7 +91,9 @@ class Backbone:
         pixels = keras.Input((input_size, input_size, self.channels), dtype="uint8", name="pixels")
         # In a layer, so that the preprocessing constants (VGG16's ImageNet means) are created
         # inside the traced graph: built outside it, the ONNX exporter takes them for inputs.
-        preprocess = keras.layers.Lambda(lambda x: self._preprocess_input(keras.ops.cast(x, "float32")), name="preprocess")
+        preprocess = keras.layers.Lambda(
+            lambda x: self._preprocess_input(keras.ops.cast(x, "float32")), name="preprocess"
+        )
         features = network(preprocess(pixels))
         model = keras.Model(pixels, features, name=f"{self.name}_features")
         model(np.zeros((1, input_size, input_size, self.channels), np.uint8))  # built and called once
@@ -111,14 +113,34 @@ _AVG_POOL_CHANNELS = {"mobilenet_v2": 1280, "vgg16": 512, "resnet50": 2048, "eff
 BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (
-        Backbone("mobilenet_v2", "MobileNetV2", "mobilenet_v2", pooling="avg", default_input_size=224,
-                 imagenet_files="mobilenet_v2_weights_*.h5"),
+        Backbone(
+            "mobilenet_v2",
+            "MobileNetV2",
+            "mobilenet_v2",
+            pooling="avg",
+            default_input_size=224,
+            imagenet_files="mobilenet_v2_weights_*.h5",
+        ),
         # The original study: 100x100 input, 3x3x512 feature map flattened to 4608 features.
-        Backbone("vgg16", "VGG16", "vgg16", pooling="flatten", default_input_size=100, imagenet_files="vgg16_weights_*.h5"),
-        Backbone("resnet50", "ResNet50", "resnet50", pooling="avg", default_input_size=224,
-                 imagenet_files="resnet50_weights_*.h5"),
-        Backbone("efficientnet_b0", "EfficientNetB0", "efficientnet", pooling="avg", default_input_size=224,
-                 imagenet_files="efficientnetb0_*.h5"),
+        Backbone(
+            "vgg16", "VGG16", "vgg16", pooling="flatten", default_input_size=100, imagenet_files="vgg16_weights_*.h5"
+        ),
+        Backbone(
+            "resnet50",
+            "ResNet50",
+            "resnet50",
+            pooling="avg",
+            default_input_size=224,
+            imagenet_files="resnet50_weights_*.h5",
+        ),
+        Backbone(
+            "efficientnet_b0",
+            "EfficientNetB0",
+            "efficientnet",
+            pooling="avg",
+            default_input_size=224,
+            imagenet_files="efficientnetb0_*.h5",
+        ),
     )
 }
 
@@ -157,7 +179,7 @@ def _weights_help(backbone: Backbone, weights: str | None) -> str:
         f"Cannot load weights {weights!r} for backbone {backbone.name!r} (setting 'backbone.weights'). "
         "Provide them in one of these ways:\n"
         f"  1. KERAS_HOME: point KERAS_HOME at a folder whose models/ holds the Keras ImageNet file "
-        f"(looked in {keras_cache_dir()}), e.g. export KERAS_HOME=\"$(cd ../shared/keras && pwd)\";\n"
+        f'(looked in {keras_cache_dir()}), e.g. export KERAS_HOME="$(cd ../shared/keras && pwd)";\n'
         "  2. a weights file: --params backbone.weights=/path/to/weights.h5;\n"
         "  3. no pretrained weights, for a structural run only: --params backbone.weights=null."
     )
@@ -244,7 +266,9 @@ def inference_payload(backbone: Backbone, input_size: int, weights: str | None, 
             if key not in _onnx_models:
                 _onnx_models[key] = _cached_onnx_model(backbone, input_size, weights)
             return _onnx_models[key]
-    raise ValueError(f"Unknown runtime {runtime!r} (setting 'feature_extraction.runtime'); known: {', '.join(RUNTIMES)}")
+    raise ValueError(
+        f"Unknown runtime {runtime!r} (setting 'feature_extraction.runtime'); known: {', '.join(RUNTIMES)}"
+    )
 
 
 ONNX_OPSET = 17

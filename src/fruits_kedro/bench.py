@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import platform
 import shutil
@@ -33,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,8 +161,9 @@ class CeilingProbe:
     frees it again, so that it holds no memory while a run is measured.
     """
 
-    def __init__(self, backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path,
-                 batch_size: int) -> None:
+    def __init__(
+        self, backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path, batch_size: int
+    ) -> None:
         from fruits_kedro import backbones
         from fruits_kedro.pipelines.preprocessing.nodes import decode_image
 
@@ -203,8 +204,15 @@ class NodeTimes(logging.Handler):
 CNN_NODE = "merge_with_previous_features"  # its save of image_features is where the CNN runs
 
 
-def measure_end_to_end(project: Path, images_root: Path, backbone_name: str, input_size: int, weights: str | None,
-                       runtime: str, batch_size: int) -> RunFigures:
+def measure_end_to_end(
+    project: Path,
+    images_root: Path,
+    backbone_name: str,
+    input_size: int,
+    weights: str | None,
+    runtime: str,
+    batch_size: int,
+) -> RunFigures:
     """Time one ``kedro run`` of the featurization in a fresh process, as a user runs it.
 
     Nothing of this process (the ceiling's model, TensorFlow, an earlier run's warm JVM)
@@ -214,14 +222,24 @@ def measure_end_to_end(project: Path, images_root: Path, backbone_name: str, inp
     """
     with tempfile.TemporaryDirectory(prefix="fruits_bench_run_") as folder:
         result_file = Path(folder) / "result.json"
-        request = {"project": str(project), "images_root": str(images_root), "backbone": backbone_name,
-                   "input_size": input_size, "weights": weights, "runtime": runtime, "batch_size": batch_size,
-                   "result": str(result_file)}
-        completed = subprocess.run([sys.executable, "-m", "fruits_kedro.bench", "--run", json.dumps(request)],
-                                   cwd=project)
+        request = {
+            "project": str(project),
+            "images_root": str(images_root),
+            "backbone": backbone_name,
+            "input_size": input_size,
+            "weights": weights,
+            "runtime": runtime,
+            "batch_size": batch_size,
+            "result": str(result_file),
+        }
+        completed = subprocess.run(
+            [sys.executable, "-m", "fruits_kedro.bench", "--run", json.dumps(request)], cwd=project
+        )
         if completed.returncode != 0:
-            raise RuntimeError(f"The benchmark run of {backbone_name}/{runtime} on {images_root} failed "
-                               f"(exit status {completed.returncode}); its log is above.")
+            raise RuntimeError(
+                f"The benchmark run of {backbone_name}/{runtime} on {images_root} failed "
+                f"(exit status {completed.returncode}); its log is above."
+            )
         return RunFigures(**json.loads(result_file.read_text()))
 
 
@@ -264,17 +282,42 @@ def make_project(destination: Path) -> Path:
 
 
 def format_table(rows: list[BenchRow]) -> str:
-    header = ("backbone", "runtime", "input", "N", "ceiling img/s", "ceiling windows", "end-to-end img/s", "ratio", "CNN stage img/s",
-              "stage ratio", "other s", "driver MB", "workers MB")
+    header = (
+        "backbone",
+        "runtime",
+        "input",
+        "N",
+        "ceiling img/s",
+        "ceiling windows",
+        "end-to-end img/s",
+        "ratio",
+        "CNN stage img/s",
+        "stage ratio",
+        "other s",
+        "driver MB",
+        "workers MB",
+    )
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rows:
-        lines.append(" | ".join([
-            r.backbone, r.runtime, str(r.input_size), str(r.n_images), f"{r.ceiling_images_per_s:.1f}",
-            f"{min(r.ceiling_windows, default=0):.0f}-{max(r.ceiling_windows, default=0):.0f}",
-            f"{r.end_to_end_images_per_s:.1f}", f"{r.ratio:.2f}", f"{r.cnn_stage_images_per_s:.1f}",
-            f"{r.cnn_stage_ratio:.2f}", f"{r.end_to_end_seconds - r.node_seconds.get(CNN_NODE, 0.0):.1f}",
-            f"{r.peak_driver_mb:.0f}", f"{r.peak_workers_mb:.0f}",
-        ]))
+        lines.append(
+            " | ".join(
+                [
+                    r.backbone,
+                    r.runtime,
+                    str(r.input_size),
+                    str(r.n_images),
+                    f"{r.ceiling_images_per_s:.1f}",
+                    f"{min(r.ceiling_windows, default=0):.0f}-{max(r.ceiling_windows, default=0):.0f}",
+                    f"{r.end_to_end_images_per_s:.1f}",
+                    f"{r.ratio:.2f}",
+                    f"{r.cnn_stage_images_per_s:.1f}",
+                    f"{r.cnn_stage_ratio:.2f}",
+                    f"{r.end_to_end_seconds - r.node_seconds.get(CNN_NODE, 0.0):.1f}",
+                    f"{r.peak_driver_mb:.0f}",
+                    f"{r.peak_workers_mb:.0f}",
+                ]
+            )
+        )
     return "\n".join("| " + line + " |" for line in lines)
 
 
@@ -317,16 +360,32 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
                     windows += probe.windows(args.ceiling_windows, args.ceiling_seconds)
                     ceiling = statistics.median(windows)
                     stage = n / nodes[CNN_NODE] if nodes.get(CNN_NODE) else 0.0
-                    row = BenchRow(backbone_name, runtime, size, weights, n, ceiling, n / seconds,
-                                   (n / seconds) / ceiling, seconds, run.driver_mb, run.workers_mb,
-                                   stage, stage / ceiling, nodes, windows)
+                    row = BenchRow(
+                        backbone_name,
+                        runtime,
+                        size,
+                        weights,
+                        n,
+                        ceiling,
+                        n / seconds,
+                        (n / seconds) / ceiling,
+                        seconds,
+                        run.driver_mb,
+                        run.workers_mb,
+                        stage,
+                        stage / ceiling,
+                        nodes,
+                        windows,
+                    )
                     rows.append(row)
-                    print(f"{backbone_name}/{runtime} at {size}px, N={n}: ceiling {ceiling:.1f} images/s "
-                          f"(windows {min(windows):.0f}-{max(windows):.0f}); "
-                          f"{row.end_to_end_images_per_s:.1f} images/s end to end "
-                          f"({row.ratio:.2f} of the ceiling; CNN stage {stage:.1f} images/s, "
-                          f"{row.cnn_stage_ratio:.2f}), driver {row.peak_driver_mb:.0f} MB, "
-                          f"workers {row.peak_workers_mb:.0f} MB; nodes (s): {nodes}")
+                    print(
+                        f"{backbone_name}/{runtime} at {size}px, N={n}: ceiling {ceiling:.1f} images/s "
+                        f"(windows {min(windows):.0f}-{max(windows):.0f}); "
+                        f"{row.end_to_end_images_per_s:.1f} images/s end to end "
+                        f"({row.ratio:.2f} of the ceiling; CNN stage {stage:.1f} images/s, "
+                        f"{row.cnn_stage_ratio:.2f}), driver {row.peak_driver_mb:.0f} MB, "
+                        f"workers {row.peak_workers_mb:.0f} MB; nodes (s): {nodes}"
+                    )
     finally:
         os.chdir(PROJECT_ROOT)
         shutil.rmtree(work, ignore_errors=True)
@@ -334,8 +393,9 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     print(format_table(rows))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"source": source_name, "cores": os.cpu_count(), "rows": [asdict(r) for r in rows]},
-                                 indent=2))
+    output.write_text(
+        json.dumps({"source": source_name, "cores": os.cpu_count(), "rows": [asdict(r) for r in rows]}, indent=2)
+    )
     print(f"\nWritten to {output}")
     return rows
 

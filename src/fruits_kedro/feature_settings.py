@@ -58,7 +58,8 @@ def reusable_features(previous, settings: str):
     if stored and stored[0][0] != settings:
         logger.warning(
             "Feature settings changed since the previous run (%s, now %s): featurizing every image",
-            stored[0][0], settings,
+            stored[0][0],
+            settings,
         )
         return None
     return previous

@@ -31,9 +31,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     # the photos' bytes): each is registered with ingestion, so that it runs on its own.
     # They compare feature sets on every image, so incremental selection never applies:
     # their ingestion reads the evaluation settings, which have no `incremental` switch.
-    full_ingestion = Pipeline(
-        pipelines["ingestion"], parameters={"params:feature_extraction": "params:evaluation"}
-    )
+    full_ingestion = Pipeline(pipelines["ingestion"], parameters={"params:feature_extraction": "params:evaluation"})
     pipelines["orb_baseline"] = full_ingestion + orb_baseline.create_pipeline()
     pipelines["evaluation"] = pipelines["orb_baseline"] + evaluation.create_pipeline()
     return pipelines

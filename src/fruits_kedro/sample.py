@@ -548,9 +548,7 @@ def generate_sample(
             copy) and ``overwrite`` is false.
     """
     if train_per_class < 1 or test_per_class < 1:
-        raise ValueError(
-            f"need at least one image per class and split, got {train_per_class=} {test_per_class=}"
-        )
+        raise ValueError(f"need at least one image per class and split, got {train_per_class=} {test_per_class=}")
     root = Path(root)
     if _is_complete(root) and not overwrite:
         return 0
@@ -577,12 +575,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m fruits_kedro.sample",
         description="Write a small synthetic Fruits-360-like image sample.",
     )
-    parser.add_argument(
-        "root", nargs="?", default=str(DEFAULT_ROOT), help=f"output folder (default: {DEFAULT_ROOT})"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="regenerate even if a complete sample exists"
-    )
+    parser.add_argument("root", nargs="?", default=str(DEFAULT_ROOT), help=f"output folder (default: {DEFAULT_ROOT})")
+    parser.add_argument("--overwrite", action="store_true", help="regenerate even if a complete sample exists")
     parser.add_argument("--train-per-class", type=int, default=TRAIN_PER_CLASS, metavar="N")
     parser.add_argument("--test-per-class", type=int, default=TEST_PER_CLASS, metavar="N")
     args = parser.parse_args(argv)

@@ -163,7 +163,8 @@ def _representative_job(spark) -> None:
     features = F.pandas_udf(features, "array<float>").asNondeterministic()
 
     featurized = (
-        labelled.repartition(4).select("path", "label", features("path").alias("features"))
+        labelled.repartition(4)
+        .select("path", "label", features("path").alias("features"))
         .where(F.col("features").isNotNull())
     )
 

@@ -54,9 +54,20 @@ def run_environment(endpoint_url: str) -> dict[str, str]:
 
 def start_kedro_run(project: Path, endpoint_url: str, bucket: str, params: str, log: Path) -> subprocess.Popen:
     """``kedro run --env s3`` in its own process; its output goes to ``log``."""
-    command = [sys.executable, "-m", "kedro", "run", "--env", "s3", "--params", f"bucket={bucket},prefix={PREFIX},{params}"]
+    command = [
+        sys.executable,
+        "-m",
+        "kedro",
+        "run",
+        "--env",
+        "s3",
+        "--params",
+        f"bucket={bucket},prefix={PREFIX},{params}",
+    ]
     handle = log.open("wb")
-    return subprocess.Popen(command, cwd=project, env=run_environment(endpoint_url), stdout=handle, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command, cwd=project, env=run_environment(endpoint_url), stdout=handle, stderr=subprocess.STDOUT
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, process: subprocess.Popen | None = None) -> None:

@@ -88,7 +88,10 @@ def _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, p
     features = f"{bucket}/fruits/features/intermediate/image_features.parquet"
     fs = s3_filesystem()
     run = start_kedro_run(
-        project, s3_endpoint, bucket, f"{RUN_PARAMS},spark_master={status.master_url}{params}",
+        project,
+        s3_endpoint,
+        bucket,
+        f"{RUN_PARAMS},spark_master={status.master_url}{params}",
         tmp_path / "run.log",
     )
     try:
@@ -103,7 +106,9 @@ def _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, p
             run.kill()
     output = (tmp_path / "run.log").read_text(errors="replace")
     if os.environ.get("FRUITS_KEDRO_KEEP_RUN_LOGS"):  # for a look at a run after the test
-        shutil.copytree(project / "logs", Path(os.environ["FRUITS_KEDRO_KEEP_RUN_LOGS"]) / tmp_path.name, dirs_exist_ok=True)
+        shutil.copytree(
+            project / "logs", Path(os.environ["FRUITS_KEDRO_KEEP_RUN_LOGS"]) / tmp_path.name, dirs_exist_ok=True
+        )
         shutil.copy(tmp_path / "run.log", Path(os.environ["FRUITS_KEDRO_KEEP_RUN_LOGS"]) / tmp_path.name / "run.log")
     assert run.returncode == 0, output[-4000:]
     return fs, event_log(project)
@@ -140,7 +145,9 @@ def test_an_executor_killed_during_inference_loses_and_duplicates_no_photo(clust
 def test_speculative_copies_and_a_killed_executor_commit_each_partition_once(cluster, photos, s3_endpoint, tmp_path):
     project = make_project_copy(tmp_path / "project")
     spark_yml = project / "conf" / "s3" / "spark.yml"
-    spark_yml.write_text(spark_yml.read_text() + "".join(f"\n{k}: {str(v).lower()}" for k, v in SPECULATION.items()) + "\n")
+    spark_yml.write_text(
+        spark_yml.read_text() + "".join(f"\n{k}: {str(v).lower()}" for k, v in SPECULATION.items()) + "\n"
+    )
     fs, log = _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, f",{SPECULATION_PARAMS}")
 
     speculative = [e for e in events(log, "SparkListenerTaskStart") if e["Task Info"]["Speculative"]]

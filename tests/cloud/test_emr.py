@@ -21,7 +21,9 @@ def dist_dir(tmp_path) -> Path:
     dist.mkdir()
     (dist / "fruits_kedro-0.1.0-py3-none-any.whl").write_bytes(b"PK fake wheel")
     with tarfile.open(dist / "conf-fruits_kedro.tar.gz", "w:gz") as archive:
-        archive.add(PROJECT_ROOT / "conf", arcname="conf", filter=lambda m: None if m.name.startswith("conf/local/") else m)
+        archive.add(
+            PROJECT_ROOT / "conf", arcname="conf", filter=lambda m: None if m.name.startswith("conf/local/") else m
+        )
     return dist
 
 
@@ -35,13 +37,22 @@ def _client(service: str):
 
 def test_new_cluster_and_step(bucket, dist_dir):
     lines: list[str] = []
-    result = emr.run(_args(bucket, dist_dir, "--no-wait", "--core-count", "2", "--params", "ingestion.sample_per_class=5"),
-                     write=lines.append)
+    result = emr.run(
+        _args(bucket, dist_dir, "--no-wait", "--core-count", "2", "--params", "ingestion.sample_per_class=5"),
+        write=lines.append,
+    )
 
     prefix = "fruits/emr/artifacts/0.1.0/"
     keys = {o["Key"] for o in _client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
-    assert keys == {prefix + n for n in ("fruits_kedro-0.1.0-py3-none-any.whl", "conf-fruits_kedro.tar.gz",
-                                         "emr_entrypoint.py", "bootstrap.sh")}
+    assert keys == {
+        prefix + n
+        for n in (
+            "fruits_kedro-0.1.0-py3-none-any.whl",
+            "conf-fruits_kedro.tar.gz",
+            "emr_entrypoint.py",
+            "bootstrap.sh",
+        )
+    }
     client = _client("emr")
     cluster = client.describe_cluster(ClusterId=result["cluster_id"])["Cluster"]
     assert cluster["ReleaseLabel"].startswith("emr-7.")
@@ -58,10 +69,13 @@ def test_new_cluster_and_step(bucket, dist_dir):
     assert args[:5] == ["spark-submit", "--deploy-mode", "cluster", "--driver-memory", "8g"]
     assert "spark.pyspark.python=/usr/bin/python3.11" in args
     entry = args.index(f"s3://{bucket}/{prefix}emr_entrypoint.py")
-    assert args[entry + 1:] == [
-        "--conf-source", f"s3://{bucket}/{prefix}conf-fruits_kedro.tar.gz",
-        "--env", "emr",
-        "--params", "bucket=" + bucket + ",prefix=fruits,ingestion.sample_per_class=5",
+    assert args[entry + 1 :] == [
+        "--conf-source",
+        f"s3://{bucket}/{prefix}conf-fruits_kedro.tar.gz",
+        "--env",
+        "emr",
+        "--params",
+        "bucket=" + bucket + ",prefix=fruits,ingestion.sample_per_class=5",
     ]
     assert any(line.startswith(f"Created cluster {result['cluster_id']}") for line in lines)
 
@@ -69,13 +83,29 @@ def test_new_cluster_and_step(bucket, dist_dir):
 def test_existing_cluster_gets_the_step_and_is_left_running(bucket, dist_dir):
     client = _client("emr")
     existing = client.run_job_flow(
-        Name="shared", ReleaseLabel="emr-7.5.0", JobFlowRole="EMR_EC2_DefaultRole", ServiceRole="EMR_DefaultRole",
+        Name="shared",
+        ReleaseLabel="emr-7.5.0",
+        JobFlowRole="EMR_EC2_DefaultRole",
+        ServiceRole="EMR_DefaultRole",
         Instances={"MasterInstanceType": "m5.xlarge", "InstanceCount": 1, "KeepJobFlowAliveWhenNoSteps": True},
     )["JobFlowId"]
     lines: list[str] = []
 
-    result = emr.run(_args(bucket, dist_dir, "--cluster-id", existing, "--poll-seconds", "0",
-                           "--timeout-seconds", "0", "--pipeline", "ingestion"), write=lines.append)
+    result = emr.run(
+        _args(
+            bucket,
+            dist_dir,
+            "--cluster-id",
+            existing,
+            "--poll-seconds",
+            "0",
+            "--timeout-seconds",
+            "0",
+            "--pipeline",
+            "ingestion",
+        ),
+        write=lines.append,
+    )
 
     assert result["cluster_id"] == existing and not result["created"]
     assert len(client.list_clusters()["Clusters"]) >= 1

@@ -10,7 +10,6 @@ from fruits_kedro.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 
 
-
 def _catalog(env: str, **runtime_params) -> dict:
     loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=env, runtime_params=runtime_params, **CONFIG_LOADER_ARGS)
     return loader["catalog"]
@@ -18,8 +17,11 @@ def _catalog(env: str, **runtime_params) -> dict:
 
 def _locations(catalog: dict) -> dict[str, str]:
     names = register_pipelines()["__default__"].datasets()
-    return {n: str(c.get("filepath") or c.get("path")) for n, c in catalog.items()
-            if n in names and (c.get("filepath") or c.get("path"))}
+    return {
+        n: str(c.get("filepath") or c.get("path"))
+        for n, c in catalog.items()
+        if n in names and (c.get("filepath") or c.get("path"))
+    }
 
 
 @pytest.mark.parametrize("env", ["s3", "emr"])

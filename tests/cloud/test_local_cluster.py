@@ -160,8 +160,15 @@ def cluster(tmp_path_factory):
     state = tmp_path_factory.mktemp("spark-cluster").resolve()
     port, webui_port = free_ports(2)
     try:
-        status = local_cluster.cluster_up(workers=2, memory="1g", port=port, webui_port=webui_port,
-                                          state_dir=state, timeout=90, env={**os.environ, **LEAKY_ENV})
+        status = local_cluster.cluster_up(
+            workers=2,
+            memory="1g",
+            port=port,
+            webui_port=webui_port,
+            state_dir=state,
+            timeout=90,
+            env={**os.environ, **LEAKY_ENV},
+        )
         yield Cluster(state, port, webui_port, status)
     finally:
         local_cluster.history_down(state_dir=state)
@@ -178,8 +185,14 @@ def app(cluster, tmp_path_factory):
     # PySpark ships the driver's PYSPARK_PYTHON with each task: the executors' Python, with no cluster setting.
     env["PYSPARK_PYTHON"] = sys.executable
     with (work / "driver.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", JOB, cluster.status.master_url, event_dir.as_uri(), str(result)],
-                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", JOB, cluster.status.master_url, event_dir.as_uri(), str(result)],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=work,
+        )
     held = App(proc, [], event_dir)
     try:
         deadline = time.monotonic() + 120
@@ -203,8 +216,9 @@ def test_workers_get_distinct_loopback_hosts_on_linux_only():
 
 
 def test_daemon_env_strips_what_executors_must_get_from_spark_conf(tmp_path):
-    env = local_cluster.daemon_env({"PATH": "/bin", "AWS_PROFILE": "x", **LEAKY_ENV}, state_dir=tmp_path,
-                                   local_ip="127.0.0.2")
+    env = local_cluster.daemon_env(
+        {"PATH": "/bin", "AWS_PROFILE": "x", **LEAKY_ENV}, state_dir=tmp_path, local_ip="127.0.0.2"
+    )
     assert not [k for k in env if k in LEAKY_ENV or k.startswith(("AWS_", "FSSPEC_"))]
     assert env["PATH"] == "/bin" and env["SPARK_LOCAL_IP"] == "127.0.0.2"
     assert Path(env["SPARK_HOME"], "bin", "spark-class").is_file()
@@ -244,9 +258,24 @@ def test_up_refuses_a_busy_port_before_starting_anything(tmp_path):
 
 
 def test_make_targets_run_the_cli():
-    result = subprocess.run([shutil.which("make"), "-n", "-C", str(PROJECT_ROOT), "cluster-up", "cluster-status",
-                             "cluster-down", "history", "history-down", "WORKERS=3"],
-                            check=False, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [
+            shutil.which("make"),
+            "-n",
+            "-C",
+            str(PROJECT_ROOT),
+            "cluster-up",
+            "cluster-status",
+            "cluster-down",
+            "history",
+            "history-down",
+            "WORKERS=3",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     for command in ("up --workers 3", "status", "down", "history-up", "history-down"):
         assert f"-m fruits_kedro.cloud.local_cluster {command}" in result.stdout
@@ -356,8 +385,15 @@ def test_history_server_lists_the_finished_application(cluster, app):
     history_pid = pid_files(cluster.state)["history"]
     try:
         assert url == f"http://127.0.0.1:{port}"
-        again = cli("history-up", "--event-logs", str(app.event_dir), "--port", str(free_ports(1)[0]),
-                    "--state-dir", str(cluster.state))
+        again = cli(
+            "history-up",
+            "--event-logs",
+            str(app.event_dir),
+            "--port",
+            str(free_ports(1)[0]),
+            "--state-dir",
+            str(cluster.state),
+        )
         assert again.returncode == 1 and "make history-down" in again.stderr
         deadline = time.monotonic() + 30
         while not (apps := get_json(f"{url}/api/v1/applications")) and time.monotonic() < deadline:

@@ -73,8 +73,14 @@ def _by_relative_path(frame: pd.DataFrame, root_marker: str) -> pd.DataFrame:
 
 def test_every_output_is_in_the_bucket(runs):
     names = {p.rsplit("/", 1)[-1] for p in runs["fs"].ls(runs["features"])}
-    assert {"image_features_pca.csv", "image_features_pca.parquet", "pca_explained_variance.json",
-            "pca_scree_plot.png", "rejected_images.parquet", "rejected_images.csv"} <= names
+    assert {
+        "image_features_pca.csv",
+        "image_features_pca.parquet",
+        "pca_explained_variance.json",
+        "pca_scree_plot.png",
+        "rejected_images.parquet",
+        "rejected_images.csv",
+    } <= names
     parquet = f"{runs['features']}/image_features_pca.parquet"
     manifest = json.loads(runs["fs"].cat_file(f"{parquet}/_SUCCESS"))
     assert manifest["rows"] == runs["n_images"]
@@ -112,7 +118,9 @@ def test_pca_spectrum_matches_a_local_run(runs):
     features above, not pc by pc."""
     s3_report, local_report = runs["s3_report"], runs["local_report"]
     assert s3_report["k"] == local_report["k"]
-    np.testing.assert_allclose(s3_report["explained_variance"], local_report["explained_variance"], rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(
+        s3_report["explained_variance"], local_report["explained_variance"], rtol=1e-4, atol=1e-9
+    )
     s3_rows = _by_relative_path(runs["s3_csv"], f"/{PREFIX}/raw/")
     local_rows = _by_relative_path(runs["local_csv"], "/fruits/")
     assert list(s3_rows.index) == list(local_rows.index)

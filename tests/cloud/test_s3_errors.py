@@ -125,8 +125,12 @@ def test_a_bucket_that_disappears_mid_run_is_named_and_nothing_is_left(project, 
     upload_folder(generated_sample, bucket, "fruits", write=lambda _: None)
     monkeypatch.chdir(project)
     bootstrap_project(project)
-    params = {"bucket": bucket, "prefix": "fruits", "backbone": {"weights": None, "input_size": 64},
-              "ingestion": {"sample_per_class": 2}}
+    params = {
+        "bucket": bucket,
+        "prefix": "fruits",
+        "backbone": {"weights": None, "input_size": 64},
+        "ingestion": {"sample_per_class": 2},
+    }
     with KedroSession.create(project_path=project, env="s3", runtime_params=params) as session:
         session._hook_manager.register(_BucketVanishes(bucket))  # a fault injected at a known point
         with pytest.raises(Exception, match=rf"bucket '{bucket}' does not exist"):

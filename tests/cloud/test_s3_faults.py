@@ -94,7 +94,9 @@ def test_seconds_of_connection_resets_during_inference_lose_no_photo(project, pr
     assert len(read_parquet_folder(fs, f"{bucket}/{PREFIX}/features/rejected_images.parquet")) == 0
 
 
-def test_an_outage_longer_than_the_retries_fails_loudly_and_leaves_the_previous_outputs(project, proxy, photos, tmp_path):
+def test_an_outage_longer_than_the_retries_fails_loudly_and_leaves_the_previous_outputs(
+    project, proxy, photos, tmp_path
+):
     bucket, urls, fs = photos
     root = f"{bucket}/{PREFIX}"
     if not fs.exists(f"{root}/features/image_features_pca.csv"):
@@ -124,7 +126,9 @@ def test_an_unreachable_endpoint_fails_within_a_minute_saying_so(project, photos
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     command = [sys.executable, "-m", "kedro", "run", "--env", "s3", "--params", f"bucket={bucket},{RUN_PARAMS}"]
     started = time.monotonic()
-    run = subprocess.run(command, cwd=project, env=run_environment(nowhere), capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        command, cwd=project, env=run_environment(nowhere), capture_output=True, text=True, timeout=300
+    )
     elapsed = time.monotonic() - started
     output = run.stdout + run.stderr
     assert run.returncode != 0

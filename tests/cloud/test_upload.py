@@ -61,7 +61,9 @@ def test_changed_file_is_uploaded_again_and_class_names_are_kept(bucket, tmp_pat
     root = _tree(tmp_path)
     upload_folder(root, bucket, "p", write=lambda _: None)
     assert set(_objects(bucket, "p/raw/")) == {
-        "p/raw/Training/Apple Red/0_100.jpg", "p/raw/Training/Banana/1_100.jpg", "p/raw/Test/Apple Red/2_100.jpg"
+        "p/raw/Training/Apple Red/0_100.jpg",
+        "p/raw/Training/Banana/1_100.jpg",
+        "p/raw/Test/Apple Red/2_100.jpg",
     }
     (root / "Training" / "Banana" / "1_100.jpg").write_bytes(b"longer now" * 5)
 

@@ -69,7 +69,11 @@ def test_a_lasting_outage_fails_loudly_naming_the_object(proxied_bucket):
     bucket, proxy = proxied_bucket
     paths = [f"s3://{bucket}/{key}" for key in KEYS]
     proxy.mode = "reset"
-    with pytest.raises(StorageUnavailableError, match=rf"Cannot read s3://{bucket}/photos/\d\d\.jpg .*the storage still failed") as caught:
+    with pytest.raises(
+        StorageUnavailableError, match=rf"Cannot read s3://{bucket}/photos/\d\d\.jpg .*the storage still failed"
+    ) as caught:
         read_files(paths, retry_seconds=2)
     proxy.mode = "pass"
-    assert storage_failure(RuntimeError(f"Py4JJavaError ... {caught.type.__name__}: {caught.value}")) == str(caught.value)
+    assert storage_failure(RuntimeError(f"Py4JJavaError ... {caught.type.__name__}: {caught.value}")) == str(
+        caught.value
+    )

@@ -59,7 +59,9 @@ def test_arguments_are_keyword_only(tmp_path):
 
 @pytest.mark.parametrize("env", ["local", "s3", "emr"])
 def test_the_catalog_entries_load(env):
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=env, runtime_params={"bucket": "bkt"}, **CONFIG_LOADER_ARGS)
+    loader = OmegaConfigLoader(
+        str(PROJECT_ROOT / "conf"), env=env, runtime_params={"bucket": "bkt"}, **CONFIG_LOADER_ARGS
+    )
     config = loader["catalog"]["raw_image_files"]
     dataset = DataCatalog.from_config({"raw_image_files": config})["raw_image_files"]
     assert isinstance(dataset, ImageFolderDataset)

@@ -38,12 +38,24 @@ def test_listing_and_executor_reads(spark, image_bucket, aws_env):
     endpoint_in_workers = F.udf(lambda _: os.environ.get("AWS_ENDPOINT_URL"), "string")
     assert {r[0] for r in frame.repartition(2).select(endpoint_in_workers("path")).collect()} == {aws_env}
     read_bytes = F.pandas_udf(read_file_bytes, "binary")
-    contents = {r.relative_path: bytes(r.content) for r in frame.select("relative_path", read_bytes("path").alias("content")).collect()}
+    contents = {
+        r.relative_path: bytes(r.content)
+        for r in frame.select("relative_path", read_bytes("path").alias("content")).collect()
+    }
     assert contents == {k: v for k, v in FILES.items() if not k.startswith(".")}
     # An object deleted after listing reads as None, and its batch-mates still arrive.
-    gone = frame.select("path").union(spark.createDataFrame([(f"s3://{image_bucket}/fruits/raw/Test/Banana/gone.jpg",)], "path string"))
-    read = {r.path.rsplit("/", 1)[-1]: r.content for r in gone.coalesce(1).select("path", read_bytes("path").alias("content")).collect()}
-    assert read == {"0_100.jpg": FILES["Training/Apple Red/0_100.jpg"], "1_100.jpg": FILES["Test/Banana/1_100.jpg"], "gone.jpg": None}
+    gone = frame.select("path").union(
+        spark.createDataFrame([(f"s3://{image_bucket}/fruits/raw/Test/Banana/gone.jpg",)], "path string")
+    )
+    read = {
+        r.path.rsplit("/", 1)[-1]: r.content
+        for r in gone.coalesce(1).select("path", read_bytes("path").alias("content")).collect()
+    }
+    assert read == {
+        "0_100.jpg": FILES["Training/Apple Red/0_100.jpg"],
+        "1_100.jpg": FILES["Test/Banana/1_100.jpg"],
+        "gone.jpg": None,
+    }
 
 
 def test_missing_bucket_and_empty_prefix_are_named(spark, image_bucket):

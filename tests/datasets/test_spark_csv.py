@@ -58,7 +58,9 @@ NAMES = st.text(
 @given(names=st.lists(NAMES, min_size=1, max_size=6, unique=True))
 def test_any_file_name_gives_exactly_one_row_per_image(spark, tmp_path, names):
     paths = [f"/photos/Training/Kiwi/{name}.jpg" for name in names]
-    frame = spark.createDataFrame([(p, "Kiwi", i * 0.5) for i, p in enumerate(paths)], "path string, label string, pc_1 double")
+    frame = spark.createDataFrame(
+        [(p, "Kiwi", i * 0.5) for i, p in enumerate(paths)], "path string, label string, pc_1 double"
+    )
     target = tmp_path / f"{uuid.uuid4().hex}.csv"
     SparkCSVFileDataset(str(target), save_args={"sort_by": ["path"]}).save(frame.repartition(2))
     read_back = pd.read_csv(target, keep_default_na=False)

@@ -61,7 +61,9 @@ def refuse_secrets(conf_archive: Path) -> None:
     import tarfile
 
     with tarfile.open(conf_archive) as archive:
-        secrets = [n for n in archive.getnames() if "credentials" in Path(n).name.lower() and not n.endswith(".example.yml")]
+        secrets = [
+            n for n in archive.getnames() if "credentials" in Path(n).name.lower() and not n.endswith(".example.yml")
+        ]
     if secrets:
         raise EmrError(
             f"{conf_archive} holds credential files ({', '.join(secrets)}): move them out of conf/ "
@@ -158,16 +160,24 @@ def spark_submit_args(
     params = f"bucket={bucket},prefix={prefix}" + (f",{extra_params}" if extra_params else "")
     args = [
         "spark-submit",
-        "--deploy-mode", deploy_mode,
-        "--driver-memory", driver_memory,
+        "--deploy-mode",
+        deploy_mode,
+        "--driver-memory",
+        driver_memory,
         # Driver (cluster mode: inside YARN) and executors run the Python the bootstrap installed.
-        "--conf", f"spark.pyspark.python={CLUSTER_PYTHON}",
-        "--conf", f"spark.pyspark.driver.python={CLUSTER_PYTHON}",
-        "--conf", f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={CLUSTER_PYTHON}",
+        "--conf",
+        f"spark.pyspark.python={CLUSTER_PYTHON}",
+        "--conf",
+        f"spark.pyspark.driver.python={CLUSTER_PYTHON}",
+        "--conf",
+        f"spark.yarn.appMasterEnv.PYSPARK_PYTHON={CLUSTER_PYTHON}",
         artifacts.entrypoint,
-        emr_entrypoint.CONF_SOURCE_OPTION, artifacts.conf_archive,
-        "--env", "emr",
-        "--params", params,
+        emr_entrypoint.CONF_SOURCE_OPTION,
+        artifacts.conf_archive,
+        "--env",
+        "emr",
+        "--params",
+        params,
     ]
     if pipeline:
         args += ["--pipeline", pipeline]
@@ -230,10 +240,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m fruits_kedro.cloud.emr", description=__doc__.split("\n\n")[0])
     p.add_argument("--bucket", required=True, help="bucket holding PREFIX/raw/ (images) and receiving the outputs")
     p.add_argument("--prefix", default="fruits", help="key prefix (default: fruits)")
-    p.add_argument("--cluster-id", help="use this running cluster instead of creating one (it must have been "
-                   "created with deploy/emr/bootstrap.sh)")
-    p.add_argument("--bootstrap-script", type=Path, default=BOOTSTRAP_SCRIPT,
-                   help="bootstrap action installing the wheel on every node (default: deploy/emr/bootstrap.sh)")
+    p.add_argument(
+        "--cluster-id",
+        help="use this running cluster instead of creating one (it must have been "
+        "created with deploy/emr/bootstrap.sh)",
+    )
+    p.add_argument(
+        "--bootstrap-script",
+        type=Path,
+        default=BOOTSTRAP_SCRIPT,
+        help="bootstrap action installing the wheel on every node (default: deploy/emr/bootstrap.sh)",
+    )
     p.add_argument("--dist-dir", type=Path, default=Path("dist"), help="where `kedro package` wrote (default: dist)")
     p.add_argument("--release-label", default="emr-7.5.0", help="EMR release; 7.x ships Spark 3.5 (default: emr-7.5.0)")
     p.add_argument("--master-type", default="m5.xlarge")
@@ -241,12 +258,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--core-count", type=int, default=4)
     p.add_argument("--subnet-id", help="EC2 subnet (default: the account's default VPC)")
     p.add_argument("--key-name", help="EC2 key pair, to SSH into the master")
-    p.add_argument("--keep-alive", action="store_true",
-                   help="keep a new cluster after the step (default: it terminates when the step ends)")
+    p.add_argument(
+        "--keep-alive",
+        action="store_true",
+        help="keep a new cluster after the step (default: it terminates when the step ends)",
+    )
     p.add_argument("--deploy-mode", choices=("cluster", "client"), default="cluster")
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--pipeline", help="Kedro pipeline to run (default: __default__)")
-    p.add_argument("--params", dest="extra_params", help="more Kedro runtime params, e.g. ingestion.sample_per_class=50")
+    p.add_argument(
+        "--params", dest="extra_params", help="more Kedro runtime params, e.g. ingestion.sample_per_class=50"
+    )
     p.add_argument("--no-wait", action="store_true", help="return once the step is added")
     p.add_argument("--poll-seconds", type=float, default=30.0)
     p.add_argument("--timeout-seconds", type=float, default=None)
@@ -293,8 +315,10 @@ def run(args: argparse.Namespace, write: Callable[[str], None] = print) -> dict:
             key_name=args.key_name,
         )
         cluster_id = create_cluster(emr, request)
-        write(f"Created cluster {cluster_id} ({args.release_label}, 1 x {args.master_type} + "
-              f"{args.core_count} x {args.core_type})")
+        write(
+            f"Created cluster {cluster_id} ({args.release_label}, 1 x {args.master_type} + "
+            f"{args.core_count} x {args.core_type})"
+        )
     submit = spark_submit_args(
         artifacts, args.bucket, args.prefix, args.deploy_mode, args.driver_memory, args.pipeline, args.extra_params
     )
@@ -320,8 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     except NoCredentialsError:
-        print(f"ERROR: no AWS credentials found for s3://{args.bucket}/ and EMR: set AWS_PROFILE or "
-              "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.", file=sys.stderr)
+        print(
+            f"ERROR: no AWS credentials found for s3://{args.bucket}/ and EMR: set AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.",
+            file=sys.stderr,
+        )
         return 1
     return 0 if result["state"] in (None, "COMPLETED") else 2
 

@@ -49,7 +49,9 @@ def localise(conf_source: str, folder: str) -> str:
         with fsspec.open(conf_source, "rb") as source, open(local_path, "wb") as target:
             target.write(source.read())
     except Exception as exc:  # fsspec/botocore raise many types: name the URI either way
-        raise SystemExit(f"Cannot download the configuration archive {conf_source}: {type(exc).__name__}: {exc}") from exc
+        raise SystemExit(
+            f"Cannot download the configuration archive {conf_source}: {type(exc).__name__}: {exc}"
+        ) from exc
     return local_path
 
 

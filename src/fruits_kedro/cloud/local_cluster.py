@@ -325,17 +325,26 @@ def cluster_up(
     procs: dict[str, subprocess.Popen] = {}
     try:
         master_env = daemon_env(base, state_dir=state_dir, local_ip=LOOPBACK)
-        master_env["SPARK_MASTER_OPTS"] = _java_options(master_env.get("SPARK_MASTER_OPTS"), state_dir, {
-            # A busy port fails the master instead of moving it to the next port, where nobody would look.
-            "spark.port.maxRetries": "0",
-            # Its REST submission server would take the fixed port 6066, which a second cluster cannot share.
-            "spark.master.rest.enabled": "false",
-        })
+        master_env["SPARK_MASTER_OPTS"] = _java_options(
+            master_env.get("SPARK_MASTER_OPTS"),
+            state_dir,
+            {
+                # A busy port fails the master instead of moving it to the next port, where nobody would look.
+                "spark.port.maxRetries": "0",
+                # Its REST submission server would take the fixed port 6066, which a second cluster cannot share.
+                "spark.master.rest.enabled": "false",
+            },
+        )
         master_args = [MASTER_CLASS, "--host", LOOPBACK, "--port", str(port), "--webui-port", str(webui_port)]
         procs["master"] = _spawn(state_dir, "master", master_args, master_env)
         # Workers that find no master wait seconds before retrying, so start them once the master answers.
-        _wait_until(lambda: (_master_json(webui_port) or {}).get("status") == "ALIVE", procs, state_dir, deadline,
-                    "the master did not start")
+        _wait_until(
+            lambda: (_master_json(webui_port) or {}).get("status") == "ALIVE",
+            procs,
+            state_dir,
+            deadline,
+            "the master did not start",
+        )
         for i, host in enumerate(hosts, start=1):
             name = f"worker-{i}"
             work_dir, local_dir = state_dir / "work" / name, state_dir / "local" / name
@@ -343,8 +352,20 @@ def cluster_up(
             worker_env = daemon_env(base, state_dir=state_dir, local_ip=host)
             worker_env.update(SPARK_WORKER_DIR=str(work_dir), SPARK_LOCAL_DIRS=str(local_dir))
             worker_env["SPARK_WORKER_OPTS"] = _java_options(worker_env.get("SPARK_WORKER_OPTS"), state_dir)
-            worker_args = [WORKER_CLASS, master_url, "--cores", str(cores), "--memory", memory, "--host", host,
-                           "--webui-port", "0", "--work-dir", str(work_dir)]
+            worker_args = [
+                WORKER_CLASS,
+                master_url,
+                "--cores",
+                str(cores),
+                "--memory",
+                memory,
+                "--host",
+                host,
+                "--webui-port",
+                "0",
+                "--work-dir",
+                str(work_dir),
+            ]
             procs[name] = _spawn(state_dir, name, worker_args, worker_env)
 
         def all_alive() -> ClusterStatus | None:
@@ -412,20 +433,31 @@ def history_up(
     event_logs.mkdir(parents=True, exist_ok=True)
     running = _live(state_dir, history=True)
     if running:
-        raise ClusterError(f"a history server is already running from {state_dir} "
-                           f"(pid {running['history'].pid}); make history-down first")
+        raise ClusterError(
+            f"a history server is already running from {state_dir} "
+            f"(pid {running['history'].pid}); make history-down first"
+        )
     _check_port_free(port, "history server")
     history_env = daemon_env(os.environ if env is None else env, state_dir=state_dir, local_ip=LOOPBACK)
-    history_env["SPARK_HISTORY_OPTS"] = _java_options(history_env.get("SPARK_HISTORY_OPTS"), state_dir, {
-        "spark.history.fs.logDirectory": event_logs.as_uri(),
-        "spark.history.ui.port": str(port),
-        "spark.port.maxRetries": "0",
-    })
+    history_env["SPARK_HISTORY_OPTS"] = _java_options(
+        history_env.get("SPARK_HISTORY_OPTS"),
+        state_dir,
+        {
+            "spark.history.fs.logDirectory": event_logs.as_uri(),
+            "spark.history.ui.port": str(port),
+            "spark.port.maxRetries": "0",
+        },
+    )
     proc = _spawn(state_dir, "history", [HISTORY_CLASS], history_env)
     url = f"http://{LOOPBACK}:{port}"
     try:
-        _wait_until(lambda: isinstance(_get_json(f"{url}/api/v1/applications"), list), {"history": proc},
-                    state_dir, time.monotonic() + timeout, "the history server did not start")
+        _wait_until(
+            lambda: isinstance(_get_json(f"{url}/api/v1/applications"), list),
+            {"history": proc},
+            state_dir,
+            time.monotonic() + timeout,
+            "the history server did not start",
+        )
     except BaseException:
         with contextlib.suppress(psutil.NoSuchProcess):
             _stop([psutil.Process(proc.pid)], timeout=10)
@@ -447,8 +479,12 @@ def history_down(*, state_dir: Path | str = DEFAULT_STATE_DIR, timeout: float = 
 # ---- command line --------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                        help=f"pid files, logs and work folders (default: {DEFAULT_STATE_DIR}/)")
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"pid files, logs and work folders (default: {DEFAULT_STATE_DIR}/)",
+    )
     parser = argparse.ArgumentParser(
         prog="python -m fruits_kedro.cloud.local_cluster",
         description="A standalone Spark cluster on loopback: separate executor JVMs and Python workers, as on EMR.",
@@ -457,20 +493,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     up = commands.add_parser("up", parents=[common], help="start a master and workers")
     up.add_argument("--workers", type=int, default=2, help="number of workers (default: 2)")
     up.add_argument("--cores", type=int, default=1, help="cores per worker (default: 1)")
-    up.add_argument("--memory", default=DEFAULT_WORKER_MEMORY,
-                    help=f"memory each worker offers its executors (default: {DEFAULT_WORKER_MEMORY})")
+    up.add_argument(
+        "--memory",
+        default=DEFAULT_WORKER_MEMORY,
+        help=f"memory each worker offers its executors (default: {DEFAULT_WORKER_MEMORY})",
+    )
     up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"master port (default: {DEFAULT_PORT})")
-    up.add_argument("--webui-port", type=int, default=DEFAULT_WEBUI_PORT,
-                    help=f"master web UI port (default: {DEFAULT_WEBUI_PORT})")
+    up.add_argument(
+        "--webui-port", type=int, default=DEFAULT_WEBUI_PORT, help=f"master web UI port (default: {DEFAULT_WEBUI_PORT})"
+    )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the workers (default: 60)")
     down = commands.add_parser("down", parents=[common], help="stop the master, the workers and their executors")
     down.add_argument("--timeout", type=float, default=10.0, help="seconds before SIGKILL (default: 10)")
     commands.add_parser("status", parents=[common], help="print the master URL and the workers alive")
     history = commands.add_parser("history-up", parents=[common], help="start the Spark history server")
-    history.add_argument("--event-logs", type=Path, default=DEFAULT_EVENT_LOGS,
-                         help=f"folder of Spark event logs (default: {DEFAULT_EVENT_LOGS})")
-    history.add_argument("--port", type=int, default=DEFAULT_HISTORY_PORT,
-                         help=f"web UI port (default: {DEFAULT_HISTORY_PORT})")
+    history.add_argument(
+        "--event-logs",
+        type=Path,
+        default=DEFAULT_EVENT_LOGS,
+        help=f"folder of Spark event logs (default: {DEFAULT_EVENT_LOGS})",
+    )
+    history.add_argument(
+        "--port", type=int, default=DEFAULT_HISTORY_PORT, help=f"web UI port (default: {DEFAULT_HISTORY_PORT})"
+    )
     history.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it (default: 60)")
     history_stop = commands.add_parser("history-down", parents=[common], help="stop the history server")
     history_stop.add_argument("--timeout", type=float, default=10.0, help="seconds before SIGKILL (default: 10)")
@@ -487,12 +532,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.command == "up":
-            status = cluster_up(workers=args.workers, cores=args.cores, memory=args.memory, port=args.port,
-                                webui_port=args.webui_port, state_dir=args.state_dir, timeout=args.timeout)
+            status = cluster_up(
+                workers=args.workers,
+                cores=args.cores,
+                memory=args.memory,
+                port=args.port,
+                webui_port=args.webui_port,
+                state_dir=args.state_dir,
+                timeout=args.timeout,
+            )
             _print_status(status)
             print(f"pids and logs in {args.state_dir.resolve()}; stop it with `make cluster-down`")
-            print("executors get no PYSPARK_PYTHON or AWS_* from the environment: pass spark.pyspark.python "
-                  "and the S3 settings in the Spark configuration")
+            print(
+                "executors get no PYSPARK_PYTHON or AWS_* from the environment: pass spark.pyspark.python "
+                "and the S3 settings in the Spark configuration"
+            )
         elif args.command == "down":
             stopped = cluster_down(state_dir=args.state_dir, timeout=args.timeout)
             print(f"stopped {', '.join(stopped)}" if stopped else f"no cluster running from {args.state_dir}")
@@ -503,8 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 _print_status(status)
         elif args.command == "history-up":
-            url = history_up(event_logs=args.event_logs, port=args.port, state_dir=args.state_dir,
-                             timeout=args.timeout)
+            url = history_up(event_logs=args.event_logs, port=args.port, state_dir=args.state_dir, timeout=args.timeout)
             print(f"history server: {url} (event logs in {args.event_logs.resolve()})")
         elif args.command == "history-down":
             stopped = history_down(state_dir=args.state_dir, timeout=args.timeout)

@@ -201,7 +201,9 @@ def _upload_one(client, bucket: str, item: LocalFile, transfer) -> None:
     try:
         client.upload_file(str(item.path), bucket, item.key, Config=transfer)
     except Exception as exc:  # boto3 wraps failures in S3UploadFailedError and others
-        raise UploadError(f"Failed to upload {display_name(str(item.path))} to s3://{bucket}/{item.key}: {exc}") from exc
+        raise UploadError(
+            f"Failed to upload {display_name(str(item.path))} to s3://{bucket}/{item.key}: {exc}"
+        ) from exc
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -213,8 +215,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bucket", required=True, help="target bucket (must exist)")
     parser.add_argument("--prefix", default="fruits", help="key prefix; images go under PREFIX/raw/ (default: fruits)")
     parser.add_argument("--workers", type=int, default=16, help="parallel transfers (default: 16)")
-    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
-                        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    parser.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)",
+    )
     parser.add_argument("--progress-every", type=int, default=100, help="print a progress line every N files")
     return parser.parse_args(argv)
 

@@ -68,7 +68,9 @@ def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECOND
     attempts = 0
     while True:
         attempts += 1
-        contents = fs.cat_ranges([fs._strip_protocol(os_path(paths[i])) for i in pending], None, None, on_error="return")
+        contents = fs.cat_ranges(
+            [fs._strip_protocol(os_path(paths[i])) for i in pending], None, None, on_error="return"
+        )
         failed: list[tuple[int, BaseException]] = []
         for index, data in zip(pending, contents):
             if not isinstance(data, BaseException):

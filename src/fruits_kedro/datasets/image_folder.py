@@ -45,7 +45,7 @@ import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
 from fruits_kedro.datasets.aws import describe_s3_error, forward_aws_environment, is_local_path, require_bucket
-from fruits_kedro.datasets.files import Unreadable, os_path, read_files
+from fruits_kedro.datasets.files import Unreadable, read_files
 
 LISTING_COLUMNS = ("path", "relative_path", "size", "modified", "skipped")
 FILE_URI = "file://"
@@ -286,7 +286,9 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
                     listed[identity] = display_name(relative)
                     folders.append((child.path, relative + "/", ancestors | {identity}))
                 continue
-            entries.append(LocalEntry(child.path, relative, info.st_size, info.st_mtime, _file_reason(info, max_file_bytes)))
+            entries.append(
+                LocalEntry(child.path, relative, info.st_size, info.st_mtime, _file_reason(info, max_file_bytes))
+            )
     return sorted(entries, key=lambda entry: entry.path)
 
 

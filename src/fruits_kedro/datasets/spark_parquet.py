@@ -91,7 +91,9 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
         save_args = dict(save_args or {})
         mode = save_args.pop("mode", "overwrite")
         if mode != "overwrite":
-            raise DatasetError(f"{type(self).__name__} ({self._filepath}): only save_args.mode 'overwrite' is supported, got {mode!r}")
+            raise DatasetError(
+                f"{type(self).__name__} ({self._filepath}): only save_args.mode 'overwrite' is supported, got {mode!r}"
+            )
         self._save_args = {**self.DEFAULT_SAVE_ARGS, **save_args}
         self._load_args = {**self.DEFAULT_LOAD_ARGS, **(load_args or {})}
         self._storage_options = storage_options(credentials, fs_args)
@@ -129,7 +131,11 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
                 raise DatasetError(
                     f"{storage}. Spark retried the task and gave up; {self._filepath} was not replaced."
                 ) from exc
-            message = describe_s3_error(exc, self._filepath, "write Parquet to") if not is_local_path(self._filepath) else None
+            message = (
+                describe_s3_error(exc, self._filepath, "write Parquet to")
+                if not is_local_path(self._filepath)
+                else None
+            )
             if message:
                 raise DatasetError(message) from exc
             raise

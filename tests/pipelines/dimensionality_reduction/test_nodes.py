@@ -5,7 +5,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_pca, merge_moments, moments_of, plot_scree
+from fruits_kedro.pipelines.dimensionality_reduction.nodes import (
+    choose_k,
+    fit_pca,
+    merge_moments,
+    moments_of,
+    plot_scree,
+)
 
 
 def _features_frame(spark, matrix: np.ndarray):
@@ -70,8 +76,13 @@ def test_choose_k_is_the_smallest_k_reaching_the_threshold(raw, threshold):
 
 
 def test_plot_scree_draws_the_chosen_k():
-    report = {"k": 2, "threshold": 0.9, "n_input_features": 4, "explained_variance": [0.6, 0.35, 0.05],
-              "cumulative": [0.6, 0.95, 1.0]}
+    report = {
+        "k": 2,
+        "threshold": 0.9,
+        "n_input_features": 4,
+        "explained_variance": [0.6, 0.35, 0.05],
+        "cumulative": [0.6, 0.95, 1.0],
+    }
     figure = plot_scree(report)
     assert "k=2" in figure.axes[0].get_title()
 
@@ -93,7 +104,12 @@ def test_fit_pca_is_the_same_whatever_the_partitioning(spark):
     np.testing.assert_allclose(report_one["explained_variance"], report_three["explained_variance"], rtol=1e-9)
     centred = matrix - matrix.mean(axis=0)
     expected = np.linalg.svd(centred, compute_uv=False) ** 2
-    np.testing.assert_allclose(report_one["explained_variance"], (expected / expected.sum())[: len(report_one["explained_variance"])], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(
+        report_one["explained_variance"],
+        (expected / expected.sum())[: len(report_one["explained_variance"])],
+        rtol=1e-6,
+        atol=1e-12,
+    )
     a = one.orderBy("path").toPandas().filter(like="pc_").to_numpy()
     b = three.orderBy("path").toPandas().filter(like="pc_").to_numpy()
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())

@@ -54,7 +54,9 @@ def test_fit_classifier_reduces_with_pca_and_classifies_separable_classes(spark)
 
 
 def test_a_backbone_without_weights_is_skipped_with_the_setting_to_fix(spark, tmp_path):
-    raw = spark.createDataFrame([("/a.jpg", "A", "Training", b"")], "path string, label string, split string, content binary")
+    raw = spark.createDataFrame(
+        [("/a.jpg", "A", "Training", b"")], "path string, label string, split string, content binary"
+    )
     missing = str(tmp_path / "missing.h5")
     features, report = featurize_with_backbones(
         raw, {"backbones": ["mobilenet_v2", "vgg16"], "weights": missing}, {}, {}
@@ -79,7 +81,11 @@ def test_skipped_backbones_are_reported_and_the_run_goes_on(spark, tmp_path):
     # Nothing to predict with: an empty model, and settings that say why.
     assert isinstance(model, PipelineModel) and model.stages == []
     assert settings["backbone"] is None and "no weights" in settings["reason"]
-    for plot in (plot_confusion_matrices(details, metrics), plot_feature_set_comparison(metrics), plot_feature_projections(details)):
+    for plot in (
+        plot_confusion_matrices(details, metrics),
+        plot_feature_set_comparison(metrics),
+        plot_feature_projections(details),
+    ):
         assert isinstance(plot, Figure)
     # The empty model still round-trips through the catalog dataset.
     dataset = SparkMLModelDataset(str(tmp_path / "model"))
@@ -89,15 +95,30 @@ def test_skipped_backbones_are_reported_and_the_run_goes_on(spark, tmp_path):
 
 def test_classifier_model_round_trips_through_the_dataset(spark, tmp_path):
     features = _clusters(spark)
-    report = {"mobilenet_v2": {"status": "evaluated", "input_size": 64, "weights": None, "featurization_seconds": 2.0, "n_rejected": 0}}
+    report = {
+        "mobilenet_v2": {
+            "status": "evaluated",
+            "input_size": 64,
+            "weights": None,
+            "featurization_seconds": 2.0,
+            "n_rejected": 0,
+        }
+    }
     orb = _clusters(spark, column="histogram")
     orb_report = {"featurization_seconds": 1.0, "vocabulary_size": 12, "n_images_without_keypoints": 0}
     metrics, details, model, settings = classify_feature_sets(
-        {"mobilenet_v2": features}, report, orb, orb_report,
-        {"backbones": ["mobilenet_v2"], "logistic_regression": LR}, {"variance_threshold": 0.95},
+        {"mobilenet_v2": features},
+        report,
+        orb,
+        orb_report,
+        {"backbones": ["mobilenet_v2"], "logistic_regression": LR},
+        {"variance_threshold": 0.95},
     )
     assert metrics["feature_sets"]["mobilenet_v2"]["accuracy"] == 1.0
-    assert settings["backbone"] == "mobilenet_v2" and settings["n_components"] == metrics["feature_sets"]["mobilenet_v2"]["n_features"]
+    assert (
+        settings["backbone"] == "mobilenet_v2"
+        and settings["n_components"] == metrics["feature_sets"]["mobilenet_v2"]["n_features"]
+    )
     assert set(details["projection"]) == {"mobilenet_v2", "orb"}
     dataset = SparkMLModelDataset(str(tmp_path / "model"))
     assert not dataset.exists()

@@ -13,8 +13,6 @@ from tests.pipelines.evaluation.runs import GENERATED_PARAMS, REAL_INPUT_SIZE
 EVALUATED_FIELDS = {"accuracy", "macro_f1", "n_train", "n_test", "n_features", "featurization_seconds"}
 
 
-
-
 def _metrics(project):
     return json.loads((project / "data/08_reporting/evaluation_metrics.json").read_text())
 

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from kedro.io import MemoryDataset
+from PIL import Image
 
 from fruits_kedro.feature_settings import ReusableFeatures
 from fruits_kedro.pipelines.feature_extraction.nodes import (
@@ -16,7 +15,7 @@ from fruits_kedro.pipelines.feature_extraction.nodes import (
     merge_with_previous_features,
     report_feature_extraction,
 )
-from fruits_kedro.pipelines.preprocessing.nodes import ImageDecodeError, ImageDecoder
+from fruits_kedro.pipelines.preprocessing.nodes import ImageDecoder
 
 RAW_SCHEMA = "path string, relative_path string, label string, split string, size long, modified string"
 PREPROCESSING = {"background": [255, 255, 255]}
@@ -42,7 +41,8 @@ def _raw_images(spark, folder, files: dict[str, bytes]):
 def _random_images(spark, folder, n: int, size: int):
     rng = np.random.default_rng(0)
     return _raw_images(
-        spark, folder,
+        spark,
+        folder,
         {f"C{i % 2}/{i}.png": _png(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for i in range(n)},
     )
 
@@ -98,9 +98,13 @@ def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_
         files |= {"A/truncated.png": files["A/3.png"][:100], "A/notes.jpg": b"shopping list", "A/empty.jpg": b""}
         images = _raw_images(spark, tmp_path, files)
         vanished = tmp_path / "A/vanished.jpg"  # listed, then deleted before the run read it
-        images = images.unionByName(spark.createDataFrame([(str(vanished), "A/vanished.jpg", "A", "T", 1, "0")], RAW_SCHEMA))
+        images = images.unionByName(
+            spark.createDataFrame([(str(vanished), "A/vanished.jpg", "A", "T", 1, "0")], RAW_SCHEMA)
+        )
         featurized, rejected = extract_features(
-            images.repartition(1), {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING,
+            images.repartition(1),
+            {"name": "mobilenet_v2", "input_size": 32, "weights": None},
+            PREPROCESSING,
             {"batch_size": 2},
         )
         rows = {r.relative_path: r for r in featurized.collect()}
@@ -110,7 +114,10 @@ def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_
     assert set(rows) == valid and all(r.features is not None for r in rows.values())
     reasons = {str(Path(p).relative_to(tmp_path)): reason for p, reason in rejected.reasons.items()}
     assert set(reasons) == {"A/truncated.png", "A/notes.jpg", "A/empty.jpg", "A/vanished.jpg"}
-    assert reasons["A/empty.jpg"] == "empty file" and reasons["A/vanished.jpg"] == "file is gone: listed, then removed before it was read"
+    assert (
+        reasons["A/empty.jpg"] == "empty file"
+        and reasons["A/vanished.jpg"] == "file is gone: listed, then removed before it was read"
+    )
     assert reasons["A/notes.jpg"].startswith("not a decodable image")
     assert reasons["A/truncated.png"].startswith("not a decodable image")
     # Each rejected file is listed once with its folder's label, whatever its batch was.
@@ -119,10 +126,16 @@ def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_
         (Path(p).name, "A", reason) for p, reason in rejected.reasons.items()
     )
     # Each valid image kept its own features: the same as when featurized alone.
-    alone = extract_features(
-        _raw_images(spark, tmp_path / "alone", {"A/5.png": files["A/5.png"]}),
-        {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {},
-    )[0].collect()[0].features
+    alone = (
+        extract_features(
+            _raw_images(spark, tmp_path / "alone", {"A/5.png": files["A/5.png"]}),
+            {"name": "mobilenet_v2", "input_size": 32, "weights": None},
+            PREPROCESSING,
+            {},
+        )[0]
+        .collect()[0]
+        .features
+    )
     np.testing.assert_allclose(rows["A/5.png"].features, alone, rtol=1e-5, atol=1e-12)
 
 
@@ -147,11 +160,16 @@ def test_onnx_runtime_matches_keras_on_real_photos(spark, shared_photos, imagene
 
 
 def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
-    schema = "path string, relative_path string, label string, split string, size long, modified string, features array<float>"
+    schema = (
+        "path string, relative_path string, label string, split string, size long, modified string, "
+        "features array<float>"
+    )
     previous = spark.createDataFrame(
-        [("/a.jpg", "T/A/a.jpg", "A", "T", 1, "m1", [1.0]),   # unchanged: reused
-         ("/b.jpg", "T/A/b.jpg", "A", "T", 2, "m1", [2.0]),   # changed since (new size): recomputed
-         ("/gone.jpg", "T/A/gone.jpg", "A", "T", 3, "m1", [3.0])],  # deleted: dropped
+        [
+            ("/a.jpg", "T/A/a.jpg", "A", "T", 1, "m1", [1.0]),  # unchanged: reused
+            ("/b.jpg", "T/A/b.jpg", "A", "T", 2, "m1", [2.0]),  # changed since (new size): recomputed
+            ("/gone.jpg", "T/A/gone.jpg", "A", "T", 3, "m1", [3.0]),
+        ],  # deleted: dropped
         schema,
     )
     featurized = spark.createDataFrame([("/b.jpg", "T/A/b.jpg", "A", "T", 5, "m2", [20.0])], schema)
@@ -188,7 +206,9 @@ def test_the_cnn_runs_once_per_image_when_the_features_are_saved(spark, tmp_path
     (as a UDF column it did: once in a filter pushed below the repartition, once in the
     projection)."""
     images = _random_images(spark, tmp_path, n=4, size=32).repartition(2)
-    featurized, _ = extract_features(images, {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {})
+    featurized, _ = extract_features(
+        images, {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {}
+    )
     features, _ = merge_with_previous_features(featurized, ReusableFeatures(), images)
     plan = features._jdf.queryExecution().executedPlan().toString()
     assert plan.count("featurize_partition(") == 1, plan

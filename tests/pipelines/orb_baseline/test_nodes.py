@@ -91,7 +91,8 @@ def test_orb_nodes_give_one_histogram_of_vocabulary_length_per_photo(spark, gene
 
 def test_a_vocabulary_larger_than_the_descriptors_names_the_setting(spark):
     frame = spark.createDataFrame(
-        [("/a.jpg", "A", "Training", 1, [bytes(32)])], "path string, label string, split string, n_keypoints int, descriptors array<binary>"
+        [("/a.jpg", "A", "Training", 1, [bytes(32)])],
+        "path string, label string, split string, n_keypoints int, descriptors array<binary>",
     )
     with pytest.raises(ValueError, match="orb_baseline.vocabulary_size"):
         fit_visual_vocabulary(frame, SMALL)
@@ -99,6 +100,8 @@ def test_a_vocabulary_larger_than_the_descriptors_names_the_setting(spark):
 
 @pytest.mark.parametrize(("setting", "value"), [("contrast", "gamma"), ("blur_kernel", 4), ("denoise", "bilateral")])
 def test_bad_settings_name_the_parameter(spark, setting, value):
-    frame = spark.createDataFrame([("/a.jpg", "A", "Training", b"")], "path string, label string, split string, content binary")
+    frame = spark.createDataFrame(
+        [("/a.jpg", "A", "Training", b"")], "path string, label string, split string, content binary"
+    )
     with pytest.raises(ValueError, match=f"orb_baseline.{setting}"):
         detect_orb_descriptors(frame, {**SMALL, setting: value})

@@ -85,7 +85,9 @@ def test_decode_valid_keeps_every_valid_image_and_gives_each_bad_one_its_reason(
 
 
 def test_decoder_takes_its_size_from_the_backbone_and_its_rules_from_the_parameters():
-    decoder = ImageDecoder.from_params({"name": "vgg16", "input_size": None}, {"background": [0, 0, 0], "max_image_pixels": 5})
+    decoder = ImageDecoder.from_params(
+        {"name": "vgg16", "input_size": None}, {"background": [0, 0, 0], "max_image_pixels": 5}
+    )
     assert decoder == ImageDecoder(size=100, background=(0, 0, 0), max_pixels=5)
 
 

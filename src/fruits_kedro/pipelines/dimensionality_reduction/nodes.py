@@ -3,7 +3,8 @@
 
 The executors compute the mean and covariance in one pass (numpy per partition, merged in
 the cluster); the driver decomposes the d x d covariance once, which gives every component's
-share of the total variance, hence the whole cumulative curve and k. The projection is a Spark ML ``PCAModel`` with k axes.
+share of the total variance, hence the whole cumulative curve and k. The projection is a Spark ML
+``PCAModel`` with k axes.
 """
 
 from __future__ import annotations
@@ -173,7 +174,11 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
     cumulative = np.cumsum(ratios)
     logger.info(
         "PCA: %d images x %d features -> k=%d components explain %.4f (threshold %.2f)",
-        n_images, n_input, k, cumulative[k - 1], threshold,
+        n_images,
+        n_input,
+        k,
+        cumulative[k - 1],
+        threshold,
     )
     model = pca_model(image_features.sparkSession, components[:, :k], ratios[:k], "centred", "pca")
     scores = vector_to_array(F.col("pca"), dtype="float32")
@@ -217,5 +222,3 @@ def plot_scree(report: dict[str, Any]):
     )
     fig.tight_layout()
     return fig
-
-

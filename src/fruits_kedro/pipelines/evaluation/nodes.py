@@ -89,7 +89,9 @@ def featurize_with_backbones(
             logger.warning("Evaluation skips backbone %s: %s", name, reason.splitlines()[0])
             reports[name] = {"status": "skipped", "reason": reason, "input_size": size, "weights": settings["weights"]}
             continue
-        featurized, rejected = extract_features(raw_images, backbone_params, preprocessing_params, feature_extraction_params)
+        featurized, rejected = extract_features(
+            raw_images, backbone_params, preprocessing_params, feature_extraction_params
+        )
         extracted = featurized.persist(StorageLevel.MEMORY_AND_DISK)
         n_images = extracted.count()  # runs the CNN, which gathers the rejected images
         n_rejected = len(rejected.reasons)
@@ -208,9 +210,7 @@ def fit_classifier(
 def score_classifier(model: PipelineModel, vectors: DataFrame) -> dict[str, Any]:
     """Accuracy, macro F1 and the confusion matrix of ``model`` on the Test split."""
     _, test = _split(vectors)
-    counts = (
-        model.transform(test).groupBy("label", PREDICTED_LABEL_COLUMN).count().collect()
-    )
+    counts = model.transform(test).groupBy("label", PREDICTED_LABEL_COLUMN).count().collect()
     labels, matrix = confusion_from_counts([(r["label"], r[PREDICTED_LABEL_COLUMN], r["count"]) for r in counts])
     accuracy, macro_f1 = accuracy_and_macro_f1(matrix)
     return {"accuracy": accuracy, "macro_f1": macro_f1, "n_test": int(matrix.sum()), "labels": labels, "matrix": matrix}
@@ -258,8 +258,10 @@ def classify_feature_sets(
     feature_sets: list[tuple[str, DataFrame | None, bool]] = []
     for name in settings["backbones"]:
         frame = backbone_features.get(name)
-        vectors = None if frame is None else frame.select(
-            "path", "label", "split", array_to_vector("features").alias(VECTOR_COLUMN)
+        vectors = (
+            None
+            if frame is None
+            else frame.select("path", "label", "split", array_to_vector("features").alias(VECTOR_COLUMN))
         )
         feature_sets.append((name, vectors, True))
     orb_vectors = orb_histograms.select("path", "label", "split", array_to_vector("histogram").alias(VECTOR_COLUMN))
@@ -273,8 +275,11 @@ def classify_feature_sets(
         _check_splits(vectors, name)
         started = time.perf_counter()
         model, info = fit_classifier(
-            vectors, settings["logistic_regression"], reduce_dimensions=is_backbone,
-            variance_threshold=threshold, max_components=max_components,
+            vectors,
+            settings["logistic_regression"],
+            reduce_dimensions=is_backbone,
+            variance_threshold=threshold,
+            max_components=max_components,
         )
         training_seconds = time.perf_counter() - started
         scores = score_classifier(model, vectors)
@@ -313,7 +318,12 @@ def classify_feature_sets(
         metrics[name] = entry
         logger.info(
             "Evaluation: %s -> accuracy %.3f, macro F1 %.3f (%d features, %d train / %d test)",
-            name, entry["accuracy"], entry["macro_f1"], entry["n_features"], entry["n_train"], entry["n_test"],
+            name,
+            entry["accuracy"],
+            entry["macro_f1"],
+            entry["n_features"],
+            entry["n_train"],
+            entry["n_test"],
         )
 
     for frame in backbone_features.values():
@@ -363,7 +373,8 @@ def _classifier_for_predict(
 def results_table(metrics: dict[str, Any]) -> str:
     """The metrics as a Markdown table (feature set, dimensions, accuracy, time), for the README."""
     lines = [
-        "| Feature set | Dimensions (classifier input) | Test accuracy | Macro F1 | Featurization time | Classifier time |",
+        "| Feature set | Dimensions (classifier input) | Test accuracy | Macro F1 "
+        "| Featurization time | Classifier time |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, entry in metrics["feature_sets"].items():
@@ -372,9 +383,13 @@ def results_table(metrics: dict[str, Any]) -> str:
             lines.append(f"| {name} | skipped | - | - | - | {first_line[:80]} |")
             continue
         if entry["kind"] == "cnn":
-            dims = f"{entry['n_features']} PCA components of {entry['n_input_features']} ({entry['input_size']} px input)"
+            dims = (
+                f"{entry['n_features']} PCA components of {entry['n_input_features']} ({entry['input_size']} px input)"
+            )
         else:
-            dims = f"{entry['n_features']} visual words ({entry['n_images_without_keypoints']} photos without keypoints)"
+            dims = (
+                f"{entry['n_features']} visual words ({entry['n_images_without_keypoints']} photos without keypoints)"
+            )
         lines.append(
             f"| {name} | {dims} | {entry['accuracy']:.1%} | {entry['macro_f1']:.3f} "
             f"| {entry['featurization_seconds']:.0f} s | {entry['training_seconds']:.0f} s |"
@@ -452,7 +467,9 @@ def plot_feature_set_comparison(metrics: dict[str, Any]):
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.3)
     ax.set_ylabel("Test split score")
-    ax.set_title("Feature sets, logistic regression on Test\n(above bars: classifier features, featurization time)", fontsize=10)
+    ax.set_title(
+        "Feature sets, logistic regression on Test\n(above bars: classifier features, featurization time)", fontsize=10
+    )
     ax.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
     return fig
@@ -474,7 +491,11 @@ def plot_feature_projections(details: dict[str, Any]):
         for split, marker in ((TRAIN_SPLIT, "o"), (TEST_SPLIT, "x")):
             part = points[points["split"] == split]
             ax.scatter(
-                part["x"], part["y"], s=12, marker=marker, linewidths=0.8,
+                part["x"],
+                part["y"],
+                s=12,
+                marker=marker,
+                linewidths=0.8,
                 c=[colours(colour_of[label] / max(1, len(labels) - 1)) for label in part["label"]],
             )
             # Grey legend markers: the colours are the classes, the marker is the split.

@@ -129,7 +129,13 @@ def extract_features(
     name = backbone.name
     logger.info(
         "Feature extraction: %s at %dx%d (%s), %d features, batch %d, %d thread(s) per task",
-        name, size, size, runtime, backbone.feature_dim(size), batch_size, threads,
+        name,
+        size,
+        size,
+        runtime,
+        backbone.feature_dim(size),
+        batch_size,
+        threads,
     )
 
     def featurize(batch: pa.RecordBatch, files: list[bytes | Unreadable], infer) -> pa.RecordBatch:
@@ -230,7 +236,9 @@ def report_feature_extraction(
     }
     logger.info(
         "Feature extraction: %d images featurized, %d reused, %d rejected",
-        report["featurized"], report["reused"], report["rejected"],
+        report["featurized"],
+        report["reused"],
+        report["rejected"],
     )
     for path in sorted(reasons)[:10]:
         logger.warning("Rejected %s: %s", path, reasons[path])

@@ -13,7 +13,12 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(label_images, ["raw_image_files", "params:ingestion"], "labelled_image_files", name="label_images"),
-            Node(sample_per_class, ["labelled_image_files", "params:ingestion"], "sampled_image_files", name="sample_per_class"),
+            Node(
+                sample_per_class,
+                ["labelled_image_files", "params:ingestion"],
+                "sampled_image_files",
+                name="sample_per_class",
+            ),
             Node(
                 reusable_previous_features,
                 ["previous_image_features", "params:backbone", "params:preprocessing", "params:feature_extraction"],
@@ -26,6 +31,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "image_files_to_featurize",
                 name="select_images_to_featurize",
             ),
-            Node(attach_image_bytes, ["image_files_to_featurize", "params:ingestion"], "raw_images", name="attach_image_bytes"),
+            Node(
+                attach_image_bytes,
+                ["image_files_to_featurize", "params:ingestion"],
+                "raw_images",
+                name="attach_image_bytes",
+            ),
         ]
     )

@@ -61,10 +61,14 @@ def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f"orb_baseline.contrast must be clahe, equalize or none, got {settings['contrast']!r}")
     if settings["denoise"] not in ("median", "nlmeans", "none"):
         raise ValueError(f"orb_baseline.denoise must be median, nlmeans or none, got {settings['denoise']!r}")
-    if settings["denoise"] == "median" and (int(settings["median_kernel"]) < 3 or int(settings["median_kernel"]) % 2 == 0):
+    if settings["denoise"] == "median" and (
+        int(settings["median_kernel"]) < 3 or int(settings["median_kernel"]) % 2 == 0
+    ):
         raise ValueError(f"orb_baseline.median_kernel must be odd and at least 3, got {settings['median_kernel']!r}")
     if int(settings["blur_kernel"]) > 0 and int(settings["blur_kernel"]) % 2 == 0:
-        raise ValueError(f"orb_baseline.blur_kernel must be odd (or 0 to skip the blur), got {settings['blur_kernel']!r}")
+        raise ValueError(
+            f"orb_baseline.blur_kernel must be odd (or 0 to skip the blur), got {settings['blur_kernel']!r}"
+        )
     if int(settings["vocabulary_size"]) < 2:
         raise ValueError(f"orb_baseline.vocabulary_size must be at least 2, got {settings['vocabulary_size']!r}")
     return settings
@@ -180,7 +184,9 @@ def detect_orb_descriptors(raw_images: DataFrame, params: dict[str, Any]) -> tup
         F.sum("n_keypoints").alias("n_descriptors"),
     ).first()
     accepted = described.where(F.col("error").isNull()).drop("error")
-    without = [r.path for r in accepted.where(F.col("n_keypoints") == 0).select("path").orderBy("path").limit(20).collect()]
+    without = [
+        r.path for r in accepted.where(F.col("n_keypoints") == 0).select("path").orderBy("path").limit(20).collect()
+    ]
     report = {
         "n_images": int(stats["n_listed"]) - int(stats["n_undecodable"]),
         "n_undecodable": int(stats["n_undecodable"]),
@@ -191,7 +197,10 @@ def detect_orb_descriptors(raw_images: DataFrame, params: dict[str, Any]) -> tup
     }
     logger.info(
         "ORB: %d images, %d descriptors, %d image(s) without keypoints, %d undecodable",
-        report["n_images"], report["n_descriptors"], report["n_images_without_keypoints"], report["n_undecodable"],
+        report["n_images"],
+        report["n_descriptors"],
+        report["n_images_without_keypoints"],
+        report["n_undecodable"],
     )
     return accepted, report
 
@@ -216,7 +225,11 @@ def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, An
         )
     wanted = int(settings["vocabulary_sample_size"])
     fraction = min(1.0, wanted / n_available)
-    sampled = exploded.sample(withReplacement=False, fraction=fraction, seed=int(settings["seed"])) if fraction < 1 else exploded
+    sampled = (
+        exploded.sample(withReplacement=False, fraction=fraction, seed=int(settings["seed"]))
+        if fraction < 1
+        else exploded
+    )
 
     @F.pandas_udf("array<float>")
     def to_bits(descriptor: pd.Series) -> pd.Series:
@@ -224,9 +237,9 @@ def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, An
 
     vectors = sampled.select(array_to_vector(to_bits("descriptor")).alias("bits")).persist(StorageLevel.MEMORY_AND_DISK)
     n_sampled = vectors.count()
-    model = KMeans(
-        k=k, featuresCol="bits", maxIter=int(settings["kmeans_max_iter"]), seed=int(settings["seed"])
-    ).fit(vectors)
+    model = KMeans(k=k, featuresCol="bits", maxIter=int(settings["kmeans_max_iter"]), seed=int(settings["seed"])).fit(
+        vectors
+    )
     vectors.unpersist()
     centres = np.array([c.tolist() for c in model.clusterCenters()], dtype=np.float32)
     logger.info("ORB vocabulary: %d words from %d of %d Training descriptors", len(centres), n_sampled, n_available)

@@ -1,6 +1,10 @@
 from kedro.pipeline import Node, Pipeline
 
-from fruits_kedro.pipelines.orb_baseline.nodes import build_word_histograms, detect_orb_descriptors, fit_visual_vocabulary
+from fruits_kedro.pipelines.orb_baseline.nodes import (
+    build_word_histograms,
+    detect_orb_descriptors,
+    fit_visual_vocabulary,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
