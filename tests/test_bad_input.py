@@ -1,6 +1,8 @@
 """A photo folder is never clean: a run over valid photos mixed with every kind of bad file
 keeps each valid photo's features unchanged and lists each bad file with its reason."""
 
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -45,7 +47,20 @@ def _build_corpus(root: Path, valid_sample: Path) -> tuple[set[str], set[str]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         make(path)
     (root / "Training" / "Empty Class").mkdir(parents=True)
+    # Never read: they are skipped at listing time, each with its reason.
+    os.mkfifo(root / "Training" / "Apple Red" / "pipe.jpg")  # reading it would block forever
+    (root / "Training" / "Banana" / "zero.jpg").symlink_to("/dev/zero")  # would never end
+    (root / "Training" / "Banana" / "readme.txt").write_text("not a photo")
+    shutil.copy(a_photo, root / "loose.jpg")  # no class folder
     return set(extra_valid), set(invalid)
+
+
+SKIPPED = {
+    "not a regular file (FIFO)": 1,
+    "not a regular file (character device)": 1,
+    "not an image (extension)": 1,
+    "no class folder (directly under the root)": 1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +81,17 @@ def test_bad_files_are_rejected_with_a_reason_and_nothing_else_is(messy_run):
     assert reasons["Training/Apple Red/empty.jpg"] == "empty file"
     assert "decompression-bomb" in reasons["Test/Lemon/huge.png"]
     assert pd.read_parquet(project / "data/02_intermediate/rejected_images.parquet").shape[0] == len(invalid)
+
+
+def test_every_listed_file_is_accounted_for(messy_run, generated_sample):
+    project, _, extra_valid, invalid = messy_run
+    report = json.loads((project / "data/08_reporting/feature_extraction_report.json").read_text())
+    n_valid = len(list(generated_sample.rglob("*.jpg"))) + len(extra_valid)
+    assert report["featurized"] == n_valid and report["rejected"] == len(invalid) and report["reused"] == 0
+    assert report["skipped_by_reason"] == SKIPPED and report["skipped"] == sum(SKIPPED.values())
+    assert report["listed"] == report["featurized"] + report["reused"] + report["rejected"] + report["skipped"]
+    assert sum(report["rejected_by_reason"].values()) == len(invalid)
+    assert report["rejected_by_reason"]["empty file"] == 1
 
 
 def test_every_valid_photo_keeps_its_row(messy_run, generated_sample):

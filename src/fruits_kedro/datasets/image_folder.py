@@ -102,9 +102,9 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
         self._protocol = fsspec.utils.get_protocol(self._path)
         self._storage_options = storage_options
         self.metadata = metadata
-        # The run's up-front check lists the folder; the run's load then reuses that listing
-        # once, instead of listing tens of thousands of objects twice.
-        self._pending_listing: pd.DataFrame | None = None
+        # The run's up-front check lists the folder; the run's loads (the listing feeds two
+        # nodes) then reuse that listing instead of listing tens of thousands of objects again.
+        self._run_listing: pd.DataFrame | None = None
 
     @property
     def path(self) -> str:
@@ -116,8 +116,8 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
 
     def list_files(self) -> pd.DataFrame:
         """The listing as pandas, sorted by path, so that every run sees the same order."""
-        self._pending_listing = self._list_files()
-        return self._pending_listing
+        self._run_listing = self._list_files()
+        return self._run_listing
 
     def _list_files(self) -> pd.DataFrame:
         fs, root = self._filesystem()
@@ -182,8 +182,8 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
 
         from fruits_kedro.spark import get_spark
 
-        listing, self._pending_listing = self._pending_listing, None
-        if listing is None:
+        listing = self._run_listing
+        if listing is None:  # loaded outside a run (a notebook): always a fresh listing
             listing = self._list_files()
         spark = get_spark()
         if not is_local_path(self._path):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from fruits_kedro.feature_settings import ReusableFeatures
 from fruits_kedro.pipelines.feature_extraction.nodes import (
+    AccountingError,
     RejectedImages,
     extract_features,
     merge_with_previous_features,
@@ -182,13 +183,24 @@ def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
     merged, reuse = merge_with_previous_features(featurized, ReusableFeatures(previous), current)
     assert merged.columns == previous.columns
     assert {r.path: list(r.features) for r in merged.collect()} == {"/a.jpg": [1.0], "/b.jpg": [20.0]}
-    report, rejected = report_feature_extraction(merged, rejected_images, current, reuse)
-    assert report == {"incremental": True, "featurized": 1, "reused": 1, "rejected": 1}
+    listing = {"listed": 4, "skipped_by_reason": {"not an image (extension)": 1}}
+    report, rejected = report_feature_extraction(merged, rejected_images, current, reuse, listing)
+    assert {k: report[k] for k in ("incremental", "listed", "featurized", "reused", "rejected", "skipped")} == {
+        "incremental": True,
+        "listed": 4,
+        "featurized": 1,
+        "reused": 1,
+        "rejected": 1,
+        "skipped": 1,
+    }
+    assert report["rejected_by_reason"] == {"empty file": 1}
     assert [tuple(r) for r in rejected.collect()] == [("/bad.jpg", "A", "T", "empty file")]
     full, reuse = merge_with_previous_features(featurized, ReusableFeatures(), current)  # nothing reusable
     assert full.count() == 1
-    report, _ = report_feature_extraction(full, rejected_images, current, reuse)
-    assert report == {"incremental": False, "featurized": 1, "reused": 0, "rejected": 1}
+    report, _ = report_feature_extraction(full, rejected_images, current, reuse, {**listing, "listed": 3})
+    assert (report["incremental"], report["featurized"], report["reused"], report["rejected"]) == (False, 1, 0, 1)
+    with pytest.raises(AccountingError, match="4 files listed but 3 accounted for"):
+        report_feature_extraction(full, rejected_images, current, reuse, listing)  # a photo went missing
 
 
 def test_kedro_hands_on_the_rejected_images_it_was_given(spark):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -217,29 +218,51 @@ def merge_with_previous_features(
     return featurized_images.unionByName(reused), {"incremental": True, "reused": n_reused}
 
 
+class AccountingError(RuntimeError):
+    """The files a run listed are not all accounted for: some went missing on the way."""
+
+
 def report_feature_extraction(
-    image_features: DataFrame, rejected_images: RejectedImages, images: DataFrame, reuse: dict[str, Any]
+    image_features: DataFrame,
+    rejected_images: RejectedImages,
+    images: DataFrame,
+    reuse: dict[str, Any],
+    listing_account: dict[str, Any],
 ) -> tuple[dict[str, Any], DataFrame]:
-    """What this run did: images featurized, reused from the last run, and rejected; and the
-    rejected files themselves, each with its reason and the label of its folder.
+    """What this run did with every listed file: featurized, reused from the last run,
+    rejected, or skipped, with counts per reason; and the rejected files themselves, each with
+    its reason and the label of its folder. Fails if ``listed`` is not the sum of the others.
 
     Runs after the features are saved (they are an input), when the featurization has
     filled ``rejected_images``; no CNN runs here.
     """
     total = image_features.count()
     reasons = rejected_images.reasons
+    skipped = listing_account["skipped_by_reason"]
     report = {
         "incremental": reuse["incremental"],
+        "listed": listing_account["listed"],
         "featurized": total - reuse["reused"],
         "reused": reuse["reused"],
         "rejected": len(reasons),
+        "skipped": sum(skipped.values()),
+        "rejected_by_reason": dict(sorted(Counter(reasons.values()).items())),
+        "skipped_by_reason": skipped,
     }
     logger.info(
-        "Feature extraction: %d images featurized, %d reused, %d rejected",
+        "Feature extraction: %d files listed: %d featurized, %d reused, %d rejected, %d skipped",
+        report["listed"],
         report["featurized"],
         report["reused"],
         report["rejected"],
+        report["skipped"],
     )
     for path in sorted(reasons)[:10]:
         logger.warning("Rejected %s: %s", path, reasons[path])
+    accounted = report["featurized"] + report["reused"] + report["rejected"] + report["skipped"]
+    if accounted != report["listed"]:
+        raise AccountingError(
+            f"{report['listed']} files listed but {accounted} accounted for "
+            f"(featurized + reused + rejected + skipped): {report}"
+        )
     return report, rejected_images.to_frame(images)

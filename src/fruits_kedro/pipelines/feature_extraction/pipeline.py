@@ -26,7 +26,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             # gathered the rejected images on the way; the CNN does not run again for them.
             Node(
                 report_feature_extraction,
-                ["image_features", "rejected_images_by_path", "sampled_image_files", "reused_image_features"],
+                [
+                    "image_features",
+                    "rejected_images_by_path",
+                    "sampled_image_files",
+                    "reused_image_features",
+                    "listing_account",
+                ],
                 ["feature_extraction_report", "rejected_images"],
                 name="report_feature_extraction",
             ),

@@ -65,6 +65,30 @@ def label_images(image_files: DataFrame, params: dict[str, Any]) -> DataFrame:
     )
 
 
+def account_for_listing(image_files: DataFrame, sampled_images: DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """How many files were listed, and why each one that goes no further was left out:
+    the listing's own reason (special file, too large), not an image, no class folder, or
+    not drawn by ``sample_per_class``. Feature extraction's report completes the account."""
+    extensions = [e if e.startswith(".") else f".{e}" for e in params.get("extensions", [".jpg", ".jpeg", ".png"])]
+    depth = F.size(F.split(F.col("relative_path"), "/"))
+    sampled = sampled_images.select("path", F.lit(True).alias("_sampled"))
+    reason = (
+        F.when(F.col("skipped").isNotNull(), F.col("skipped"))
+        .when(~F.col("relative_path").rlike(image_extension_pattern(extensions)), "not an image (extension)")
+        .when(depth < 2, "no class folder (directly under the root)")
+        .when(F.col("_sampled").isNull(), "not drawn by ingestion.sample_per_class")
+    )
+    counts = (
+        image_files.select("path", "relative_path", "skipped")
+        .join(sampled, on="path", how="left")
+        .groupBy(reason.alias("reason"))
+        .count()
+        .collect()
+    )
+    skipped = {row["reason"]: int(row["count"]) for row in counts if row["reason"] is not None}
+    return {"listed": sum(int(row["count"]) for row in counts), "skipped_by_reason": dict(sorted(skipped.items()))}
+
+
 def sample_per_class(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     """Keep at most ``sample_per_class`` images of each (split, label), chosen by a seeded hash.
 

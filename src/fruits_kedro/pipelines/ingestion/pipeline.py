@@ -1,6 +1,7 @@
 from kedro.pipeline import Node, Pipeline
 
 from fruits_kedro.pipelines.ingestion.nodes import (
+    account_for_listing,
     attach_image_bytes,
     label_images,
     reusable_previous_features,
@@ -18,6 +19,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["labelled_image_files", "params:ingestion"],
                 "sampled_image_files",
                 name="sample_per_class",
+            ),
+            Node(
+                account_for_listing,
+                ["raw_image_files", "sampled_image_files", "params:ingestion"],
+                "listing_account",
+                name="account_for_listing",
             ),
             Node(
                 reusable_previous_features,
