@@ -26,6 +26,8 @@ class IngestionParams(_Section):
     seed: int = 42
     extensions: list[str] = [".jpg", ".jpeg", ".png"]
     images_per_partition: int = Field(1024, gt=0)
+    max_file_bytes: int | None = Field(50 * 1024 * 1024, gt=0)
+    unsplit_folders: Literal["keep", "exclude"] = "keep"
 
     @field_validator("extensions")
     @classmethod

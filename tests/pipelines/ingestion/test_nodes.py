@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from fruits_kedro.datasets.image_folder import ImageFolderDataset
 from fruits_kedro.pipelines.ingestion.nodes import (
+    account_for_listing,
     attach_image_bytes,
     label_images,
     normalize_label,
@@ -113,3 +114,39 @@ def test_normalize_label_has_no_whitespace(name):
     label = normalize_label(name)
     assert not any(ch.isspace() for ch in label)
     assert len(label) == len(name.strip())
+
+
+def _listing(spark, relative_paths: list[str], size: int = 10):
+    rows = [(f"/r/{p}", p, size, "m", None) for p in relative_paths]
+    return spark.createDataFrame(rows, "path string, relative_path string, size long, modified string, skipped string")
+
+
+MIXED = ["Training/Kiwi/a.jpg", "Test/Kiwi/b.jpg", "test-multiple_fruits/c.jpg", "test-multiple_fruits/d.jpg"]
+
+
+def test_a_folder_of_images_beside_the_split_folders_is_named_and_can_be_left_out(spark, caplog):
+    listing = _listing(spark, MIXED)
+    with caplog.at_level("WARNING"):
+        kept = {r.relative_path: r for r in label_images(listing, {}).collect()}
+    assert kept["test-multiple_fruits/c.jpg"].split is None and len(kept) == 4
+    assert "'test-multiple_fruits'" in caplog.text and "unsplit_folders" in caplog.text
+    excluded = label_images(listing, {"unsplit_folders": "exclude"})
+    assert sorted(r.relative_path for r in excluded.collect()) == sorted(MIXED[:2])
+    account = account_for_listing(listing, excluded, {"unsplit_folders": "exclude"})
+    assert account == {
+        "listed": 4,
+        "skipped_by_reason": {"outside the split folders (ingestion.unsplit_folders: exclude)": 2},
+    }
+
+
+def test_a_folder_of_classes_without_splits_is_not_a_mixed_layout(spark, caplog):
+    with caplog.at_level("WARNING"):
+        kept = label_images(_listing(spark, ["Kiwi/a.jpg", "Lime/b.jpg"]), {"unsplit_folders": "exclude"})
+    assert kept.count() == 2 and "beside split folders" not in caplog.text
+
+
+def test_files_over_the_size_limit_are_never_kept(spark):
+    listing = _listing(spark, ["Training/Kiwi/a.jpg"], size=100)
+    assert label_images(listing, {"max_file_bytes": 99}).count() == 0
+    account = account_for_listing(listing, label_images(listing, {"max_file_bytes": 99}), {"max_file_bytes": 99})
+    assert account["skipped_by_reason"] == {"larger than ingestion.max_file_bytes (99 bytes)": 1}

@@ -46,16 +46,68 @@ def image_extension_pattern(extensions: list[str]) -> str:
     return rf"(?iu)(?:{quoted})$"
 
 
+def _extensions(params: dict[str, Any]) -> list[str]:
+    return [e if e.startswith(".") else f".{e}" for e in params.get("extensions", [".jpg", ".jpeg", ".png"])]
+
+
+def _depth() -> F.Column:
+    return F.size(F.split(F.col("relative_path"), "/"))
+
+
+def unsplit_folders(image_files: DataFrame, params: dict[str, Any]) -> list[str]:
+    """Folders of images directly under the root while other images sit in split folders
+    (``<root>/<Split>/<Class>/``): such a folder becomes a class with no split. Fruits-360's
+    own root has one (``test-multiple_fruits``)."""
+    images = image_files.where(
+        F.col("skipped").isNull() & F.col("relative_path").rlike(image_extension_pattern(_extensions(params)))
+    )
+    found = images.agg(
+        F.max((_depth() >= 3).cast("int")).alias("split"),
+        F.sort_array(F.collect_set(F.when(_depth() == 2, F.split("relative_path", "/")[0]))).alias("unsplit"),
+    ).first()
+    return list(found["unsplit"] or []) if found["split"] else []
+
+
+def _skip_reason(params: dict[str, Any], excluded_folders: list[str]) -> F.Column:
+    """Why a listed file is not an image of this run (null: it is one), before sampling."""
+    limit = params.get("max_file_bytes")
+    reason = (
+        F.when(F.col("skipped").isNotNull(), F.col("skipped"))
+        .when(~F.col("relative_path").rlike(image_extension_pattern(_extensions(params))), "not an image (extension)")
+        .when(_depth() < 2, "no class folder (directly under the root)")
+    )
+    if limit is not None:
+        reason = reason.when(F.col("size") > int(limit), f"larger than ingestion.max_file_bytes ({int(limit)} bytes)")
+    if excluded_folders:
+        excluded = (_depth() == 2) & F.split("relative_path", "/")[0].isin(excluded_folders)
+        reason = reason.when(excluded, "outside the split folders (ingestion.unsplit_folders: exclude)")
+    return reason
+
+
+def _excluded_folders(image_files: DataFrame, params: dict[str, Any], warn: bool) -> list[str]:
+    folders = unsplit_folders(image_files, params)
+    exclude = params.get("unsplit_folders", "keep") == "exclude"
+    if folders and warn:
+        logger.warning(
+            "Images directly in %s, beside split folders: %s (ingestion.unsplit_folders: %s)",
+            ", ".join(repr(f) for f in folders),
+            "left out" if exclude else "each labelled as a class of its own with no split",
+            "exclude" if exclude else "keep; set it to exclude to leave them out",
+        )
+    return folders if exclude else []
+
+
 def label_images(image_files: DataFrame, params: dict[str, Any]) -> DataFrame:
-    """Keep image files and add ``label`` and ``split`` from their folders."""
-    extensions = [e if e.startswith(".") else f".{e}" for e in params.get("extensions", [".jpg", ".jpeg", ".png"])]
+    """Keep image files and add ``label`` and ``split`` from their folders.
+
+    Never kept: what the listing skipped (FIFOs, devices, broken links, too large), files
+    without an image extension or a class folder, files over ``max_file_bytes``, and, with
+    ``unsplit_folders: exclude``, folders of images beside the split folders.
+    """
     parts = F.split(F.col("relative_path"), "/")
     depth = F.size(parts)
-    return image_files.where(
-        F.col("skipped").isNull()  # FIFOs, devices, broken links, oversized files: never read
-        & F.col("relative_path").rlike(image_extension_pattern(extensions))
-        & (depth >= 2)  # a file at the root has no class folder, hence no label
-    ).select(
+    excluded = _excluded_folders(image_files, params, warn=True)
+    return image_files.where(_skip_reason(params, excluded).isNull()).select(
         "path",
         "relative_path",
         label_column(F.element_at(parts, -2)).alias("label"),
@@ -66,20 +118,17 @@ def label_images(image_files: DataFrame, params: dict[str, Any]) -> DataFrame:
 
 
 def account_for_listing(image_files: DataFrame, sampled_images: DataFrame, params: dict[str, Any]) -> dict[str, Any]:
-    """How many files were listed, and why each one that goes no further was left out:
-    the listing's own reason (special file, too large), not an image, no class folder, or
-    not drawn by ``sample_per_class``. Feature extraction's report completes the account."""
-    extensions = [e if e.startswith(".") else f".{e}" for e in params.get("extensions", [".jpg", ".jpeg", ".png"])]
-    depth = F.size(F.split(F.col("relative_path"), "/"))
+    """How many files were listed, and why each one that goes no further was left out (the
+    reasons :func:`label_images` applies, then sampling). Feature extraction's report
+    completes the account."""
+    excluded = _excluded_folders(image_files, params, warn=False)
     sampled = sampled_images.select("path", F.lit(True).alias("_sampled"))
-    reason = (
-        F.when(F.col("skipped").isNotNull(), F.col("skipped"))
-        .when(~F.col("relative_path").rlike(image_extension_pattern(extensions)), "not an image (extension)")
-        .when(depth < 2, "no class folder (directly under the root)")
-        .when(F.col("_sampled").isNull(), "not drawn by ingestion.sample_per_class")
+    reason = F.coalesce(
+        _skip_reason(params, excluded),
+        F.when(F.col("_sampled").isNull(), F.lit("not drawn by ingestion.sample_per_class")),
     )
     counts = (
-        image_files.select("path", "relative_path", "skipped")
+        image_files.select("path", "relative_path", "size", "skipped")
         .join(sampled, on="path", how="left")
         .groupBy(reason.alias("reason"))
         .count()
