@@ -13,12 +13,11 @@ import signal
 import pandas as pd
 import pytest
 
-from fruits_kedro.datasets.files import read_files
+from fruits_kedro.datasets.files import os_path, read_files
 from fruits_kedro.datasets.image_folder import (
     ImageFolderDataset,
     display_name,
     listing_path,
-    os_path,
     read_file_bytes,
     walk_local,
 )

@@ -20,8 +20,8 @@ Names are kept byte for byte. Spark strings must be UTF-8, so a local name whose
 
 - ``path``: an absolute path, unchanged, when its bytes are valid UTF-8 (every ordinary
   name); otherwise ``file://`` + the path's bytes percent-encoded (``urllib.parse.quote``),
-  which :func:`os_path` turns back into the exact bytes. A plain local path never starts with
-  ``file://``, so the two forms cannot be confused. Remote paths are full URLs, as listed.
+  which :func:`fruits_kedro.datasets.files.os_path` turns back into the exact bytes. A plain
+  local path never starts with ``file://``, so the two forms cannot be confused. Remote paths are full URLs, as listed.
 - ``relative_path``: text, for labels and reports: valid UTF-8 stays as it is, and each
   byte that is not is written ``%XX`` (upper-case hex), the same key the upload command gives
   that file on S3 (:mod:`fruits_kedro.cloud.upload`), so both listings give the same labels.
