@@ -56,3 +56,13 @@ def test_a_node_is_timed_until_its_last_output_is_saved(caplog):
     hooks.after_dataset_saved("c", node)
     [record] = [r for r in caplog.records if r.name == "fruits_kedro.hooks.timing"]
     assert record.args[0] == "lazy_node" and record.args[1] >= 0.2
+
+
+def test_a_missing_java_is_named_before_spark_starts(tmp_path):
+    from fruits_kedro.hooks import JavaNotFoundError, require_java
+
+    with pytest.raises(JavaNotFoundError, match="no java on PATH.*openjdk-17"):
+        require_java({"PATH": str(tmp_path)})
+    with pytest.raises(JavaNotFoundError, match=f"JAVA_HOME={tmp_path} has no bin/java"):
+        require_java({"JAVA_HOME": str(tmp_path), "PATH": ""})
+    assert require_java()  # this machine's

@@ -47,10 +47,32 @@ class ParameterValidationHooks:
         params = validate_run(parameters, used_sections=used)
         if IMAGE_FOLDER in inputs and IMAGE_FOLDER in catalog:
             _require_images(catalog[IMAGE_FOLDER], params.ingestion.extensions)
+        require_java()
         spark.get_spark()
 
 
 IMAGE_FOLDER = "raw_image_files"
+
+
+class JavaNotFoundError(RuntimeError):
+    """PySpark cannot start: no Java runtime."""
+
+
+def require_java(environ: dict[str, str] | None = None) -> str:
+    """The java that Spark will start, or a clear error instead of PySpark's JAVA_GATEWAY_EXITED."""
+    import os
+    import shutil
+
+    environ = os.environ if environ is None else environ
+    home = environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home else shutil.which("java", path=environ.get("PATH"))
+    if not java or not os.access(java, os.X_OK):
+        where = f"JAVA_HOME={home} has no bin/java" if home else "no java on PATH"
+        raise JavaNotFoundError(
+            f"PySpark needs a Java 17 (or 21) runtime, and {where}. Debian/Ubuntu: "
+            "apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17; or set JAVA_HOME."
+        )
+    return java
 
 
 def _require_images(dataset, extensions: list[str]) -> None:
