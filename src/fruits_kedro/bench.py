@@ -164,15 +164,17 @@ class CeilingProbe:
     def __init__(
         self, backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path, batch_size: int
     ) -> None:
-        from fruits_kedro import backbones
+        from fruits_kedro.inference.onnx_export import inference_payload
+        from fruits_kedro.inference.registry import get_backbone
+        from fruits_kedro.inference.runtime import _WORKER_BUILDERS
         from fruits_kedro.pipelines.preprocessing.nodes import decode_image
 
-        self._backbone = backbones.get_backbone(backbone_name)
+        self._backbone = get_backbone(backbone_name)
         self._input_size = input_size
         files = sorted(photos.rglob("*.jpg"))[:batch_size]
         self._batch = np.stack([decode_image(f.read_bytes(), input_size) for f in files])
-        self._payload = backbones.inference_payload(self._backbone, input_size, weights, runtime)
-        self._build = backbones._WORKER_BUILDERS[runtime]
+        self._payload = inference_payload(self._backbone, input_size, weights, runtime)
+        self._build = _WORKER_BUILDERS[runtime]
 
     def windows(self, count: int, seconds: float) -> list[float]:
         infer = self._build(self._backbone, self._input_size, self._payload, os.cpu_count() or 1)
@@ -339,7 +341,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     if args.run:
         _run_and_report(json.loads(args.run))
         return []
-    from fruits_kedro.backbones import get_backbone, resolve_input_size
+    from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 
     weights = None if str(args.weights).lower() in ("none", "null") else args.weights
     source, source_name = photo_source()

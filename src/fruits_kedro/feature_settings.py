@@ -33,7 +33,8 @@ class ReusableFeatures:
 
 def feature_settings(backbone_params: dict[str, Any], preprocessing_params: dict[str, Any]) -> str:
     """The settings that shape a feature vector, as one deterministic string."""
-    from fruits_kedro.backbones import get_backbone, resolve_input_size, weights_source_digest
+    from fruits_kedro.inference.registry import get_backbone, resolve_input_size
+    from fruits_kedro.inference.weights import weights_source_digest
 
     backbone = get_backbone(backbone_params["name"])
     weights = backbone_params.get("weights", "imagenet")

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fruits_kedro.backbones import BACKBONES, get_backbone, inference_payload, resolve_input_size
+from fruits_kedro.inference.onnx_export import inference_payload
+from fruits_kedro.inference.registry import BACKBONES, get_backbone, resolve_input_size
 
 
 class ParameterError(ValueError):

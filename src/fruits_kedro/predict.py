@@ -46,7 +46,8 @@ class PhotoClassifier:
                 f"{settings.get('reason', 'unknown reason')}. Provide the weights "
                 "(setting evaluation.weights / KERAS_HOME) and rerun `kedro run --pipeline evaluation`."
             )
-        from fruits_kedro.backbones import get_backbone, load_weights
+        from fruits_kedro.inference.registry import get_backbone
+        from fruits_kedro.inference.weights import load_weights
 
         self.model = model
         self.settings = settings
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from kedro.io.core import DatasetError
 
-    from fruits_kedro.backbones import WeightsUnavailableError
+    from fruits_kedro.inference.weights import WeightsUnavailableError
 
     try:
         classifier = load_classifier(args.project_path, env=args.env)

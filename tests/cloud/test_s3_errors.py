@@ -48,7 +48,8 @@ def test_missing_bucket_parameter_is_named(project, monkeypatch, aws_env):
 
 
 def test_unreadable_weights_uri_is_named(bucket):
-    from fruits_kedro.backbones import WeightsUnavailableError, get_backbone, load_weights
+    from fruits_kedro.inference.registry import get_backbone
+    from fruits_kedro.inference.weights import WeightsUnavailableError, load_weights
 
     uri = f"s3://{bucket}/models/missing.weights.h5"
     with pytest.raises(WeightsUnavailableError, match=rf"Cannot read weights {uri} \(setting 'backbone.weights'\)"):
@@ -58,7 +59,8 @@ def test_unreadable_weights_uri_is_named(bucket):
 def test_weights_from_s3(bucket, tmp_path):
     import boto3
 
-    from fruits_kedro.backbones import get_backbone, load_weights
+    from fruits_kedro.inference.registry import get_backbone
+    from fruits_kedro.inference.weights import load_weights
 
     backbone = get_backbone("mobilenet_v2")
     model = backbone.build(32, weights=None)
@@ -78,22 +80,22 @@ def test_the_onnx_model_of_s3_weights_is_cached_by_the_loaded_arrays(bucket, tmp
     # found by a hash of the arrays, so a second run downloads them again but does not convert.
     import boto3
 
-    from fruits_kedro import backbones
+    from fruits_kedro.inference import onnx_export, registry, weights
 
     monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path / "cache"))
-    backbone = backbones.get_backbone("mobilenet_v2")
+    backbone = registry.get_backbone("mobilenet_v2")
     local = tmp_path / "mobilenet_v2_32.weights.h5"
     backbone.build(32, weights=None).save_weights(str(local))
     boto3.session.Session().client("s3").upload_file(str(local), bucket, "models/cached.weights.h5")
     uri = f"s3://{bucket}/models/cached.weights.h5"
-    first = backbones._cached_onnx_model(backbone, 32, uri)
+    first = onnx_export._cached_onnx_model(backbone, 32, uri)
 
     def no_conversion(*args):
         raise AssertionError("converted again although the cache holds the model")
 
-    monkeypatch.setattr(backbones, "_export_onnx", no_conversion)
-    backbones._driver_weights.clear()
-    assert backbones._cached_onnx_model(backbone, 32, uri) == first
+    monkeypatch.setattr(onnx_export, "_export_onnx", no_conversion)
+    weights._driver_weights.clear()
+    assert onnx_export._cached_onnx_model(backbone, 32, uri) == first
     assert len(list((tmp_path / "cache" / "onnx").glob("mobilenet_v2_32_*.onnx"))) == 1
 
 

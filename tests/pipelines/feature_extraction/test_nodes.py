@@ -71,7 +71,8 @@ def test_extract_features_gives_one_vector_per_image(spark, tmp_path, backbone, 
 @pytest.mark.parametrize("runtime", ["keras", "onnx"])
 def test_extract_features_matches_the_keras_model_on_the_driver(spark, tmp_path, runtime):
     """The Spark path (read and decode in the task, broadcast model, batching) equals plain Keras."""
-    from fruits_kedro.backbones import get_backbone, load_weights
+    from fruits_kedro.inference.registry import get_backbone
+    from fruits_kedro.inference.weights import load_weights
 
     size = 64
     images = _random_images(spark, tmp_path, n=3, size=size)

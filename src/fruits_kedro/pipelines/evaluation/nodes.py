@@ -29,7 +29,8 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruits_kedro.backbones import WeightsUnavailableError, get_backbone, load_weights, resolve_input_size
+from fruits_kedro.inference.registry import get_backbone, resolve_input_size
+from fruits_kedro.inference.weights import WeightsUnavailableError, load_weights
 from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_principal_components, pca_model
 from fruits_kedro.pipelines.feature_extraction.nodes import extract_features
 

@@ -10,7 +10,7 @@ The weights are loaded once on the driver (through Keras' own loading path) and 
 once per job: as weight arrays for the ``keras`` runtime, or as an ONNX model converted on
 the driver for the ``onnx`` runtime (ONNX Runtime runs the same network ~4x faster on CPUs).
 Each Python worker builds the model once and keeps it for every batch and task it runs
-(see :func:`fruits_kedro.backbones.worker_feature_fn`).
+(see :func:`fruits_kedro.inference.runtime.worker_feature_fn`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
-from fruits_kedro.backbones import get_backbone, inference_payload, worker_feature_fn
 from fruits_kedro.datasets.files import Unreadable, read_files
 from fruits_kedro.feature_settings import IMAGE_KEY, SETTINGS_COLUMN, ReusableFeatures, feature_settings
+from fruits_kedro.inference.onnx_export import inference_payload
+from fruits_kedro.inference.registry import get_backbone
+from fruits_kedro.inference.runtime import worker_feature_fn
 from fruits_kedro.pipelines.preprocessing.nodes import ImageDecoder
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 :class:`ImageDecoder` is the one definition of the decode: any mode to RGB (transparency
 onto Fruits-360's white), resized to the backbone's ``input_size``, as uint8. The backbone's
 ``preprocess_input`` (e.g. VGG16's RGB->BGR and mean subtraction) is the first step of the
-network graph itself (:meth:`fruits_kedro.backbones.Backbone.inference_model`).
+network graph itself (:meth:`fruits_kedro.inference.registry.Backbone.inference_model`).
 
 Where it runs: inside feature extraction's inference tasks, right before each batch goes
 through the network (:func:`fruits_kedro.pipelines.feature_extraction.nodes.extract_features`).
@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from fruits_kedro.backbones import get_backbone, resolve_input_size
+from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 
 
 class ImageDecodeError(ValueError):

@@ -1,0 +1,11 @@
+"""Running the CNN backbones: which networks there are, their weights, ONNX export, the
+Python workers' runtime, and the featurization of images in Spark tasks.
+
+- :mod:`.registry`: the backbones (:class:`~.registry.Backbone`, ``BACKBONES``), cheap to import;
+- :mod:`.weights`: loading the weights on the driver, and identifying them without Keras;
+- :mod:`.onnx_export`: the driver's conversion to ONNX and its cache, and what is broadcast;
+- :mod:`.runtime`: what runs in the Python workers, one model per worker.
+
+TensorFlow/Keras are imported lazily everywhere: importing these modules (as ``kedro viz``
+does through the pipelines) must stay cheap and must not start anything.
+"""
