@@ -197,6 +197,15 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
     return reduced, report
 
 
+def export_pca_csv(image_features_pca: DataFrame) -> DataFrame:
+    """Hand ``image_features_pca`` on unchanged, to be saved again as ``image_features_pca_csv``.
+
+    A Kedro dataset has one format; publishing the same table as Parquet and as a
+    pandas-readable CSV takes a second output, hence this node.
+    """
+    return image_features_pca
+
+
 def plot_scree(report: dict[str, Any]):
     """Scree plot: each component's share of variance, the cumulative curve and the chosen k."""
     import matplotlib.pyplot as plt  # matplotlib picks a headless backend where there is no display

@@ -1,7 +1,6 @@
 from kedro.pipeline import Node, Pipeline
 
-from fruits_kedro.pipelines.dimensionality_reduction.nodes import fit_pca, plot_scree
-from fruits_kedro.pipelines.tables import export_table
+from fruits_kedro.pipelines.dimensionality_reduction.nodes import export_pca_csv, fit_pca, plot_scree
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -13,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["image_features_pca", "pca_explained_variance"],
                 name="fit_pca",
             ),
-            Node(export_table, "image_features_pca", "image_features_pca_csv", name="export_pca_csv"),
+            Node(export_pca_csv, "image_features_pca", "image_features_pca_csv", name="export_pca_csv"),
             Node(plot_scree, "pca_explained_variance", "pca_scree_plot", name="plot_scree"),
         ]
     )

@@ -27,6 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
+from pyspark.sql import DataFrame
 
 from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 
@@ -158,3 +159,12 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return image.convert("RGB")
+
+
+def export_rejected_csv(rejected_images: DataFrame) -> DataFrame:
+    """Hand ``rejected_images`` on unchanged, to be saved again as ``rejected_images_csv``.
+
+    A Kedro dataset has one format; publishing the same table as Parquet and as a
+    pandas-readable CSV takes a second output, hence this node.
+    """
+    return rejected_images

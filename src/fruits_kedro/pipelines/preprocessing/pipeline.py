@@ -6,12 +6,12 @@ tasks, where each image is read and decoded once; ``rejected_images`` comes out 
 
 from kedro.pipeline import Node, Pipeline
 
-from fruits_kedro.pipelines.tables import export_table
+from fruits_kedro.pipelines.preprocessing.nodes import export_rejected_csv
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(export_table, "rejected_images", "rejected_images_csv", name="export_rejected_csv"),
+            Node(export_rejected_csv, "rejected_images", "rejected_images_csv", name="export_rejected_csv"),
         ]
     )
