@@ -164,10 +164,10 @@ class CeilingProbe:
     def __init__(
         self, backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path, batch_size: int
     ) -> None:
+        from fruits_kedro.imaging.decode import decode_image
         from fruits_kedro.inference.onnx_export import inference_payload
         from fruits_kedro.inference.registry import get_backbone
         from fruits_kedro.inference.runtime import _WORKER_BUILDERS
-        from fruits_kedro.pipelines.preprocessing.nodes import decode_image
 
         self._backbone = get_backbone(backbone_name)
         self._input_size = input_size

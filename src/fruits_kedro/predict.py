@@ -75,7 +75,7 @@ class PhotoClassifier:
         """Top-``top`` (label, probability) for each photo, in the order given."""
         from pyspark.ml.linalg import Vectors
 
-        from fruits_kedro.pipelines.preprocessing.nodes import decode_image
+        from fruits_kedro.imaging.decode import decode_image
         from fruits_kedro.spark import get_spark
 
         if not paths:

@@ -9,6 +9,7 @@ from kedro.io import MemoryDataset
 from PIL import Image
 
 from fruits_kedro.feature_settings import ReusableFeatures
+from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.pipelines.feature_extraction.nodes import (
     AccountingError,
     RejectedImages,
@@ -16,7 +17,6 @@ from fruits_kedro.pipelines.feature_extraction.nodes import (
     merge_with_previous_features,
     report_feature_extraction,
 )
-from fruits_kedro.pipelines.preprocessing.nodes import ImageDecoder
 
 RAW_SCHEMA = "path string, relative_path string, label string, split string, size long, modified string"
 PREPROCESSING = {"background": [255, 255, 255]}

@@ -32,10 +32,10 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from fruits_kedro.datasets.files import Unreadable, read_files
 from fruits_kedro.feature_settings import IMAGE_KEY, SETTINGS_COLUMN, ReusableFeatures, feature_settings
+from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference.onnx_export import inference_payload
 from fruits_kedro.inference.registry import get_backbone
 from fruits_kedro.inference.runtime import worker_feature_fn
-from fruits_kedro.pipelines.preprocessing.nodes import ImageDecoder
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """ORB baseline: hand-crafted features to compare the CNN backbones against.
 
-Each photo is decoded like the CNN input (preprocessing's :func:`decode_image`, so every
-image mode and size is handled the same way), then OpenCV turns it grey, enhances its
+Each photo is decoded like the CNN input (:func:`fruits_kedro.imaging.decode.decode_image`,
+so every image mode and size is handled the same way), then OpenCV turns it grey, enhances its
 contrast (CLAHE or global equalisation), denoises it and blurs it lightly before ORB finds
 keypoints and their 256-bit descriptors. All of that runs in the executors, in a pandas UDF.
 
@@ -27,7 +27,7 @@ from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruits_kedro.pipelines.preprocessing.nodes import ImageDecodeError, decode_image
+from fruits_kedro.imaging.decode import ImageDecodeError, decode_image
 
 logger = logging.getLogger(__name__)
 

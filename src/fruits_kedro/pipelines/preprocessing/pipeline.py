@@ -1,7 +1,8 @@
 """Preprocessing's own output: the files that could not be decoded, as a CSV for people.
 
-The decode itself (:class:`.nodes.ImageDecoder`) runs inside feature extraction's inference
-tasks, where each image is read and decoded once; ``rejected_images`` comes out of that run.
+The decode itself (:class:`fruits_kedro.imaging.decode.ImageDecoder`) runs inside feature
+extraction's inference tasks, where each image is read and decoded once; ``rejected_images``
+comes out of that run.
 """
 
 from kedro.pipeline import Node, Pipeline

@@ -1,0 +1,1 @@
+"""Images as the pipelines read them: bytes to RGB pixels, or the reason why not."""

@@ -1,0 +1,161 @@
+"""How image bytes become a network's input pixels, and which files cannot.
+
+:class:`ImageDecoder` is the one definition of the decode: any mode to RGB (transparency
+onto Fruits-360's white), EXIF orientation applied, resized to the backbone's ``input_size``,
+as uint8. The backbone's ``preprocess_input`` (e.g. VGG16's RGB->BGR and mean subtraction)
+is the first step of the network graph itself
+(:meth:`fruits_kedro.inference.registry.Backbone.inference_model`).
+
+Where it runs: inside the inference tasks, right before each batch goes through the network
+(:func:`fruits_kedro.pipelines.feature_extraction.nodes.extract_features`); the ORB baseline and
+:mod:`fruits_kedro.predict` decode with it too. Each image is read once and decoded once; one
+that cannot be decoded gets its reason there and ends up in ``rejected_images``. Spark
+cannot fuse two Python UDFs, so a separate decode step would either hand 150 KB of pixels per
+image (at 224 px) from one Python worker to the next, ~20% of the CNN's time, or make a
+second pass over every file just for the verdict, ~25% of a run at 5,000 photos
+(docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from fruits_kedro.inference.registry import get_backbone, resolve_input_size
+
+
+class ImageDecodeError(ValueError):
+    """A file is not an image this pipeline can use; the message is the reason."""
+
+
+PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
+
+
+@dataclass(frozen=True)
+class ImageDecoder:
+    """Image bytes -> (size, size, 3) RGB uint8, or :class:`ImageDecodeError` with the reason."""
+
+    size: int
+    background: tuple[int, int, int] = (255, 255, 255)
+    max_pixels: int = PILLOW_MAX_PIXELS
+
+    @classmethod
+    def from_params(cls, backbone_params: dict[str, Any], params: dict[str, Any]) -> ImageDecoder:
+        """The decoder for ``params:backbone`` (its input size) and ``params:preprocessing``."""
+        size = resolve_input_size(get_backbone(backbone_params["name"]), backbone_params.get("input_size"))
+        return cls(
+            size=size,
+            background=tuple(int(c) for c in params.get("background", (255, 255, 255))),
+            max_pixels=int(params.get("max_image_pixels", PILLOW_MAX_PIXELS)),
+        )
+
+    def decode(self, data: bytes | None) -> np.ndarray:
+        rgb = np.asarray(_open_rgb(data, self.background, self.max_pixels), dtype=np.uint8)
+        height, width = rgb.shape[:2]
+        if (height, width) == (self.size, self.size):
+            return rgb
+        # OpenCV resizes ~4x faster than Pillow. Bilinear when enlarging (Fruits-360's 100 px
+        # to 224); area averaging when shrinking, which, unlike bilinear, does not alias.
+        shrinking = height * width > self.size * self.size
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        return cv2.resize(rgb, (self.size, self.size), interpolation=interpolation)
+
+    def decode_batch(self, paths: Sequence[str], contents: Sequence[bytes | None]) -> np.ndarray:
+        """A batch of images -> (N, size, size, 3); a file that fails is named in the error."""
+        batch = np.empty((len(contents), self.size, self.size, 3), np.uint8)
+        for i, (path, data) in enumerate(zip(paths, contents)):
+            try:
+                batch[i] = self.decode(data)
+            except ImageDecodeError as exc:
+                raise ImageDecodeError(f"{path}: {exc}") from None
+        return batch
+
+    def decode_valid(self, contents: Sequence[bytes | None]) -> tuple[np.ndarray, list[int], list[str | None]]:
+        """Decode every image that can be: (their pixels, their indices, a reason per image).
+
+        ``reasons[i]`` is None for a decoded image and says why for any other; one bad file
+        never costs the valid images of its batch.
+        """
+        batch = np.empty((len(contents), self.size, self.size, 3), np.uint8)
+        decoded: list[int] = []
+        reasons: list[str | None] = [None] * len(contents)
+        for i, data in enumerate(contents):
+            try:
+                batch[len(decoded)] = self.decode(data)
+            except ImageDecodeError as exc:
+                reasons[i] = str(exc)
+                continue
+            decoded.append(i)
+        return batch[: len(decoded)], decoded, reasons
+
+
+def decode_image(
+    data: bytes | None,
+    size: int,
+    background: tuple[int, int, int] = (255, 255, 255),
+    max_pixels: int = PILLOW_MAX_PIXELS,
+) -> np.ndarray:
+    """Decode image bytes to an RGB uint8 array of shape (size, size, 3).
+
+    Every mode becomes RGB the same way: transparency is composited onto ``background``
+    (Fruits-360's white), 16-bit greyscale is scaled to 8 bits, CMYK and palettes convert.
+    Raises :class:`ImageDecodeError` for anything that is not a whole, decodable image.
+    """
+    return ImageDecoder(size, tuple(background), max_pixels).decode(data)
+
+
+def _open_rgb(data: bytes | None, background: tuple[int, int, int], max_pixels: int) -> Image.Image:
+    """The fully decoded image in RGB, at its own size."""
+    if data is None:  # the reader's sign for a file that vanished or could not be opened
+        raise ImageDecodeError("file could not be read")
+    if not data:
+        raise ImageDecodeError("empty file")
+    bomb = f"image too large (decompression-bomb limit {max_pixels} pixels)"
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own process-wide limit; the explicit size check below
+            # applies this run's limit instead, without changing Pillow's global settings.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > max_pixels:
+                    raise ImageDecodeError(f"{bomb}: {image.width}x{image.height}")
+                image.load()  # force the full decode: truncated files fail here, not later
+                # A phone photo tagged "rotate 90" must reach the network upright.
+                return _to_rgb(ImageOps.exif_transpose(image), background)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"{bomb}: {exc}") from None
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
+        raise ImageDecodeError(f"not a decodable image: {type(exc).__name__}: {_without_addresses(exc)}") from None
+
+
+def _without_addresses(exc: BaseException) -> str:
+    """The error's text without object reprs such as ``<_io.BytesIO object at 0x7f…>``, so
+    that every run gives a photo the same reason."""
+    return re.sub(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.uint32)
+        scale = 257 if array.max(initial=0) > 255 else 1
+        return Image.fromarray((array // scale).clip(0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, background)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
