@@ -7,7 +7,7 @@ is the first step of the network graph itself
 (:meth:`fruits_kedro.inference.registry.Backbone.inference_model`).
 
 Where it runs: inside the inference tasks, right before each batch goes through the network
-(:func:`fruits_kedro.pipelines.feature_extraction.nodes.extract_features`); the ORB baseline and
+(:func:`fruits_kedro.inference.featurize.featurize_images`); the ORB baseline and
 :mod:`fruits_kedro.predict` decode with it too. Each image is read once and decoded once; one
 that cannot be decoded gets its reason there and ends up in ``rejected_images``. Spark
 cannot fuse two Python UDFs, so a separate decode step would either hand 150 KB of pixels per

@@ -1,10 +1,10 @@
 """Evaluation: how well does each feature set classify the photos?
 
-For every configured backbone the core node functions run again on the shared raw images
-(preprocessing's decode at that backbone's input size, then feature extraction), inside
-this one node, so that a backbone whose weights cannot be had is *reported* as skipped
-instead of failing the run, as a separate Kedro node would. The ORB histograms come from
-the orb_baseline pipeline.
+For every configured backbone the featurization of the main pipelines runs again on the
+shared raw images (:func:`fruits_kedro.inference.featurize.featurize_images`: the decode at
+that backbone's input size, then the network), inside this one node, so that a backbone
+whose weights cannot be had is *reported* as skipped instead of failing the run, as a
+separate Kedro node would. The ORB histograms come from the orb_baseline pipeline.
 
 Each feature set gets a Spark ML multinomial logistic regression trained on the Training
 split and scored on Test. CNN features are first centred and reduced by PCA fitted on the
@@ -29,10 +29,10 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fruits_kedro.inference.featurize import featurize_images
 from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 from fruits_kedro.inference.weights import WeightsUnavailableError, load_weights
 from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_principal_components, pca_model
-from fruits_kedro.pipelines.feature_extraction.nodes import extract_features
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def featurize_with_backbones(
             logger.warning("Evaluation skips backbone %s: %s", name, reason.splitlines()[0])
             reports[name] = {"status": "skipped", "reason": reason, "input_size": size, "weights": settings["weights"]}
             continue
-        featurized, rejected = extract_features(
+        featurized, rejected = featurize_images(
             raw_images, backbone_params, preprocessing_params, feature_extraction_params
         )
         extracted = featurized.persist(StorageLevel.MEMORY_AND_DISK)

@@ -1,0 +1,135 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fruits_kedro.imaging.decode import ImageDecoder
+from fruits_kedro.inference.featurize import featurize_images
+from tests.inference.raw_images import PREPROCESSING, RAW_SCHEMA, png, random_images, raw_images
+
+
+@pytest.mark.parametrize(
+    ("backbone", "size", "dim"),
+    [("mobilenet_v2", 64, 1280), ("vgg16", 100, 4608)],  # VGG16 at 100x100: 3x3x512, as in the study
+)
+def test_featurize_images_gives_one_vector_per_image(spark, tmp_path, backbone, size, dim):
+    images = random_images(spark, tmp_path, n=5, size=size)
+    backbone_params = {"name": backbone, "input_size": size, "weights": None}
+    features, rejected = featurize_images(images, backbone_params, PREPROCESSING, {"batch_size": 2})
+    rows = features.collect()
+    assert len(rows) == 5
+    assert {len(r.features) for r in rows} == {dim}
+    assert rejected.reasons == {}
+    matrix = np.array([r.features for r in rows])
+    assert np.all(np.isfinite(matrix))
+    # Different images give different features (the batches were not mixed up or repeated).
+    # Random weights shrink activations by orders of magnitude: compare relative to the largest.
+    scaled = matrix / np.abs(matrix).max()
+    assert len({tuple(np.round(v, 4)) for v in scaled}) == 5
+
+
+@pytest.mark.parametrize("runtime", ["keras", "onnx"])
+def test_featurize_images_matches_the_keras_model_on_the_driver(spark, tmp_path, runtime):
+    """The Spark path (read and decode in the task, broadcast model, batching) equals plain Keras."""
+    from fruits_kedro.inference.registry import get_backbone
+    from fruits_kedro.inference.weights import load_weights
+
+    size = 64
+    images = random_images(spark, tmp_path, n=3, size=size)
+    params = {"name": "mobilenet_v2", "input_size": size, "weights": None}
+    features, _ = featurize_images(images, params, PREPROCESSING, {"batch_size": 2, "runtime": runtime})
+    by_path = {r.path: np.array(r.features) for r in features.collect()}
+    backbone = get_backbone("mobilenet_v2")
+    model = backbone.build(size, None)
+    model.set_weights(load_weights(backbone, size, None))
+    rows = images.orderBy("path").collect()
+    pixels = ImageDecoder(size).decode_batch([r.path for r in rows], [open(r.path, "rb").read() for r in rows])
+    expected = model.predict(backbone.preprocess(pixels), verbose=0)
+    got = np.stack([by_path[p] for p in sorted(by_path)])
+    scale = np.abs(expected).max()
+    assert scale > 0  # a real comparison, not of two zero matrices
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_path):
+    # Several Arrow batches, so that reading ahead (batch k+1 while k is inferred) is exercised.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "3")
+    try:
+        rng = np.random.default_rng(1)
+        files = {f"A/{i}.png": png(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)) for i in range(7)}
+        files |= {"A/truncated.png": files["A/3.png"][:100], "A/notes.jpg": b"shopping list", "A/empty.jpg": b""}
+        images = raw_images(spark, tmp_path, files)
+        vanished = tmp_path / "A/vanished.jpg"  # listed, then deleted before the run read it
+        images = images.unionByName(
+            spark.createDataFrame([(str(vanished), "A/vanished.jpg", "A", "T", 1, "0")], RAW_SCHEMA)
+        )
+        featurized, rejected = featurize_images(
+            images.repartition(1),
+            {"name": "mobilenet_v2", "input_size": 32, "weights": None},
+            PREPROCESSING,
+            {"batch_size": 2},
+        )
+        rows = {r.relative_path: r for r in featurized.collect()}
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    valid = {f"A/{i}.png" for i in range(7)}
+    assert set(rows) == valid and all(r.features is not None for r in rows.values())
+    reasons = {str(Path(p).relative_to(tmp_path)): reason for p, reason in rejected.reasons.items()}
+    assert set(reasons) == {"A/truncated.png", "A/notes.jpg", "A/empty.jpg", "A/vanished.jpg"}
+    assert (
+        reasons["A/empty.jpg"] == "empty file"
+        and reasons["A/vanished.jpg"] == "file is gone: listed, then removed before it was read"
+    )
+    assert reasons["A/notes.jpg"].startswith("not a decodable image")
+    assert reasons["A/truncated.png"].startswith("not a decodable image")
+    # Each rejected file is listed once with its folder's label, whatever its batch was.
+    table = rejected.to_frame(images).orderBy("path").collect()
+    assert [(Path(r.path).name, r.label, r.reason) for r in table] == sorted(
+        (Path(p).name, "A", reason) for p, reason in rejected.reasons.items()
+    )
+    # Each valid image kept its own features: the same as when featurized alone.
+    alone = (
+        featurize_images(
+            raw_images(spark, tmp_path / "alone", {"A/5.png": files["A/5.png"]}),
+            {"name": "mobilenet_v2", "input_size": 32, "weights": None},
+            PREPROCESSING,
+            {},
+        )[0]
+        .collect()[0]
+        .features
+    )
+    np.testing.assert_allclose(rows["A/5.png"].features, alone, rtol=1e-5, atol=1e-12)
+
+
+def _real_photos(spark, photos_root, n: int):
+    paths = sorted(photos_root.glob("Test/*/*.jpg"))[::10][:n]
+    rows = [(str(p), p.name, p.parent.name, "Test", p.stat().st_size, None) for p in paths]
+    return spark.createDataFrame(rows, RAW_SCHEMA)
+
+
+@pytest.mark.real_photos
+def test_onnx_runtime_matches_keras_on_real_photos(spark, shared_photos, imagenet_keras_home):
+    images = _real_photos(spark, shared_photos, n=24)
+    backbone = {"name": "mobilenet_v2", "input_size": 100, "weights": "imagenet"}
+    by_runtime = {}
+    for runtime in ("keras", "onnx"):
+        features, _ = featurize_images(images, backbone, PREPROCESSING, {"batch_size": 8, "runtime": runtime})
+        by_runtime[runtime] = np.array([r.features for r in features.orderBy("path").collect()])
+    keras_features, onnx_features = by_runtime["keras"], by_runtime["onnx"]
+    assert keras_features.shape == (24, 1280) and np.abs(keras_features).max() > 0.1
+    relative = np.abs(onnx_features - keras_features).max() / np.abs(keras_features).max()
+    assert relative <= 1e-4
+
+
+def test_inference_and_parquet_tasks_do_not_import_pandas():
+    """A Python worker imports the modules of the functions its tasks run, as it starts,
+    while the first tasks wait: pandas alone would add ~0.5 s to each."""
+    code = (
+        "import sys, fruits_kedro.inference.featurize, fruits_kedro.inference.runtime, "
+        "fruits_kedro.imaging.decode, fruits_kedro.datasets.files, fruits_kedro.datasets.spark_parquet; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pandas')[:3])"
+    )
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == "[]"
