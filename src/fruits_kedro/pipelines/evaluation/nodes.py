@@ -8,8 +8,9 @@ separate Kedro node would. The ORB histograms come from the orb_baseline pipelin
 
 Each feature set gets a Spark ML multinomial logistic regression trained on the Training
 split and scored on Test. CNN features are first centred and reduced by PCA fitted on the
-Training split only (k chosen by the core :func:`choose_k` rule), so nothing of the Test
-photos leaks into the classifier. The fitted transformations and classifier of one
+Training split only (:mod:`fruits_kedro.ml.pca`, k chosen by the same :func:`choose_k` rule
+as the dimensionality_reduction pipeline), so nothing of the Test photos leaks into the
+classifier. The fitted transformations and classifier of one
 backbone form a single PipelineModel, persisted for :mod:`fruits_kedro.predict`.
 """
 
@@ -32,7 +33,7 @@ from pyspark.sql import functions as F
 from fruits_kedro.inference.featurize import featurize_images
 from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 from fruits_kedro.inference.weights import WeightsUnavailableError, load_weights
-from fruits_kedro.pipelines.dimensionality_reduction.nodes import choose_k, fit_principal_components, pca_model
+from fruits_kedro.ml.pca import choose_k, fit_principal_components, pca_model
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def fit_classifier(
     info: dict[str, Any] = {"n_input_features": int(n_input)}
     features_column = VECTOR_COLUMN
     if reduce_dimensions:
-        # The core PCA's method (Spark covariance, driver eigh; see fit_principal_components).
+        # The dimensionality_reduction pipeline's method (Spark covariance, driver eigh; see fit_principal_components).
         scaler, ratios, axes = fit_principal_components(train, VECTOR_COLUMN)
         if not np.all(np.isfinite(ratios)):
             raise ValueError(f"The {n_train} Training feature vectors have no variance: PCA is undefined")

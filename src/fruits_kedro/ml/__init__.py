@@ -1,0 +1,1 @@
+"""Machine-learning building blocks on Spark that more than one pipeline uses."""
