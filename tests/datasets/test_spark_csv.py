@@ -67,3 +67,13 @@ def test_any_file_name_gives_exactly_one_row_per_image(spark, tmp_path, names):
     assert len(read_back) == len(paths)
     assert read_back["path"].tolist() == sorted(paths)
     assert read_back["label"].tolist() == ["Kiwi"] * len(paths)
+
+
+def test_a_save_removes_the_temporary_files_of_killed_saves(spark, tmp_path):
+    target = tmp_path / "features.csv"
+    killed = tmp_path / f".features.csv.{uuid.uuid4().hex}.tmp"  # what a kill -9 mid-write leaves
+    killed.write_text("path\nhalf")
+    other = tmp_path / f".other.csv.{uuid.uuid4().hex}.tmp"  # another dataset's: not this save's business
+    other.write_text("x")
+    SparkCSVFileDataset(str(target)).save(spark.createDataFrame([("a",)], "path string"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["features.csv", other.name])

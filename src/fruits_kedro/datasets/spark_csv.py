@@ -11,6 +11,7 @@ end: a reader never sees half a file.
 from __future__ import annotations
 
 import csv
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -61,7 +62,9 @@ class SparkCSVFileDataset(AbstractDataset[Any, pd.DataFrame]):
         chunk_rows = int(self._save_args["rows_per_chunk"])
         parent = path.rsplit("/", 1)[0] if "/" in path else "."
         fs.makedirs(parent, exist_ok=True)
-        temp_path = f"{parent}/.{path.rsplit('/', 1)[-1]}.{uuid.uuid4().hex}.tmp"
+        name = path.rsplit("/", 1)[-1]
+        _remove_leftovers(fs, parent, name)
+        temp_path = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
         columns = frame.columns
         text_chunks = frame.mapInPandas(_csv_text(chunk_rows, self._save_args["float_format"]), "text string")
         try:
@@ -118,3 +121,16 @@ def _as_text(frames: list[pd.DataFrame], float_format: str | None) -> pd.DataFra
         index=False, header=False, float_format=float_format, quoting=csv.QUOTE_NONNUMERIC
     )
     return pd.DataFrame({"text": [text]})
+
+
+def _remove_leftovers(fs, parent: str, name: str) -> None:
+    """Temporary files of killed saves of this CSV: hidden, but never kept."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{32}}\.tmp")
+    fs.invalidate_cache(parent)
+    try:
+        entries = fs.ls(parent, detail=False)
+    except FileNotFoundError:  # an object store's empty prefix
+        return
+    for entry in entries:
+        if pattern.fullmatch(entry.rstrip("/").rsplit("/", 1)[-1]):
+            fs.rm(entry)
