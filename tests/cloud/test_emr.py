@@ -158,3 +158,24 @@ def test_a_conf_archive_with_credentials_is_never_uploaded(tmp_path):
         archive.add(secret, arcname="conf/s3/aws_credentials")
     with pytest.raises(EmrError, match=r"conf/s3/aws_credentials"):
         find_package_files(tmp_path)
+
+
+def test_the_bootstrap_script_ships_in_the_wheel_the_cluster_installs(tmp_path):
+    """The launcher runs from an installed wheel as well as from a checkout."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.conftest import PROJECT_ROOT
+
+    source = tmp_path / "source"  # a copy: a build leaves build/ and egg-info beside the sources
+    shutil.copytree(PROJECT_ROOT / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PROJECT_ROOT / name, source / name)
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", "dist", "."]
+    subprocess.run(command, cwd=source, check=True, capture_output=True, timeout=300)
+    (wheel,) = (source / "dist").glob("fruits_kedro-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "fruits_kedro/cloud/bootstrap.sh" in names
+    assert emr.BOOTSTRAP_SCRIPT.read_bytes().startswith(b"#!/bin/bash")

@@ -18,12 +18,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from fruits_kedro.cloud import emr_entrypoint
 
 PACKAGE_NAME = "fruits_kedro"
-BOOTSTRAP_SCRIPT = Path(__file__).resolve().parents[3] / "deploy" / "emr" / "bootstrap.sh"
+# Package data, so the launcher finds it from an installed wheel as from a checkout.
+BOOTSTRAP_SCRIPT = Path(str(resources.files("fruits_kedro.cloud") / "bootstrap.sh"))
 # The Python that the bootstrap action installs on every node (EMR 7's own is 3.9, too old
 # for Kedro 1.x and TensorFlow 2.21); Spark's driver and executors are pointed at it.
 CLUSTER_PYTHON = "/usr/bin/python3.11"
@@ -243,13 +245,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--cluster-id",
         help="use this running cluster instead of creating one (it must have been "
-        "created with deploy/emr/bootstrap.sh)",
+        "created with fruits_kedro/cloud/bootstrap.sh)",
     )
     p.add_argument(
         "--bootstrap-script",
         type=Path,
         default=BOOTSTRAP_SCRIPT,
-        help="bootstrap action installing the wheel on every node (default: deploy/emr/bootstrap.sh)",
+        help="bootstrap action installing the wheel on every node (default: the package's bootstrap.sh)",
     )
     p.add_argument("--dist-dir", type=Path, default=Path("dist"), help="where `kedro package` wrote (default: dist)")
     p.add_argument("--release-label", default="emr-7.5.0", help="EMR release; 7.x ships Spark 3.5 (default: emr-7.5.0)")
