@@ -10,8 +10,10 @@ configuration only. Run alone with ``pytest -m cluster``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +84,23 @@ def _executors(state) -> list[psutil.Process]:
     return found
 
 
-def _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, params: str = ""):
+def _speculative_tasks(ui_port: int) -> list[dict]:
+    """Speculative task attempts the driver has launched so far (its REST API)."""
+    base = f"http://127.0.0.1:{ui_port}/api/v1/applications"
+    try:
+        with urllib.request.urlopen(base, timeout=5) as response:
+            apps = json.load(response)
+        with urllib.request.urlopen(f"{base}/{apps[0]['id']}/stages?details=true", timeout=5) as response:
+            stages = json.load(response)
+    except (OSError, ValueError, IndexError):
+        return []  # the driver's UI is not up yet
+    return [t for s in stages for t in (s.get("tasks") or {}).values() if t.get("speculative")]
+
+
+def _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, params: str = "", ui_port=None):
+    """Run on the cluster and kill -9 an executor while inference runs. With ``ui_port``
+    (speculation on), the executor's Python workers are first stopped (SIGSTOP, a stalled
+    node) until the driver has launched a speculative copy of its task on the other worker."""
     status, state = cluster
     bucket, _ = photos
     features = f"{bucket}/fruits/features/intermediate/image_features.parquet"
@@ -99,6 +117,13 @@ def _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, p
         wait_for(lambda: staged_parts(fs, features), 300, "the first inference task to finish", run)
         busy = [e for e in _executors(state) if e.children(recursive=True)]
         assert busy, "no executor with Python workers while inference runs"
+        if ui_port is not None:
+            workers = busy[0].children(recursive=True)
+            for worker in workers:
+                worker.suspend()
+            wait_for(lambda: _speculative_tasks(ui_port), 300, "a speculative copy of the stalled task", run)
+            for worker in workers:
+                worker.kill()
         busy[0].kill()  # SIGKILL: no shutdown hook, no goodbye to the driver
         run.wait(timeout=600)
     finally:
@@ -144,12 +169,17 @@ def test_an_executor_killed_during_inference_loses_and_duplicates_no_photo(clust
 
 def test_speculative_copies_and_a_killed_executor_commit_each_partition_once(cluster, photos, s3_endpoint, tmp_path):
     project = make_project_copy(tmp_path / "project")
+    ui_port = free_port()
+    settings = {**SPECULATION, "spark.ui.port": ui_port}
     spark_yml = project / "conf" / "s3" / "spark.yml"
     spark_yml.write_text(
-        spark_yml.read_text() + "".join(f"\n{k}: {str(v).lower()}" for k, v in SPECULATION.items()) + "\n"
+        spark_yml.read_text() + "".join(f"\n{k}: {str(v).lower()}" for k, v in settings.items()) + "\n"
     )
-    fs, log = _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, f",{SPECULATION_PARAMS}")
+    fs, log = _run_and_kill_an_executor(
+        project, cluster, photos, s3_endpoint, tmp_path, f",{SPECULATION_PARAMS}", ui_port=ui_port
+    )
 
     speculative = [e for e in events(log, "SparkListenerTaskStart") if e["Task Info"]["Speculative"]]
     assert speculative, "no speculative task copy was launched"
+    assert events(log, "SparkListenerExecutorRemoved"), "the stalled executor was not lost"
     _assert_exactly_once(fs, photos[0], photos[1])
