@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_project_copy, run_kedro
+from tests.outputs import current_output
 
 
 def _save(path: Path, image: Image.Image, fmt: str, **kwargs) -> None:
@@ -75,17 +76,17 @@ def messy_run(tmp_path_factory, generated_sample):
 
 def test_bad_files_are_rejected_with_a_reason_and_nothing_else_is(messy_run):
     project, photos, _, invalid = messy_run
-    rejected = pd.read_csv(project / "data/02_intermediate/rejected_images.csv")
+    rejected = pd.read_csv(current_output(project, "02_intermediate/rejected_images.csv"))
     reasons = {str(Path(p).relative_to(photos)): reason for p, reason in zip(rejected["path"], rejected["reason"])}
     assert set(reasons) == invalid
     assert reasons["Training/Apple Red/empty.jpg"] == "empty file"
     assert "decompression-bomb" in reasons["Test/Lemon/huge.png"]
-    assert pd.read_parquet(project / "data/02_intermediate/rejected_images.parquet").shape[0] == len(invalid)
+    assert pd.read_parquet(current_output(project, "02_intermediate/rejected_images.parquet")).shape[0] == len(invalid)
 
 
 def test_every_listed_file_is_accounted_for(messy_run, generated_sample):
     project, _, extra_valid, invalid = messy_run
-    report = json.loads((project / "data/08_reporting/feature_extraction_report.json").read_text())
+    report = json.loads(current_output(project, "08_reporting/feature_extraction_report.json").read_text())
     n_valid = len(list(generated_sample.rglob("*.jpg"))) + len(extra_valid)
     assert report["featurized"] == n_valid and report["rejected"] == len(invalid) and report["reused"] == 0
     assert report["skipped_by_reason"] == SKIPPED and report["skipped"] == sum(SKIPPED.values())
@@ -96,7 +97,7 @@ def test_every_listed_file_is_accounted_for(messy_run, generated_sample):
 
 def test_every_valid_photo_keeps_its_row(messy_run, generated_sample):
     project, photos, extra_valid, _ = messy_run
-    table = pd.read_csv(project / "data/04_feature/image_features_pca.csv")
+    table = pd.read_csv(current_output(project, "04_feature/image_features_pca.csv"))
     expected = {str(p.relative_to(generated_sample)) for p in generated_sample.rglob("*.jpg")} | extra_valid
     assert {str(Path(p).relative_to(photos)) for p in table["path"]} == expected
     assert not table.filter(like="pc_").isna().any().any()
@@ -106,8 +107,8 @@ def test_every_valid_photo_keeps_its_row(messy_run, generated_sample):
 
 def test_valid_photos_get_the_same_features_as_in_a_clean_run(messy_run, default_run, generated_sample):
     project, photos, _, _ = messy_run
-    messy = pd.read_parquet(project / "data/04_feature/image_features.parquet").set_index("relative_path")
-    clean = pd.read_parquet(default_run / "data/04_feature/image_features.parquet").set_index("relative_path")
+    messy = pd.read_parquet(current_output(project, "04_feature/image_features.parquet")).set_index("relative_path")
+    clean = pd.read_parquet(current_output(default_run, "04_feature/image_features.parquet")).set_index("relative_path")
     assert len(clean) == len(list(generated_sample.rglob("*.jpg")))
     for relative, row in clean.iterrows():
         np.testing.assert_allclose(messy.loc[relative, "features"], row["features"], rtol=1e-5, atol=1e-12)

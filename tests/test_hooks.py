@@ -1,10 +1,14 @@
-"""Settings are checked before Spark starts, and each error names what to fix."""
+"""Settings are checked before Spark starts, and each error names what to fix; a run's outputs
+become current together, when it succeeds."""
+
+import shutil
 
 import pytest
 from kedro.io.core import DatasetError
 
 from fruits_kedro.params import ParameterError
 from tests.conftest import make_project_copy, run_kedro
+from tests.outputs import current_outputs
 
 
 def test_a_folder_without_images_is_named(tmp_path, monkeypatch):
@@ -66,3 +70,73 @@ def test_a_missing_java_is_named_before_spark_starts(tmp_path):
     with pytest.raises(JavaNotFoundError, match=f"JAVA_HOME={tmp_path} has no bin/java"):
         require_java({"JAVA_HOME": str(tmp_path), "PATH": ""})
     assert require_java()  # this machine's
+
+
+RANDOM_WEIGHTS = {"backbone": {"weights": None, "input_size": 64}}
+
+
+def _run_session(project, monkeypatch, before_run=None, **run_args):
+    """``kedro run`` in-process; ``before_run(run_id)`` is called once the run's id is known."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=run_args.pop("runtime_params")) as session:
+        if before_run:
+            before_run(session.store["session_id"])
+        return session.run(**run_args)
+
+
+def test_a_partial_run_replaces_what_it_made_and_keeps_what_it_read(default_run, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    shutil.copytree(default_run, project, symlinks=True)
+    before = current_outputs(project)
+    _run_session(project, monkeypatch, pipeline_names=["dimensionality_reduction"], runtime_params=RANDOM_WEIGHTS)
+    after = current_outputs(project)
+    made = {"04_feature/image_features_pca.parquet", "04_feature/image_features_pca.csv"}
+    made |= {"08_reporting/pca_explained_variance.json", "08_reporting/pca_scree_plot.png"}
+    assert set(after["outputs"]) == set(before["outputs"])
+    assert {m for m, path in after["outputs"].items() if f"/runs/{after['run_id']}/" in path} == made
+    assert {m: p for m, p in after["outputs"].items() if m not in made} == {
+        m: p for m, p in before["outputs"].items() if m not in made
+    }
+
+
+def test_outputs_derived_from_replaced_ones_leave_the_set(default_run, generated_sample, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    shutil.copytree(default_run, project, symlinks=True)
+    _run_session(
+        project,
+        monkeypatch,
+        to_nodes=["report_feature_extraction"],  # new features: the PCA outputs of the old ones are stale
+        runtime_params={"images_root": str(generated_sample), **RANDOM_WEIGHTS},
+    )
+    after = current_outputs(project)
+    assert set(after["outputs"]) == {
+        "02_intermediate/rejected_images.parquet",
+        "04_feature/image_features.parquet",
+        "08_reporting/feature_extraction_report.json",
+    }
+    assert all(f"/runs/{after['run_id']}/" in path for path in after["outputs"].values())
+
+
+def test_a_failed_run_commits_nothing_and_removes_what_it_saved(default_run, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    shutil.copytree(default_run, project, symlinks=True)
+    before = current_outputs(project)
+
+    def block_the_reports(run_id):
+        (project / "data" / "08_reporting" / "runs" / run_id).write_text("not a folder")
+
+    with pytest.raises(Exception, match="08_reporting"):
+        _run_session(
+            project,
+            monkeypatch,
+            before_run=block_the_reports,
+            pipeline_names=["dimensionality_reduction"],
+            runtime_params=RANDOM_WEIGHTS,
+        )
+    assert current_outputs(project) == before
+    named = {p.split("/runs/")[1].split("/")[0] for p in before["outputs"].values()}
+    assert {p.name for p in (project / "data").glob("*/runs/*")} == named

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_project_copy, run_kedro
+from tests.outputs import current_output
 
 PARAMS = {
     "backbone": {"weights": None, "input_size": 64},
@@ -19,7 +20,7 @@ PARAMS = {
 
 
 def _features(project) -> pd.DataFrame:
-    frame = pd.read_parquet(project / "data/04_feature/image_features.parquet")
+    frame = pd.read_parquet(current_output(project, "04_feature/image_features.parquet"))
     return frame.set_index("relative_path").sort_index()
 
 
@@ -40,7 +41,7 @@ def runs(tmp_path_factory, generated_sample):
         run_kedro(incremental, monkeypatch, images_root=str(photos), feature_extraction={"incremental": True}, **PARAMS)
         full = make_project_copy(base / "full_project")
         run_kedro(full, monkeypatch, images_root=str(photos), **PARAMS)
-    report = json.loads((incremental / "data/08_reporting/feature_extraction_report.json").read_text())
+    report = json.loads(current_output(incremental, "08_reporting/feature_extraction_report.json").read_text())
     return first, incremental, full, report
 
 
@@ -62,8 +63,8 @@ def test_incremental_result_equals_a_full_run(runs):
     assert sum(i.startswith("Training/Kiwi Gold/") for i in got.index) == 3
     a, b = np.stack(got["features"]), np.stack(expected["features"])
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
-    got_report = json.loads((incremental / "data/08_reporting/pca_explained_variance.json").read_text())
-    full_report = json.loads((full / "data/08_reporting/pca_explained_variance.json").read_text())
+    got_report = json.loads(current_output(incremental, "08_reporting/pca_explained_variance.json").read_text())
+    full_report = json.loads(current_output(full, "08_reporting/pca_explained_variance.json").read_text())
     assert got_report["k"] == full_report["k"] and got_report["n_images"] == full_report["n_images"]
     np.testing.assert_allclose(
         got_report["explained_variance"], full_report["explained_variance"], rtol=1e-4, atol=1e-9
@@ -82,7 +83,7 @@ def settings_changed(tmp_path_factory, generated_sample):
             run_kedro(
                 project, monkeypatch, **incremental, **{**PARAMS, "backbone": {"weights": None, "input_size": 32}}
             )
-    report = json.loads((project / "data/08_reporting/feature_extraction_report.json").read_text())
+    report = json.loads(current_output(project, "08_reporting/feature_extraction_report.json").read_text())
     return _features(project), report, [r.getMessage() for r in records]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from tests.conftest import PROJECT_ROOT, make_project_copy
+from tests.outputs import current_output
 
 
 def test_default_pipeline_chains_the_four_core_pipelines():
@@ -21,7 +22,7 @@ def test_default_pipeline_chains_the_four_core_pipelines():
 
 
 def test_default_run_writes_one_csv_row_per_image(default_run, generated_sample):
-    table = pd.read_csv(default_run / "data/04_feature/image_features_pca.csv")
+    table = pd.read_csv(current_output(default_run, "04_feature/image_features_pca.csv"))
     images = sorted(generated_sample.rglob("*.jpg"))
     assert len(table) == len(images)
     assert set(table["split"]) == {"Training", "Test"}
@@ -31,16 +32,16 @@ def test_default_run_writes_one_csv_row_per_image(default_run, generated_sample)
 
 
 def test_default_run_keeps_k_components_reaching_the_threshold(default_run):
-    report = json.loads((default_run / "data/08_reporting/pca_explained_variance.json").read_text())
-    table = pd.read_csv(default_run / "data/04_feature/image_features_pca.csv")
+    report = json.loads(current_output(default_run, "08_reporting/pca_explained_variance.json").read_text())
+    table = pd.read_csv(current_output(default_run, "04_feature/image_features_pca.csv"))
     pcs = [c for c in table.columns if c.startswith("pc_")]
     assert len(pcs) == report["k"]
     assert report["threshold"] == 0.95
     assert report["cumulative"][report["k"] - 1] >= report["threshold"]
     assert report["k"] == 1 or report["cumulative"][report["k"] - 2] < report["threshold"]
     assert report["n_input_features"] == 1280
-    assert (default_run / "data/04_feature/image_features_pca.parquet").is_dir()
-    assert (default_run / "data/08_reporting/pca_scree_plot.png").stat().st_size > 10_000
+    assert current_output(default_run, "04_feature/image_features_pca.parquet").is_dir()
+    assert current_output(default_run, "08_reporting/pca_scree_plot.png").stat().st_size > 10_000
 
 
 def _kedro(project: Path, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

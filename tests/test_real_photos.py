@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_project_copy, run_kedro
+from tests.outputs import current_output
 
 pytestmark = pytest.mark.real_photos
 
@@ -22,8 +23,8 @@ def real_run(tmp_path_factory, shared_photos, imagenet_keras_home):
         # ImageNet weights (the default). 112 px instead of the default 224 quarters the CNN time
         # and still reuses the shared 224 weights file (96/128/160/192 would each need their own).
         run_kedro(project, monkeypatch, images_root=str(shared_photos), backbone={"input_size": 112})
-    table = pd.read_csv(project / "data/04_feature/image_features_pca.csv")
-    report = json.loads((project / "data/08_reporting/pca_explained_variance.json").read_text())
+    table = pd.read_csv(current_output(project, "04_feature/image_features_pca.csv"))
+    report = json.loads(current_output(project, "08_reporting/pca_explained_variance.json").read_text())
     return table, report
 
 

@@ -15,6 +15,7 @@ import pytest
 from fruits_kedro.datasets.spark_csv import SparkCSVFileDataset
 from fruits_kedro.datasets.spark_parquet import SparkParquetFsspecDataset
 from tests.conftest import PROJECT_ROOT, run_kedro
+from tests.outputs import current_output, current_outputs
 
 
 def _parquet_content(path) -> pd.DataFrame:
@@ -22,15 +23,25 @@ def _parquet_content(path) -> pd.DataFrame:
 
 
 def test_rerun_with_no_new_images_gives_identical_outputs(default_run, generated_sample, tmp_path, monkeypatch):
+    """The same numbers, under the new run's id; the replaced run's files stay readable."""
     project = tmp_path / "project"
     shutil.copytree(default_run, project, symlinks=True)
-    before_csv = (project / "data/04_feature/image_features_pca.csv").read_bytes()
-    before_pca = _parquet_content(project / "data/04_feature/image_features_pca.parquet")
-    before_report = json.loads((project / "data/08_reporting/pca_explained_variance.json").read_text())
+    before = current_outputs(project)
+    before_csv = pd.read_csv(current_output(project, "04_feature/image_features_pca.csv"))
+    before_pca = _parquet_content(current_output(project, "04_feature/image_features_pca.parquet"))
+    before_report = json.loads(current_output(project, "08_reporting/pca_explained_variance.json").read_text())
     run_kedro(project, monkeypatch, images_root=str(generated_sample), backbone={"weights": None, "input_size": 64})
-    assert (project / "data/04_feature/image_features_pca.csv").read_bytes() == before_csv
-    pd.testing.assert_frame_equal(_parquet_content(project / "data/04_feature/image_features_pca.parquet"), before_pca)
-    assert json.loads((project / "data/08_reporting/pca_explained_variance.json").read_text()) == before_report
+    after = current_outputs(project)
+    assert after["run_id"] != before["run_id"] and set(after["outputs"]) == set(before["outputs"])
+    csv = pd.read_csv(current_output(project, "04_feature/image_features_pca.csv"))
+    assert set(csv["run_id"]) == {after["run_id"]} and set(before_csv["run_id"]) == {before["run_id"]}
+    pd.testing.assert_frame_equal(csv.drop(columns="run_id"), before_csv.drop(columns="run_id"))
+    pd.testing.assert_frame_equal(
+        _parquet_content(current_output(project, "04_feature/image_features_pca.parquet")), before_pca
+    )
+    report = json.loads(current_output(project, "08_reporting/pca_explained_variance.json").read_text())
+    assert report == {**before_report, "run_id": after["run_id"]}
+    assert all((project / "data" / path).exists() for path in before["outputs"].values())
 
 
 _SLOW_WRITER = textwrap.dedent(

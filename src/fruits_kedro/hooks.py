@@ -54,6 +54,82 @@ class ParameterValidationHooks:
 IMAGE_FOLDER = "raw_image_files"
 
 
+class OutputSetHooks:
+    """A run's outputs become current together, when the run succeeds
+    (:mod:`fruits_kedro.datasets.output_set`)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        """Hold the commits of this run's outputs; remove the folders of runs no set names."""
+        for _, dataset in _output_set_members(catalog, pipeline.datasets()):
+            dataset.hold()
+        members = _output_set_members(catalog, catalog.keys())
+        for output_set, names in _by_set(members).items():
+            try:
+                output_set.remove_runs(names, keep=[run_params["run_id"]])
+            except Exception:  # noqa: BLE001 - leftovers cost space, never correctness: the run goes on
+                logger.warning("Could not remove old run folders under %s", output_set.root, exc_info=True)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        """Commit what the run saved; outputs derived from what it replaced leave the set."""
+        members = _output_set_members(catalog, catalog.keys())
+        saved = {name for name, dataset in members if dataset.saved_run}
+        if not saved:
+            return
+        stale = _derived_from(saved) - saved
+        for output_set, _ in _by_set(members).items():
+            in_set = [(n, d) for n, d in members if d.output_set == output_set]
+            written = {d.member: _run_folder(d) for n, d in in_set if n in saved}
+            if written:
+                output_set.commit(run_params["run_id"], written, stale=[d.member for n, d in in_set if n in stale])
+
+    @hook_impl
+    def on_pipeline_error(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        """A failed run's outputs are never current: remove them now (best effort)."""
+        members = _output_set_members(catalog, pipeline.datasets())
+        for output_set, names in _by_set(members).items():
+            try:
+                output_set.remove_runs(names, only=run_params["run_id"])
+            except Exception:  # noqa: BLE001 - the run's own error is the one to report
+                logger.warning("Could not remove the failed run's outputs under %s", output_set.root, exc_info=True)
+
+
+def _output_set_members(catalog, names) -> list[tuple[str, Any]]:
+    from fruits_kedro.datasets.output_set import OutputSetDataset
+
+    found = []
+    for name in sorted(set(names)):
+        if name.startswith("params:") or name == "parameters" or name not in catalog:
+            continue
+        dataset = catalog.get(name)
+        if isinstance(dataset, OutputSetDataset):
+            found.append((name, dataset))
+    return found
+
+
+def _by_set(members) -> dict[Any, list[str]]:
+    grouped: dict[Any, list[str]] = {}
+    for _, dataset in members:
+        grouped.setdefault(dataset.output_set, []).append(dataset.member)
+    return grouped
+
+
+def _run_folder(dataset) -> str:
+    from fruits_kedro.datasets.output_set import run_folder
+
+    return run_folder(dataset.member, dataset.saved_run)
+
+
+def _derived_from(names: set[str]) -> set[str]:
+    """Every dataset that the default pipeline (which makes the whole set) derives from ``names``."""
+    from kedro.framework.project import pipelines
+
+    whole = pipelines["__default__"]
+    sources = [n for n in names if n in whole.all_inputs()]
+    return set(whole.from_inputs(*sources).all_outputs()) if sources else set()
+
+
 class JavaNotFoundError(RuntimeError):
     """PySpark cannot start: no Java runtime."""
 

@@ -18,6 +18,7 @@ import boto3
 import pandas as pd
 import s3fs
 
+from fruits_kedro.datasets.output_set import MANIFEST_NAME
 from tests.s3_server import DUMMY_AWS_ENVIRONMENT
 
 PREFIX = "fruits"
@@ -82,12 +83,15 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, process: 
 
 
 def staged_parts(fs: s3fs.S3FileSystem, dataset: str) -> list[str]:
-    """Part files written by finished tasks, not yet committed (the save's staging folder)."""
+    """Part files written by finished tasks of a run, not yet committed (in the staging folder
+    of the dataset's run folder ``<folder>/runs/<run id>/<name>``)."""
+    folder, name = dataset.rsplit("/", 1)
     fs.invalidate_cache()
     try:
-        return [p for p in fs.find(f"{dataset}/_temporary") if p.endswith(".parquet")]
+        found = fs.find(f"{folder}/runs")
     except FileNotFoundError:
         return []
+    return [p for p in found if f"/{name}/_temporary/" in p and p.endswith(".parquet")]
 
 
 def s3_filesystem() -> s3fs.S3FileSystem:
@@ -104,9 +108,13 @@ def read_parquet_folder(fs: s3fs.S3FileSystem, path: str) -> pd.DataFrame:
 
 
 def snapshot(fs: s3fs.S3FileSystem, root: str) -> dict[str, bytes]:
-    """Every committed object under ``root`` (staging folders excluded), with its bytes."""
+    """The current outputs under ``root``: the commit file and every object it names, with their bytes."""
     fs.invalidate_cache()
-    return {p: fs.cat_file(p) for p in fs.find(root) if "/_temporary/" not in p}
+    manifest = fs.cat_file(f"{root}/{MANIFEST_NAME}")
+    objects = {f"{root}/{MANIFEST_NAME}": manifest}
+    for path in json.loads(manifest)["outputs"].values():
+        objects.update({p: fs.cat_file(p) for p in fs.find(f"{root}/{path}")})
+    return objects
 
 
 def event_log(project: Path) -> list[dict]:

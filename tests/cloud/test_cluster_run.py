@@ -33,6 +33,7 @@ from tests.cloud.cluster_runs import (
     wait_for,
 )
 from tests.conftest import SHARED_PHOTOS, make_project_copy
+from tests.outputs import current_s3_output
 from tests.s3_server import forget_cached_s3_clients, free_port, new_bucket, set_aws_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -140,14 +141,15 @@ def _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, p
 
 
 def _assert_exactly_once(fs, bucket: str, urls: list[str]) -> None:
-    root = f"{bucket}/fruits/features"
-    csv = read_csv(fs, f"{root}/image_features_pca.csv")
+    root = f"{bucket}/fruits"
+    csv = read_csv(fs, current_s3_output(fs, root, "features/image_features_pca.csv"))
     assert len(csv) == len(urls)
     assert sorted(csv["path"]) == urls  # every photo, once
     assert not csv.isna().any().any()
     tables = {}
     for folder in ("image_features_pca.parquet", "intermediate/image_features.parquet"):
-        tables[folder] = read_parquet_folder(fs, f"{root}/{folder}")  # a plain reader: no manifest
+        # A plain reader of the folder that current_outputs.json names: no _SUCCESS manifest.
+        tables[folder] = read_parquet_folder(fs, current_s3_output(fs, root, f"features/{folder}"))
         assert len(tables[folder]) == len(urls), folder
         assert sorted(tables[folder]["path"]) == urls, folder
     scores = tables["image_features_pca.parquet"].filter(like="pc_")

@@ -15,12 +15,17 @@ def _catalog(env: str, **runtime_params) -> dict:
     return loader["catalog"]
 
 
+def _stored(config: dict) -> dict:
+    """The entry that stores the data: the wrapped one of an OutputSetDataset."""
+    return config["dataset"] if isinstance(config.get("dataset"), dict) else config
+
+
 def _locations(catalog: dict) -> dict[str, str]:
     names = register_pipelines()["__default__"].datasets()
     return {
-        n: str(c.get("filepath") or c.get("path"))
+        n: str(_stored(c).get("filepath") or _stored(c).get("path"))
         for n, c in catalog.items()
-        if n in names and (c.get("filepath") or c.get("path"))
+        if n in names and (_stored(c).get("filepath") or _stored(c).get("path"))
     }
 
 
@@ -33,6 +38,18 @@ def test_default_pipeline_reads_and_writes_s3(env):
     assert locations["image_features_pca_csv"] == "s3://bkt/a/b/features/image_features_pca.csv"
 
 
+@pytest.mark.parametrize("env", ["local", "s3", "emr"])
+def test_the_default_pipelines_outputs_are_one_set(env):
+    """Every output of the default pipeline is replaced with the others, under one commit file."""
+    catalog = _catalog(env, bucket="bkt")
+    outputs = register_pipelines()["__default__"].all_outputs()
+    persisted = {n for n in outputs if n in catalog and catalog[n]["type"] != "MemoryDataset"}
+    assert persisted >= {"image_features", "image_features_pca", "image_features_pca_csv", "pca_explained_variance"}
+    assert {catalog[n]["type"] for n in persisted} == {"fruits_kedro.datasets.OutputSetDataset"}
+    assert len({catalog[n]["path"] for n in persisted}) == 1
+    assert catalog["previous_image_features"]["dataset"]["filepath"] == catalog["image_features"]["dataset"]["filepath"]
+
+
 def test_prefix_defaults_to_fruits():
     assert _locations(_catalog("s3", bucket="bkt"))["raw_image_files"] == "s3://bkt/fruits/raw"
 
@@ -40,7 +57,8 @@ def test_prefix_defaults_to_fruits():
 def test_no_spark_connector_needed_on_s3():
     """spark.SparkDataset would need s3a (hadoop-aws): nothing on S3 may use it."""
     for env in ("s3", "emr"):
-        for name, config in _catalog(env, bucket="bkt").items():
+        for name, entry in _catalog(env, bucket="bkt").items():
+            config = _stored(entry)
             location = str(config.get("filepath") or config.get("path") or "")
             assert not (location.startswith("s3") and config["type"].startswith("spark.")), (env, name)
 

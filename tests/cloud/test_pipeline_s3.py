@@ -18,6 +18,7 @@ import pytest
 import s3fs
 
 from tests.conftest import make_project_copy, run_kedro
+from tests.outputs import current_output, current_s3_output, current_s3_outputs
 from tests.s3_server import forget_cached_s3_clients, new_bucket, set_aws_environment
 
 pytestmark = pytest.mark.slow
@@ -51,14 +52,19 @@ def runs(s3_module_env, generated_sample, default_run, tmp_path_factory):
     run_kedro(s3_project, s3_module_env, env="s3", bucket=bucket, prefix=PREFIX, **RUN_PARAMS)
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     features = f"{bucket}/{PREFIX}/features"
+    current = current_s3_outputs(fs, f"{bucket}/{PREFIX}")
     return {
+        "current": current,
+        "run_folder": f"{features}/runs/{current['run_id']}",
         "bucket": bucket,
         "fs": fs,
         "features": features,
-        "local_csv": pd.read_csv(local_project / "data/04_feature/image_features_pca.csv"),
-        "local_report": json.loads((local_project / "data/08_reporting/pca_explained_variance.json").read_text()),
-        "s3_csv": pd.read_csv(io.BytesIO(fs.cat_file(f"{features}/image_features_pca.csv"))),
-        "s3_report": json.loads(fs.cat_file(f"{features}/pca_explained_variance.json")),
+        "local_csv": pd.read_csv(current_output(local_project, "04_feature/image_features_pca.csv")),
+        "local_report": json.loads(
+            current_output(local_project, "08_reporting/pca_explained_variance.json").read_text()
+        ),
+        "s3_csv": pd.read_csv(io.BytesIO(fs.cat_file(f"{features}/runs/{current['run_id']}/image_features_pca.csv"))),
+        "s3_report": json.loads(fs.cat_file(f"{features}/runs/{current['run_id']}/pca_explained_variance.json")),
         "s3_project": s3_project,
         "local_project": local_project,
         "n_images": len(_image_files(generated_sample)),
@@ -71,8 +77,11 @@ def _by_relative_path(frame: pd.DataFrame, root_marker: str) -> pd.DataFrame:
     return keyed.set_index("key").sort_index()
 
 
-def test_every_output_is_in_the_bucket(runs):
-    names = {p.rsplit("/", 1)[-1] for p in runs["fs"].ls(runs["features"])}
+def test_every_output_is_in_the_bucket_under_the_runs_id(runs):
+    """current_outputs.json names one run's folder for every output of the run."""
+    assert all(f"/runs/{runs['current']['run_id']}/" in p for p in runs["current"]["outputs"].values())
+    assert len(runs["current"]["outputs"]) == 8
+    names = {p.rsplit("/", 1)[-1] for p in runs["fs"].ls(runs["run_folder"])}
     assert {
         "image_features_pca.csv",
         "image_features_pca.parquet",
@@ -81,7 +90,7 @@ def test_every_output_is_in_the_bucket(runs):
         "rejected_images.parquet",
         "rejected_images.csv",
     } <= names
-    parquet = f"{runs['features']}/image_features_pca.parquet"
+    parquet = f"{runs['run_folder']}/image_features_pca.parquet"
     manifest = json.loads(runs["fs"].cat_file(f"{parquet}/_SUCCESS"))
     assert manifest["rows"] == runs["n_images"]
     assert not runs["fs"].exists(f"{parquet}/_temporary")
@@ -90,7 +99,9 @@ def test_every_output_is_in_the_bucket(runs):
 def test_csv_has_one_row_per_image_and_the_local_layout(runs):
     s3_csv, report = runs["s3_csv"], runs["s3_report"]
     assert len(s3_csv) == runs["n_images"] == len(runs["local_csv"])
-    assert list(s3_csv.columns) == ["path", "label", "split"] + [f"pc_{i + 1}" for i in range(report["k"])]
+    pcs = [f"pc_{i + 1}" for i in range(report["k"])]
+    assert list(s3_csv.columns) == ["path", "label", "split", *pcs, "run_id"]
+    assert list(s3_csv.columns) == list(runs["local_csv"].columns)
     assert s3_csv["path"].str.startswith(f"s3://{runs['bucket']}/{PREFIX}/raw/").all()
     assert sorted(s3_csv["label"].unique()) == sorted(runs["local_csv"]["label"].unique())
     assert report["n_images"] == runs["n_images"]
@@ -102,9 +113,14 @@ def _cnn_features(table) -> pd.DataFrame:
 
 def test_features_match_a_local_run_on_the_same_images(runs):
     """The CNN features computed from the S3 copies equal those from the local files."""
-    on_s3 = pq.read_table(f"{runs['features']}/intermediate/image_features.parquet", filesystem=runs["fs"])
+    features = current_s3_output(
+        runs["fs"], f"{runs['bucket']}/{PREFIX}", "features/intermediate/image_features.parquet"
+    )
+    on_s3 = pq.read_table(features, filesystem=runs["fs"])
     s3_rows = _cnn_features(on_s3)
-    local_rows = _cnn_features(pq.read_table(runs["local_project"] / "data/04_feature/image_features.parquet"))
+    local_rows = _cnn_features(
+        pq.read_table(current_output(runs["local_project"], "04_feature/image_features.parquet"))
+    )
     assert list(s3_rows.index) == list(local_rows.index) and len(s3_rows) == runs["n_images"]
     assert (s3_rows[["label", "split"]] == local_rows[["label", "split"]]).all().all()
     s3_features, local_features = np.stack(s3_rows["features"]), np.stack(local_rows["features"])

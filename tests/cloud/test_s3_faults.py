@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from fruits_kedro.datasets.output_set import MANIFEST_NAME
 from tests.cloud.cluster_runs import (
     PREFIX,
     RUN_PARAMS,
@@ -30,6 +31,7 @@ from tests.cloud.cluster_runs import (
 )
 from tests.conftest import SHARED_PHOTOS, make_project_copy
 from tests.fault_proxy import FaultProxy
+from tests.outputs import current_s3_output
 from tests.s3_server import forget_cached_s3_clients, free_port, new_bucket, set_aws_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
@@ -89,9 +91,10 @@ def test_seconds_of_connection_resets_during_inference_lose_no_photo(project, pr
 
     assert run.returncode == 0, run.stdout[-4000:]
     assert proxy.stats.reset > before  # the outage hit the run's connections
-    csv = read_csv(fs, f"{bucket}/{PREFIX}/features/image_features_pca.csv")
+    root = f"{bucket}/{PREFIX}"
+    csv = read_csv(fs, current_s3_output(fs, root, "features/image_features_pca.csv"))
     assert sorted(csv["path"]) == urls
-    assert len(read_parquet_folder(fs, f"{bucket}/{PREFIX}/features/rejected_images.parquet")) == 0
+    assert len(read_parquet_folder(fs, current_s3_output(fs, root, "features/rejected_images.parquet"))) == 0
 
 
 def test_an_outage_longer_than_the_retries_fails_loudly_and_leaves_the_previous_outputs(
@@ -99,7 +102,7 @@ def test_an_outage_longer_than_the_retries_fails_loudly_and_leaves_the_previous_
 ):
     bucket, urls, fs = photos
     root = f"{bucket}/{PREFIX}"
-    if not fs.exists(f"{root}/features/image_features_pca.csv"):
+    if not fs.exists(f"{root}/{MANIFEST_NAME}"):
         pytest.skip("needs the outputs of the previous test's run")
     before = snapshot(fs, root)
     # A short retry budget per batch keeps the test short; Spark still tries each task 4 times.
@@ -116,9 +119,12 @@ def test_an_outage_longer_than_the_retries_fails_loudly_and_leaves_the_previous_
     assert "failed 4 times" in run.stdout  # Spark retried the task before giving up
     assert "Rejected s3://" not in run.stdout  # an outage is not a property of any photo
     after = snapshot(fs, root)
-    changed = sorted(p for p in set(before) | set(after) if "/raw/" not in p and before.get(p) != after.get(p))
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
     assert not changed, f"a failed run changed the previous outputs: {changed[:5]}"
-    assert sorted(read_parquet_folder(fs, f"{root}/features/image_features_pca.parquet")["path"]) == urls
+    assert (
+        sorted(read_parquet_folder(fs, current_s3_output(fs, root, "features/image_features_pca.parquet"))["path"])
+        == urls
+    )
 
 
 def test_an_unreachable_endpoint_fails_within_a_minute_saying_so(project, photos, tmp_path):

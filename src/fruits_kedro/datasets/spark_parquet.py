@@ -169,7 +169,7 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
             "files": names,
             "rows": sum(rows for _, rows in written),
         }
-        _write_text_atomically(fs, f"{root}/{MANIFEST_NAME}", json.dumps(manifest, indent=1))
+        write_text_atomically(fs, f"{root}/{MANIFEST_NAME}", json.dumps(manifest, indent=1))
         stale = [f"{root}/{n}" for n in previous if n not in set(names)]
         stale += self._foreign_files(fs, root, keep=set(names))
         if stale:
@@ -345,7 +345,7 @@ def _move_all(fs, sources: list[str], destinations: list[str]) -> None:
             fs.mv(source, destination)  # a rename on local disk
 
 
-def _write_text_atomically(fs, path: str, text: str) -> None:
+def write_text_atomically(fs, path: str, text: str) -> None:
     if getattr(fs, "async_impl", False):
         fs.pipe_file(path, text.encode("utf-8"))  # one PUT: readers see the old or the new object
         return
