@@ -1,32 +1,62 @@
 import pytest
 
-from fruits_kedro.params import ParameterError, parse_params
+from fruits_kedro.params import ParameterError, parse_params, section
+from tests.params import base_parameters, params
 
 
-def test_defaults_are_valid():
-    params = parse_params({})
-    assert params.backbone.name == "mobilenet_v2"
-    assert params.dimensionality_reduction.variance_threshold == 0.95
+def _with(section_name: str, **overrides) -> dict:
+    return {**base_parameters(), section_name: params(section_name, **overrides)}
+
+
+def test_the_base_parameters_are_valid():
+    parsed = parse_params(base_parameters())
+    assert parsed.backbone.name == "mobilenet_v2"
+    assert parsed.dimensionality_reduction.variance_threshold == 0.95
 
 
 @pytest.mark.parametrize(
-    ("parameters", "setting"),
+    ("section_name", "override", "setting"),
     [
-        ({"backbone": {"name": "alexnet"}}, "backbone.name"),
-        ({"dimensionality_reduction": {"variance_threshold": 1.5}}, "dimensionality_reduction.variance_threshold"),
-        ({"dimensionality_reduction": {"variance_threshold": 0}}, "dimensionality_reduction.variance_threshold"),
-        ({"ingestion": {"sample_per_class": 0}}, "ingestion.sample_per_class"),
-        ({"feature_extraction": {"batch_sise": 8}}, "feature_extraction.batch_sise"),
+        ("backbone", {"name": "alexnet"}, "backbone.name"),
+        ("dimensionality_reduction", {"variance_threshold": 1.5}, "dimensionality_reduction.variance_threshold"),
+        ("dimensionality_reduction", {"variance_threshold": 0}, "dimensionality_reduction.variance_threshold"),
+        ("ingestion", {"sample_per_class": 0}, "ingestion.sample_per_class"),
+        ("feature_extraction", {"batch_sise": 8}, "feature_extraction.batch_sise"),
     ],
 )
-def test_bad_settings_are_named(parameters, setting):
+def test_bad_settings_are_named(section_name, override, setting):
     with pytest.raises(ParameterError, match=setting.replace(".", r"\.")):
+        parse_params(_with(section_name, **override))
+
+
+def test_a_missing_setting_is_named_not_defaulted():
+    """conf/base/parameters_*.yml is the one source of defaults: the schema has none."""
+    parameters = base_parameters()
+    del parameters["ingestion"]["seed"]
+    with pytest.raises(ParameterError, match=r"ingestion\.seed .*Field required"):
         parse_params(parameters)
+    with pytest.raises(ParameterError, match=r"orb_baseline\.n_features .*Field required"):
+        section("orb_baseline", {k: v for k, v in params("orb_baseline").items() if k != "n_features"})
 
 
 def test_a_dotted_section_key_is_refused_instead_of_ignored():
     # KedroSession.create(runtime_params={"backbone.weights": None}) does not nest the key:
     # without this check the run would silently use the default ImageNet weights.
     with pytest.raises(ParameterError, match=r"backbone\.weights: dotted keys are not split here"):
-        parse_params({"backbone.weights": None, "images_root": "x"})
-    assert parse_params({"images_root": "a.b", "some.other": 1}).backbone.weights == "imagenet"
+        parse_params({**base_parameters(), "backbone.weights": None, "images_root": "x"})
+    assert parse_params({**base_parameters(), "images_root": "a.b", "some.other": 1}).backbone.weights == "imagenet"
+
+
+def test_an_environment_overrides_one_setting_and_keeps_the_others(tmp_path):
+    import shutil
+
+    from kedro.config import OmegaConfigLoader
+
+    from fruits_kedro.settings import CONFIG_LOADER_ARGS
+    from tests.conftest import PROJECT_ROOT
+
+    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
+    (tmp_path / "conf" / "local" / "parameters.yml").write_text("ingestion:\n  sample_per_class: 5\n")
+    loaded = OmegaConfigLoader(str(tmp_path / "conf"), env="local", **CONFIG_LOADER_ARGS)["parameters"]
+    assert loaded["ingestion"] == params("ingestion", sample_per_class=5)
+    assert parse_params(loaded).ingestion.sample_per_class == 5

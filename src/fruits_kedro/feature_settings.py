@@ -37,14 +37,14 @@ def feature_settings(backbone_params: dict[str, Any], preprocessing_params: dict
     from fruits_kedro.inference.weights import weights_source_digest
 
     backbone = get_backbone(backbone_params["name"])
-    weights = backbone_params.get("weights", "imagenet")
+    weights = backbone_params["weights"]
     settings = {
         "backbone": backbone.name,
-        "input_size": resolve_input_size(backbone, backbone_params.get("input_size")),
+        "input_size": resolve_input_size(backbone, backbone_params["input_size"]),
         # A file's hash where there is one (ImageNet cache, a path, the random seed), else its name.
         "weights": weights_source_digest(backbone, weights) or str(weights),
         "decoder": DECODER_VERSION,
-        "background": [int(c) for c in preprocessing_params.get("background", (255, 255, 255))],
+        "background": [int(c) for c in preprocessing_params["background"]],
     }
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 

@@ -2,6 +2,7 @@
 
 Each error names the setting as a user would pass it with ``--params`` (e.g.
 ``dimensionality_reduction.variance_threshold``), so a typo costs seconds, not a cluster run.
+The schema holds constraints only: every default is in ``conf/base/parameters_*.yml``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ class _Section(BaseModel):
 
 
 class IngestionParams(_Section):
-    sample_per_class: int | None = Field(None, gt=0, description="Images kept per (split, class); null keeps all")
-    seed: int = 42
-    extensions: list[str] = [".jpg", ".jpeg", ".png"]
-    images_per_partition: int = Field(1024, gt=0)
-    max_file_bytes: int | None = Field(50 * 1024 * 1024, gt=0)
-    unsplit_folders: Literal["keep", "exclude"] = "keep"
+    sample_per_class: int | None = Field(gt=0, description="Images kept per (split, class); null keeps all")
+    seed: int
+    extensions: list[str]
+    images_per_partition: int = Field(gt=0)
+    max_file_bytes: int | None = Field(gt=0)
+    unsplit_folders: Literal["keep", "exclude"]
 
     @field_validator("extensions")
     @classmethod
@@ -37,9 +38,9 @@ class IngestionParams(_Section):
 
 
 class BackboneParams(_Section):
-    name: str = "mobilenet_v2"
-    input_size: int | None = Field(None, ge=32, le=1024)
-    weights: str | None = "imagenet"
+    name: str
+    input_size: int | None = Field(ge=32, le=1024)
+    weights: str | None
 
     @field_validator("name")
     @classmethod
@@ -50,40 +51,40 @@ class BackboneParams(_Section):
 
 
 class PreprocessingParams(_Section):
-    max_image_pixels: int = Field(89_478_485, gt=0, description="Decompression-bomb limit (Pillow's default)")
-    background: tuple[int, int, int] = (255, 255, 255)
+    max_image_pixels: int = Field(gt=0, description="Decompression-bomb limit (Pillow's default)")
+    background: tuple[int, int, int]
 
 
 class FeatureExtractionParams(_Section):
-    runtime: Literal["keras", "onnx"] = "onnx"
-    incremental: bool = False
-    batch_size: int = Field(64, gt=0, le=4096)
-    threads_per_task: int | None = Field(None, gt=0)
-    read_retry_seconds: float = Field(20.0, ge=0.0, le=3600.0)
+    runtime: Literal["keras", "onnx"]
+    incremental: bool
+    batch_size: int = Field(gt=0, le=4096)
+    threads_per_task: int | None = Field(gt=0)
+    read_retry_seconds: float = Field(ge=0.0, le=3600.0)
 
 
 class DimensionalityReductionParams(_Section):
-    variance_threshold: float = Field(0.95, gt=0.0, le=1.0)
-    max_components: int | None = Field(None, gt=0)
+    variance_threshold: float = Field(gt=0.0, le=1.0)
+    max_components: int | None = Field(gt=0)
 
 
 class OrbBaselineParams(_Section):
-    image_size: int = Field(200, ge=32, le=2048)
-    contrast: Literal["clahe", "equalize", "none"] = "clahe"
-    clahe_clip_limit: float = Field(2.0, gt=0)
-    clahe_tile_grid: int = Field(8, gt=0)
-    denoise: Literal["median", "nlmeans", "none"] = "median"
-    median_kernel: int = Field(3, ge=3)
-    nlmeans_strength: float = Field(7.0, gt=0)
-    blur_kernel: int = Field(3, ge=0, description="Odd Gaussian kernel; 0 skips the blur")
-    n_features: int = Field(500, gt=0)
-    fast_threshold: int = Field(10, gt=0, le=255)
-    edge_threshold: int = Field(15, ge=0)
-    patch_size: int = Field(15, ge=2)
-    vocabulary_size: int = Field(100, ge=2)
-    vocabulary_sample_size: int = Field(20_000, gt=0)
-    kmeans_max_iter: int = Field(15, gt=0)
-    seed: int = 42
+    image_size: int = Field(ge=32, le=2048)
+    contrast: Literal["clahe", "equalize", "none"]
+    clahe_clip_limit: float = Field(gt=0)
+    clahe_tile_grid: int = Field(gt=0)
+    denoise: Literal["median", "nlmeans", "none"]
+    median_kernel: int = Field(ge=3)
+    nlmeans_strength: float = Field(gt=0)
+    blur_kernel: int = Field(ge=0, description="Odd Gaussian kernel; 0 skips the blur")
+    n_features: int = Field(gt=0)
+    fast_threshold: int = Field(gt=0, le=255)
+    edge_threshold: int = Field(ge=0)
+    patch_size: int = Field(ge=2)
+    vocabulary_size: int = Field(ge=2)
+    vocabulary_sample_size: int = Field(gt=0)
+    kmeans_max_iter: int = Field(gt=0)
+    seed: int
 
     @field_validator("median_kernel", "blur_kernel")
     @classmethod
@@ -95,17 +96,17 @@ class OrbBaselineParams(_Section):
 
 
 class LogisticRegressionParams(_Section):
-    max_iter: int = Field(100, gt=0)
-    reg_param: float = Field(0.01, ge=0)
-    elastic_net_param: float = Field(0.0, ge=0, le=1)
+    max_iter: int = Field(gt=0)
+    reg_param: float = Field(ge=0)
+    elastic_net_param: float = Field(ge=0, le=1)
 
 
 class EvaluationParams(_Section):
-    backbones: list[str] = ["mobilenet_v2", "vgg16"]
-    input_size: int | None = Field(None, ge=32, le=1024)
-    weights: str | None = "imagenet"
-    predict_backbone: str = "mobilenet_v2"
-    logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
+    backbones: list[str]
+    input_size: int | None = Field(ge=32, le=1024)
+    weights: str | None
+    predict_backbone: str
+    logistic_regression: LogisticRegressionParams
 
     @field_validator("backbones")
     @classmethod
@@ -128,13 +129,13 @@ class EvaluationParams(_Section):
 class ProjectParams(BaseModel):
     model_config = ConfigDict(extra="allow")  # other pipelines own other sections
 
-    ingestion: IngestionParams = IngestionParams()
-    backbone: BackboneParams = BackboneParams()
-    preprocessing: PreprocessingParams = PreprocessingParams()
-    feature_extraction: FeatureExtractionParams = FeatureExtractionParams()
-    dimensionality_reduction: DimensionalityReductionParams = DimensionalityReductionParams()
-    orb_baseline: OrbBaselineParams = OrbBaselineParams()
-    evaluation: EvaluationParams = EvaluationParams()
+    ingestion: IngestionParams
+    backbone: BackboneParams
+    preprocessing: PreprocessingParams
+    feature_extraction: FeatureExtractionParams
+    dimensionality_reduction: DimensionalityReductionParams
+    orb_baseline: OrbBaselineParams
+    evaluation: EvaluationParams
 
     @model_validator(mode="before")
     @classmethod
@@ -152,13 +153,23 @@ class ProjectParams(BaseModel):
         return data
 
 
-def _format(error: ValidationError) -> str:
+def _format(error: ValidationError, section: str | None = None) -> str:
     lines = []
     for item in error.errors():
-        setting = ".".join(str(p) for p in item["loc"])
+        setting = ".".join(str(p) for p in ((section,) if section else ()) + tuple(item["loc"]))
         given = item.get("input")
         lines.append(f"  - {setting} = {given!r}: {item['msg']}")
     return "Invalid parameters:\n" + "\n".join(lines)
+
+
+def section(name: str, values: dict[str, Any]) -> Any:
+    """The parameters of one section (``params:<name>``), checked against the schema; errors
+    name the setting as ``<name>.<setting>``. Nodes read their settings through this."""
+    model = ProjectParams.model_fields[name].annotation
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ParameterError(_format(exc, name)) from None
 
 
 def parse_params(parameters: dict[str, Any]) -> ProjectParams:

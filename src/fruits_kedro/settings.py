@@ -24,4 +24,6 @@ CONFIG_LOADER_ARGS = {
         "spark": ["spark*", "spark*/**"],
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
     },
+    # An environment's parameters file may set one key of a section; the others keep base's values.
+    "merge_strategy": {"parameters": "soft"},
 }

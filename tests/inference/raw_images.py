@@ -5,8 +5,11 @@ import io
 import numpy as np
 from PIL import Image
 
+from tests.params import params
+
 RAW_SCHEMA = "path string, relative_path string, label string, split string, size long, modified string"
-PREPROCESSING = {"background": [255, 255, 255]}
+PREPROCESSING = params("preprocessing")
+FEATURE_EXTRACTION = params("feature_extraction")
 
 
 def png(pixels: np.ndarray) -> bytes:

@@ -7,7 +7,7 @@ import pytest
 
 from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference.featurize import featurize_images
-from tests.inference.raw_images import PREPROCESSING, RAW_SCHEMA, png, random_images, raw_images
+from tests.inference.raw_images import FEATURE_EXTRACTION, PREPROCESSING, RAW_SCHEMA, png, random_images, raw_images
 
 
 @pytest.mark.parametrize(
@@ -17,7 +17,9 @@ from tests.inference.raw_images import PREPROCESSING, RAW_SCHEMA, png, random_im
 def test_featurize_images_gives_one_vector_per_image(spark, tmp_path, backbone, size, dim):
     images = random_images(spark, tmp_path, n=5, size=size)
     backbone_params = {"name": backbone, "input_size": size, "weights": None}
-    features, rejected = featurize_images(images, backbone_params, PREPROCESSING, {"batch_size": 2})
+    features, rejected = featurize_images(
+        images, backbone_params, PREPROCESSING, {**FEATURE_EXTRACTION, "batch_size": 2}
+    )
     rows = features.collect()
     assert len(rows) == 5
     assert {len(r.features) for r in rows} == {dim}
@@ -39,7 +41,9 @@ def test_featurize_images_matches_the_keras_model_on_the_driver(spark, tmp_path,
     size = 64
     images = random_images(spark, tmp_path, n=3, size=size)
     params = {"name": "mobilenet_v2", "input_size": size, "weights": None}
-    features, _ = featurize_images(images, params, PREPROCESSING, {"batch_size": 2, "runtime": runtime})
+    features, _ = featurize_images(
+        images, params, PREPROCESSING, {**FEATURE_EXTRACTION, "batch_size": 2, "runtime": runtime}
+    )
     by_path = {r.path: np.array(r.features) for r in features.collect()}
     backbone = get_backbone("mobilenet_v2")
     model = backbone.build(size, None)
@@ -69,7 +73,7 @@ def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_
             images.repartition(1),
             {"name": "mobilenet_v2", "input_size": 32, "weights": None},
             PREPROCESSING,
-            {"batch_size": 2},
+            {**FEATURE_EXTRACTION, "batch_size": 2},
         )
         rows = {r.relative_path: r for r in featurized.collect()}
     finally:
@@ -95,7 +99,7 @@ def test_bad_files_get_a_reason_and_cost_no_valid_image_its_features(spark, tmp_
             raw_images(spark, tmp_path / "alone", {"A/5.png": files["A/5.png"]}),
             {"name": "mobilenet_v2", "input_size": 32, "weights": None},
             PREPROCESSING,
-            {},
+            FEATURE_EXTRACTION,
         )[0]
         .collect()[0]
         .features
@@ -115,7 +119,9 @@ def test_onnx_runtime_matches_keras_on_real_photos(spark, shared_photos, imagene
     backbone = {"name": "mobilenet_v2", "input_size": 100, "weights": "imagenet"}
     by_runtime = {}
     for runtime in ("keras", "onnx"):
-        features, _ = featurize_images(images, backbone, PREPROCESSING, {"batch_size": 8, "runtime": runtime})
+        features, _ = featurize_images(
+            images, backbone, PREPROCESSING, {**FEATURE_EXTRACTION, "batch_size": 8, "runtime": runtime}
+        )
         by_runtime[runtime] = np.array([r.features for r in features.orderBy("path").collect()])
     keras_features, onnx_features = by_runtime["keras"], by_runtime["onnx"]
     assert keras_features.shape == (24, 1280) and np.abs(keras_features).max() > 0.1

@@ -50,11 +50,11 @@ class ImageDecoder:
     @classmethod
     def from_params(cls, backbone_params: dict[str, Any], params: dict[str, Any]) -> ImageDecoder:
         """The decoder for ``params:backbone`` (its input size) and ``params:preprocessing``."""
-        size = resolve_input_size(get_backbone(backbone_params["name"]), backbone_params.get("input_size"))
+        size = resolve_input_size(get_backbone(backbone_params["name"]), backbone_params["input_size"])
         return cls(
             size=size,
-            background=tuple(int(c) for c in params.get("background", (255, 255, 255))),
-            max_pixels=int(params.get("max_image_pixels", PILLOW_MAX_PIXELS)),
+            background=tuple(int(c) for c in params["background"]),
+            max_pixels=int(params["max_image_pixels"]),
         )
 
     def decode(self, data: bytes | None) -> np.ndarray:

@@ -126,18 +126,18 @@ def featurize_images(
     backbone = get_backbone(backbone_params["name"])
     decoder = ImageDecoder.from_params(backbone_params, preprocessing_params)
     size = decoder.size
-    runtime = params.get("runtime", "onnx")
-    payload = inference_payload(backbone, size, backbone_params.get("weights", "imagenet"), runtime)
+    runtime = params["runtime"]
+    payload = inference_payload(backbone, size, backbone_params["weights"], runtime)
     spark = raw_images.sparkSession
     payload_broadcast = spark.sparkContext.broadcast(payload)
     rejected = RejectedImages(spark.sparkContext)
     rejected_accumulator = rejected.accumulator
     job_token = uuid.uuid4().hex
-    batch_size = int(params.get("batch_size", 64))
-    retry_seconds = float(params.get("read_retry_seconds", 20.0))
+    batch_size = int(params["batch_size"])
+    retry_seconds = float(params["read_retry_seconds"])
     # Each Spark task gets spark.task.cpus cores; inference uses exactly that many threads,
     # so tasks x threads never oversubscribe the executor's cores.
-    threads = int(params.get("threads_per_task") or spark.conf.get("spark.task.cpus", "1"))
+    threads = int(params["threads_per_task"] or spark.conf.get("spark.task.cpus", "1"))
     name = backbone.name
     logger.info(
         "Feature extraction: %s at %dx%d (%s), %d features, batch %d, %d thread(s) per task",

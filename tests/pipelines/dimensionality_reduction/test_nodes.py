@@ -3,6 +3,7 @@ import pytest
 
 from fruits_kedro.ml.pca import choose_k
 from fruits_kedro.pipelines.dimensionality_reduction.nodes import fit_pca, plot_scree
+from tests.params import params
 
 
 def _features_frame(spark, matrix: np.ndarray):
@@ -16,7 +17,9 @@ def test_fit_pca_finds_the_rank_of_low_rank_data(spark):
     basis = rng.normal(size=(3, 12))
     scores = rng.normal(size=(60, 3)) * np.array([5.0, 3.0, 2.0])
     matrix = scores @ basis + rng.normal(scale=1e-3, size=(60, 12))
-    reduced, report = fit_pca(_features_frame(spark, matrix), {"variance_threshold": 0.95})
+    reduced, report = fit_pca(
+        _features_frame(spark, matrix), params("dimensionality_reduction", variance_threshold=0.95)
+    )
     assert report["k"] == choose_k(report["explained_variance"], 0.95)
     assert 1 <= report["k"] <= 3
     assert report["cumulative"][report["k"] - 1] >= 0.95
@@ -34,7 +37,7 @@ def test_fit_pca_finds_the_rank_of_low_rank_data(spark):
 def test_fit_pca_threshold_one_keeps_the_full_rank(spark):
     rng = np.random.default_rng(1)
     matrix = rng.normal(size=(8, 20))  # fewer images than features: rank 7 after centring
-    _, report = fit_pca(_features_frame(spark, matrix), {"variance_threshold": 1.0})
+    _, report = fit_pca(_features_frame(spark, matrix), params("dimensionality_reduction", variance_threshold=1.0))
     assert report["k"] == 7
     assert report["cumulative"][-1] == pytest.approx(1.0, abs=1e-6)
 
@@ -42,13 +45,13 @@ def test_fit_pca_threshold_one_keeps_the_full_rank(spark):
 def test_fit_pca_refuses_identical_vectors(spark):
     matrix = np.ones((5, 4))
     with pytest.raises(ValueError, match="no variance"):
-        fit_pca(_features_frame(spark, matrix), {"variance_threshold": 0.95})
+        fit_pca(_features_frame(spark, matrix), params("dimensionality_reduction", variance_threshold=0.95))
 
 
 @pytest.mark.parametrize("threshold", [0.0, -0.5, 1.5])
 def test_fit_pca_rejects_threshold_outside_unit_interval(spark, threshold):
     with pytest.raises(ValueError, match="variance_threshold"):
-        fit_pca(_features_frame(spark, np.eye(4)), {"variance_threshold": threshold})
+        fit_pca(_features_frame(spark, np.eye(4)), params("dimensionality_reduction", variance_threshold=threshold))
 
 
 def test_plot_scree_draws_the_chosen_k():
@@ -65,7 +68,7 @@ def test_plot_scree_draws_the_chosen_k():
 
 def test_fit_pca_refuses_a_single_image(spark):
     with pytest.raises(ValueError, match="at least 2 images"):
-        fit_pca(_features_frame(spark, np.ones((1, 4))), {"variance_threshold": 0.95})
+        fit_pca(_features_frame(spark, np.ones((1, 4))), params("dimensionality_reduction", variance_threshold=0.95))
 
 
 def test_fit_pca_is_the_same_whatever_the_partitioning(spark):
@@ -74,7 +77,10 @@ def test_fit_pca_is_the_same_whatever_the_partitioning(spark):
     matrix = rng.normal(size=(90, 40)) * np.geomspace(1, 1e-3, 40) + 1e3  # large mean, falling spectrum
     matrix = matrix.astype(np.float32).astype(np.float64)  # what Spark sees: features are float32
     frame = _features_frame(spark, matrix)
-    results = [fit_pca(frame.repartition(parts), {"variance_threshold": 0.95}) for parts in (1, 3)]
+    results = [
+        fit_pca(frame.repartition(parts), params("dimensionality_reduction", variance_threshold=0.95))
+        for parts in (1, 3)
+    ]
     (one, report_one), (three, report_three) = results
     assert report_one["k"] == report_three["k"]
     np.testing.assert_allclose(report_one["explained_variance"], report_three["explained_variance"], rtol=1e-9)

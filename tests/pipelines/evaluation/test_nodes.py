@@ -16,6 +16,7 @@ from fruits_kedro.pipelines.evaluation.nodes import (
     plot_feature_set_comparison,
     score_classifier,
 )
+from tests.params import params
 
 LR = {"max_iter": 20, "reg_param": 0.01, "elastic_net_param": 0.0}
 
@@ -59,7 +60,10 @@ def test_a_backbone_without_weights_is_skipped_with_the_setting_to_fix(spark, tm
     )
     missing = str(tmp_path / "missing.h5")
     features, report = featurize_with_backbones(
-        raw, {"backbones": ["mobilenet_v2", "vgg16"], "weights": missing}, {}, {}
+        raw,
+        params("evaluation", backbones=["mobilenet_v2", "vgg16"], weights=missing),
+        params("preprocessing"),
+        params("feature_extraction"),
     )
     assert features == {}
     for name in ("mobilenet_v2", "vgg16"):
@@ -72,7 +76,12 @@ def test_skipped_backbones_are_reported_and_the_run_goes_on(spark, tmp_path):
     backbone_report = {"vgg16": {"status": "skipped", "reason": "no weights", "input_size": 100, "weights": "imagenet"}}
     orb_report = {"featurization_seconds": 1.5, "vocabulary_size": 12, "n_images_without_keypoints": 0}
     metrics, details, model, settings = classify_feature_sets(
-        {}, backbone_report, orb, orb_report, {"backbones": ["vgg16"], "logistic_regression": LR}, {}
+        {},
+        backbone_report,
+        orb,
+        orb_report,
+        params("evaluation", backbones=["vgg16"], logistic_regression=LR),
+        params("dimensionality_reduction"),
     )
     assert metrics["feature_sets"]["vgg16"] == {"kind": "cnn", **backbone_report["vgg16"]}
     assert metrics["feature_sets"]["orb"]["accuracy"] == 1.0
@@ -111,8 +120,8 @@ def test_classifier_model_round_trips_through_the_dataset(spark, tmp_path):
         report,
         orb,
         orb_report,
-        {"backbones": ["mobilenet_v2"], "logistic_regression": LR},
-        {"variance_threshold": 0.95},
+        params("evaluation", backbones=["mobilenet_v2"], logistic_regression=LR),
+        params("dimensionality_reduction"),
     )
     assert metrics["feature_sets"]["mobilenet_v2"]["accuracy"] == 1.0
     assert (

@@ -9,7 +9,7 @@ from fruits_kedro.pipelines.feature_extraction.nodes import (
     merge_with_previous_features,
     report_feature_extraction,
 )
-from tests.inference.raw_images import PREPROCESSING, random_images
+from tests.inference.raw_images import FEATURE_EXTRACTION, PREPROCESSING, random_images
 
 
 def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
@@ -71,7 +71,7 @@ def test_the_cnn_runs_once_per_image_when_the_features_are_saved(spark, tmp_path
     projection)."""
     images = random_images(spark, tmp_path, n=4, size=32).repartition(2)
     featurized, _ = extract_features(
-        images, {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, {}
+        images, {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, FEATURE_EXTRACTION
     )
     features, _ = merge_with_previous_features(featurized, ReusableFeatures(), images)
     plan = features._jdf.queryExecution().executedPlan().toString()

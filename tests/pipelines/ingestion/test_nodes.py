@@ -12,8 +12,9 @@ from fruits_kedro.pipelines.ingestion.nodes import (
     normalize_label,
     sample_per_class,
 )
+from tests.params import params
 
-PARAMS = {"extensions": [".jpg", ".jpeg", ".png"], "seed": 42, "images_per_partition": 4}
+PARAMS = params("ingestion", images_per_partition=4)
 
 
 def _touch(root: Path, relative: str, data: bytes = b"x") -> None:
@@ -59,7 +60,10 @@ def test_label_images_matches_extensions_literally_in_any_case(spark, tmp_path):
     listing = ImageFolderDataset(path=str(tmp_path)).load()
     # "png" without its dot is accepted, as the parameter validation accepts it; the dot is
     # literal: "cjpeg" has no extension.
-    kept = {r.relative_path for r in label_images(listing, {"extensions": [".jpeg", "png", ".TIFF"]}).collect()}
+    kept = {
+        r.relative_path
+        for r in label_images(listing, params("ingestion", extensions=[".jpeg", "png", ".TIFF"])).collect()
+    }
     assert kept == {"Kiwi/a.JpEg", "Kiwi/b.PNG", "Kiwi/f.tiff"}
 
 
@@ -127,12 +131,12 @@ MIXED = ["Training/Kiwi/a.jpg", "Test/Kiwi/b.jpg", "test-multiple_fruits/c.jpg",
 def test_a_folder_of_images_beside_the_split_folders_is_named_and_can_be_left_out(spark, caplog):
     listing = _listing(spark, MIXED)
     with caplog.at_level("WARNING"):
-        kept = {r.relative_path: r for r in label_images(listing, {}).collect()}
+        kept = {r.relative_path: r for r in label_images(listing, params("ingestion")).collect()}
     assert kept["test-multiple_fruits/c.jpg"].split is None and len(kept) == 4
     assert "'test-multiple_fruits'" in caplog.text and "unsplit_folders" in caplog.text
-    excluded = label_images(listing, {"unsplit_folders": "exclude"})
+    excluded = label_images(listing, params("ingestion", unsplit_folders="exclude"))
     assert sorted(r.relative_path for r in excluded.collect()) == sorted(MIXED[:2])
-    account = account_for_listing(listing, excluded, {"unsplit_folders": "exclude"})
+    account = account_for_listing(listing, excluded, params("ingestion", unsplit_folders="exclude"))
     assert account == {
         "listed": 4,
         "skipped_by_reason": {"outside the split folders (ingestion.unsplit_folders: exclude)": 2},
@@ -141,12 +145,16 @@ def test_a_folder_of_images_beside_the_split_folders_is_named_and_can_be_left_ou
 
 def test_a_folder_of_classes_without_splits_is_not_a_mixed_layout(spark, caplog):
     with caplog.at_level("WARNING"):
-        kept = label_images(_listing(spark, ["Kiwi/a.jpg", "Lime/b.jpg"]), {"unsplit_folders": "exclude"})
+        kept = label_images(
+            _listing(spark, ["Kiwi/a.jpg", "Lime/b.jpg"]), params("ingestion", unsplit_folders="exclude")
+        )
     assert kept.count() == 2 and "beside split folders" not in caplog.text
 
 
 def test_files_over_the_size_limit_are_never_kept(spark):
     listing = _listing(spark, ["Training/Kiwi/a.jpg"], size=100)
-    assert label_images(listing, {"max_file_bytes": 99}).count() == 0
-    account = account_for_listing(listing, label_images(listing, {"max_file_bytes": 99}), {"max_file_bytes": 99})
+    assert label_images(listing, params("ingestion", max_file_bytes=99)).count() == 0
+    account = account_for_listing(
+        listing, label_images(listing, params("ingestion", max_file_bytes=99)), params("ingestion", max_file_bytes=99)
+    )
     assert account["skipped_by_reason"] == {"larger than ingestion.max_file_bytes (99 bytes)": 1}

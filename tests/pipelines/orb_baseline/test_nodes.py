@@ -5,7 +5,6 @@ import pytest
 from PIL import Image
 
 from fruits_kedro.pipelines.orb_baseline.nodes import (
-    DEFAULT_ORB_PARAMS,
     build_word_histograms,
     detect_orb_descriptors,
     enhance_grey,
@@ -14,8 +13,9 @@ from fruits_kedro.pipelines.orb_baseline.nodes import (
     unpack_bits,
     word_histogram,
 )
+from tests.params import params
 
-SMALL = {**DEFAULT_ORB_PARAMS, "vocabulary_size": 8, "vocabulary_sample_size": 2000, "kmeans_max_iter": 5}
+SMALL = {**params("orb_baseline"), "vocabulary_size": 8, "vocabulary_sample_size": 2000, "kmeans_max_iter": 5}
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -39,15 +39,18 @@ def _raw_images(spark, generated_sample, per_split_class: int = 2):
 def test_enhance_grey_keeps_the_size_and_spreads_the_contrast():
     rng = np.random.default_rng(0)
     dull = (100 + rng.integers(0, 20, (60, 80, 3))).astype(np.uint8)  # low contrast
-    grey = enhance_grey(dull, DEFAULT_ORB_PARAMS)
+    grey = enhance_grey(dull, params("orb_baseline"))
     assert grey.shape == (60, 80) and grey.dtype == np.uint8
     assert int(grey.max()) - int(grey.min()) > 20
     for contrast, denoise in (("equalize", "nlmeans"), ("none", "none")):
-        assert enhance_grey(dull, {**DEFAULT_ORB_PARAMS, "contrast": contrast, "denoise": denoise}).shape == (60, 80)
+        assert enhance_grey(dull, {**params("orb_baseline"), "contrast": contrast, "denoise": denoise}).shape == (
+            60,
+            80,
+        )
 
 
 def test_orb_finds_no_keypoint_on_a_flat_image():
-    assert orb_descriptors(np.full((100, 100), 200, np.uint8), DEFAULT_ORB_PARAMS).shape == (0, 32)
+    assert orb_descriptors(np.full((100, 100), 200, np.uint8), params("orb_baseline")).shape == (0, 32)
 
 
 def test_unpacked_bits_turn_squared_distance_into_hamming_distance():

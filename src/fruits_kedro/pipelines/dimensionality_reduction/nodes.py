@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fruits_kedro.ml.pca import choose_k, fit_principal_components, pca_model
+from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +27,8 @@ ID_COLUMNS = ("path", "label", "split")
 
 def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFrame, dict[str, Any]]:
     """Fit PCA on ``features``; return (scores ``pc_1..pc_k`` per image, variance report)."""
-    threshold = float(params.get("variance_threshold", 0.95))
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"dimensionality_reduction.variance_threshold must be in (0, 1], got {threshold!r}")
+    settings = section("dimensionality_reduction", params)
+    threshold = settings.variance_threshold
     features = image_features.where(F.col("features").isNotNull())
     stats = features.agg(F.count(F.lit(1)).alias("n"), F.max(F.size("features")).alias("d")).first()
     n_images, n_input = int(stats["n"]), int(stats["d"] or 0)
@@ -37,7 +37,7 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
     if n_images == 1:
         raise ValueError("PCA needs at least 2 images: only 1 image has features (variance is undefined)")
     # Rank is at most n-1 after centring: components beyond it carry no variance.
-    k_max = max(1, min(n_input, n_images - 1 if n_images > 1 else 1, params.get("max_components") or n_input))
+    k_max = max(1, min(n_input, n_images - 1 if n_images > 1 else 1, settings.max_components or n_input))
     vectors = features.select(*ID_COLUMNS, array_to_vector("features").alias("vector"))
     scaler, ratios, components = fit_principal_components(vectors, "vector")
     if not np.all(np.isfinite(ratios)):

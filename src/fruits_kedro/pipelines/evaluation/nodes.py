@@ -34,6 +34,7 @@ from fruits_kedro.inference.featurize import featurize_images
 from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 from fruits_kedro.inference.weights import WeightsUnavailableError, load_weights
 from fruits_kedro.ml.pca import choose_k, fit_principal_components, pca_model
+from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +44,9 @@ TRAIN_SPLIT, TEST_SPLIT = "Training", "Test"
 VECTOR_COLUMN = "vector"
 PREDICTED_LABEL_COLUMN = "predicted_label"
 
-DEFAULT_EVALUATION_PARAMS: dict[str, Any] = {
-    "backbones": ["mobilenet_v2", "vgg16"],
-    "input_size": None,
-    "weights": "imagenet",
-    "predict_backbone": "mobilenet_v2",
-    "logistic_regression": {"max_iter": 100, "reg_param": 0.01, "elastic_net_param": 0.0},
-}
 
-
-def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
-    settings = {**DEFAULT_EVALUATION_PARAMS, **(params or {})}
-    settings["logistic_regression"] = {
-        **DEFAULT_EVALUATION_PARAMS["logistic_regression"],
-        **(settings.get("logistic_regression") or {}),
-    }
-    return settings
+def _settings(params: dict[str, Any]) -> dict[str, Any]:
+    return section("evaluation", params).model_dump()
 
 
 # --------------------------------------------------------------------------------------
@@ -251,8 +239,8 @@ def classify_feature_sets(
     the predict backbone's PipelineModel, the settings predict needs to feed it).
     """
     settings = _settings(params)
-    threshold = float(dimensionality_reduction_params.get("variance_threshold", 0.95))
-    max_components = dimensionality_reduction_params.get("max_components")
+    reduction = section("dimensionality_reduction", dimensionality_reduction_params)
+    threshold, max_components = reduction.variance_threshold, reduction.max_components
     metrics: dict[str, Any] = {}
     details: dict[str, Any] = {"confusion": {}, "projection": {}}
     models: dict[str, tuple[PipelineModel, dict[str, Any]]] = {}

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from fruits_kedro.datasets.image_folder import read_file_bytes
 from fruits_kedro.feature_settings import IMAGE_KEY, ReusableFeatures, feature_settings, reusable_features
+from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def image_extension_pattern(extensions: list[str]) -> str:
 
 
 def _extensions(params: dict[str, Any]) -> list[str]:
-    return [e if e.startswith(".") else f".{e}" for e in params.get("extensions", [".jpg", ".jpeg", ".png"])]
+    return section("ingestion", params).extensions
 
 
 def _depth() -> F.Column:
@@ -70,7 +71,7 @@ def unsplit_folders(image_files: DataFrame, params: dict[str, Any]) -> list[str]
 
 def _skip_reason(params: dict[str, Any], excluded_folders: list[str]) -> F.Column:
     """Why a listed file is not an image of this run (null: it is one), before sampling."""
-    limit = params.get("max_file_bytes")
+    limit = section("ingestion", params).max_file_bytes
     reason = (
         F.when(F.col("skipped").isNotNull(), F.col("skipped"))
         .when(~F.col("relative_path").rlike(image_extension_pattern(_extensions(params))), "not an image (extension)")
@@ -86,7 +87,7 @@ def _skip_reason(params: dict[str, Any], excluded_folders: list[str]) -> F.Colum
 
 def _excluded_folders(image_files: DataFrame, params: dict[str, Any], warn: bool) -> list[str]:
     folders = unsplit_folders(image_files, params)
-    exclude = params.get("unsplit_folders", "keep") == "exclude"
+    exclude = section("ingestion", params).unsplit_folders == "exclude"
     if folders and warn:
         logger.warning(
             "Images directly in %s, beside split folders: %s (ingestion.unsplit_folders: %s)",
@@ -144,12 +145,10 @@ def sample_per_class(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     The same seed keeps the same files on every run and on every cluster size. ``null``
     keeps every image.
     """
-    n = params.get("sample_per_class")
+    settings = section("ingestion", params)
+    n, seed = settings.sample_per_class, settings.seed
     if n is None:
         return images
-    if int(n) <= 0:
-        raise ValueError(f"ingestion.sample_per_class must be a positive integer or null, got {n!r}")
-    seed = int(params.get("seed", 42))
     order = Window.partitionBy("split", "label").orderBy(F.xxhash64(F.col("path"), F.lit(seed)), F.col("path"))
     return images.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") <= int(n)).drop("_rank")
 
@@ -163,6 +162,7 @@ def reusable_previous_features(
     """In incremental mode, the previous run's features, if they were computed with this run's
     feature settings (backbone, input size, weights, decoder); otherwise nothing, and every
     image is featurized again."""
+    # The orb_baseline and evaluation pipelines map their own section here: it has no switch.
     if not params.get("incremental") or previous_image_features is None:
         return ReusableFeatures()
     settings = feature_settings(backbone_params, preprocessing_params)
@@ -192,7 +192,7 @@ def attach_image_bytes(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     block) a few times only (docs/performance.md).
     """
     n_images = images.count()
-    per_partition = int(params.get("images_per_partition", 1024))
+    per_partition = section("ingestion", params).images_per_partition
     cores = images.sparkSession.sparkContext.defaultParallelism
     waves = max(1, -(-n_images // (cores * per_partition)))
     partitions = cores * waves

@@ -28,6 +28,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fruits_kedro.imaging.decode import ImageDecodeError, decode_image
+from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
 
@@ -35,43 +36,9 @@ DESCRIPTOR_BYTES = 32  # ORB: 256 binary tests per keypoint
 DESCRIPTOR_BITS = DESCRIPTOR_BYTES * 8
 ORB_SCHEMA = "n_keypoints int, descriptors array<binary>, error string"
 
-DEFAULT_ORB_PARAMS: dict[str, Any] = {
-    "image_size": 200,
-    "contrast": "clahe",
-    "clahe_clip_limit": 2.0,
-    "clahe_tile_grid": 8,
-    "denoise": "median",
-    "median_kernel": 3,
-    "nlmeans_strength": 7.0,
-    "blur_kernel": 3,
-    "n_features": 500,
-    "fast_threshold": 10,
-    "edge_threshold": 15,
-    "patch_size": 15,
-    "vocabulary_size": 100,
-    "vocabulary_sample_size": 20_000,
-    "kmeans_max_iter": 15,
-    "seed": 42,
-}
 
-
-def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
-    settings = {**DEFAULT_ORB_PARAMS, **(params or {})}
-    if settings["contrast"] not in ("clahe", "equalize", "none"):
-        raise ValueError(f"orb_baseline.contrast must be clahe, equalize or none, got {settings['contrast']!r}")
-    if settings["denoise"] not in ("median", "nlmeans", "none"):
-        raise ValueError(f"orb_baseline.denoise must be median, nlmeans or none, got {settings['denoise']!r}")
-    if settings["denoise"] == "median" and (
-        int(settings["median_kernel"]) < 3 or int(settings["median_kernel"]) % 2 == 0
-    ):
-        raise ValueError(f"orb_baseline.median_kernel must be odd and at least 3, got {settings['median_kernel']!r}")
-    if int(settings["blur_kernel"]) > 0 and int(settings["blur_kernel"]) % 2 == 0:
-        raise ValueError(
-            f"orb_baseline.blur_kernel must be odd (or 0 to skip the blur), got {settings['blur_kernel']!r}"
-        )
-    if int(settings["vocabulary_size"]) < 2:
-        raise ValueError(f"orb_baseline.vocabulary_size must be at least 2, got {settings['vocabulary_size']!r}")
-    return settings
+def _settings(params: dict[str, Any]) -> dict[str, Any]:
+    return section("orb_baseline", params).model_dump()
 
 
 def enhance_grey(rgb: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
