@@ -6,7 +6,7 @@ is the installed package itself: the zip holds the same modules as the package, 
 bytecode, so each worker compiled PySpark from source at the start of every run (~1.5 s on
 each core, while the first CNN tasks waited) and re-read the three archives' directories.
 
-Named by ``spark.python.daemon.module`` (``conf/local/spark.yml``), this module drops from
+Named by ``spark.python.daemon.module`` (``conf/base/spark.yml``), this module drops from
 ``sys.path`` the archives that ship inside the installed ``pyspark`` package (the same
 release, by construction), then runs PySpark's own daemon; the workers it forks inherit
 the path. Anywhere else (a cluster's Spark under ``/usr/lib/spark``, archives from another

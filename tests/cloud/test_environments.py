@@ -86,7 +86,17 @@ def test_event_logs_go_to_a_local_folder_and_to_s3_on_emr():
 
 def test_emr_spark_settings_suit_a_cluster():
     conf = _spark("emr", bucket="bkt")
-    assert "spark.master" not in conf  # YARN, from spark-submit
+    assert conf["spark.master"] is None and conf["spark.driver.memory"] is None  # spark-submit's, on YARN
     assert conf["spark.dynamicAllocation.enabled"] is True
     assert conf["spark.sql.execution.arrow.pyspark.enabled"] is True
     assert {"spark.executor.memory", "spark.executor.cores", "spark.executor.memoryOverhead"} <= set(conf)
+
+
+@pytest.mark.parametrize("env", ["local", "s3", "emr"])
+def test_an_environment_sets_only_the_spark_settings_that_differ_from_base(env):
+    import yaml
+
+    base = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "spark.yml").read_text())
+    own = yaml.safe_load((PROJECT_ROOT / "conf" / env / "spark.yml").read_text())
+    assert own, f"conf/{env}/spark.yml is empty: delete it instead"
+    assert not {k for k, v in own.items() if k in base and base[k] == v}, "repeats conf/base/spark.yml"
