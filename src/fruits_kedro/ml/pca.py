@@ -3,15 +3,20 @@
 The executors compute the mean and covariance in one pass (numpy per partition, merged in
 the cluster); the driver decomposes the d x d covariance once, which gives every component's
 share of the total variance, hence the whole cumulative curve and k (:func:`choose_k`). The
-projection is a Spark ML ``PCAModel`` with k axes (:func:`pca_model`), after a centring
-``StandardScalerModel`` (:func:`centring_model`): both save and load like fitted models.
+projection onto k axes is a Spark ML stage of the project's own (:class:`CentredProjection`),
+which saves and loads in a ``PipelineModel`` like a fitted model.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from pyspark.ml.feature import PCAModel, StandardScalerModel
+import pandas as pd
+from pyspark import keyword_only
+from pyspark.ml import Transformer
 from pyspark.ml.functions import vector_to_array
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -32,19 +37,18 @@ def choose_k(explained_variance: list[float] | np.ndarray, threshold: float) -> 
     return int(reached[0]) + 1 if reached.size else int(ratios.size)
 
 
-def fit_principal_components(vectors: DataFrame, input_col: str) -> tuple[StandardScalerModel, np.ndarray, np.ndarray]:
-    """Centre the vectors and find their principal axes.
+def fit_principal_components(vectors: DataFrame, input_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean and principal axes of a vector column.
 
-    Returns (the centring model, every axis's explained-variance ratio in decreasing order,
+    Returns (the d column means, every axis's explained-variance ratio in decreasing order,
     the axes as columns of a d x d matrix). One pass over the vectors: each partition computes
     its count, mean and d x d scatter matrix with numpy (BLAS), the partials are merged in
     the executors (``treeReduce``), and only the total d x d covariance reaches the driver,
-    where LAPACK's ``eigh`` decomposes it. Spark's ``RowMatrix.computeCovariance`` did the same
-    sums row by row without a native BLAS on this JVM, after a separate pass for the mean: 6 of
-    the 24 minutes of a 90,000-photo run. Spark ML's own ``PCA.fit`` decomposes the covariance
-    with a general SVD that, on JVMs without a native LAPACK, returned different spectra run
-    after run for the same features (k moved from 52 to 80); ``eigh`` is exact and stable for
-    this symmetric case.
+    where LAPACK's ``eigh`` decomposes it. Spark's ``RowMatrix.computeCovariance`` does the same
+    sums row by row (no native BLAS on a pip-installed Spark), after a separate pass for the
+    mean; Spark ML's ``PCA.fit`` decomposes with a general SVD that, without a native LAPACK,
+    gives spectra that differ from run to run (docs/performance.md); ``eigh`` is exact and
+    stable for this symmetric case.
     """
     arrays = vectors.select(vector_to_array(F.col(input_col), dtype="float64").alias("x"))
     partials = arrays.mapInArrow(_partition_moments, MOMENTS_SCHEMA).rdd.map(
@@ -63,8 +67,7 @@ def fit_principal_components(vectors: DataFrame, input_col: str) -> tuple[Standa
     total = eigenvalues.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = eigenvalues / total if total > 0 else np.full_like(eigenvalues, np.nan)
-    scaler = centring_model(vectors.sparkSession, mean, input_col, "centred")
-    return scaler, ratios, eigenvectors
+    return mean, ratios, eigenvectors
 
 
 MOMENTS_SCHEMA = "n long, mean binary, scatter binary"
@@ -106,36 +109,61 @@ def _partition_moments(batches):
         yield pa.RecordBatch.from_pydict({"n": [n], "mean": [mean.tobytes()], "scatter": [scatter.tobytes()]})
 
 
-def centring_model(spark, mean: np.ndarray, input_col: str, output_col: str) -> StandardScalerModel:
-    """A Spark ML ``StandardScalerModel`` that subtracts ``mean`` (and does not scale)."""
-    from pyspark.ml.common import _py2java
-    from pyspark.ml.linalg import DenseVector
+class CentredProjection(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):
+    """``x -> (x - mean) @ axes``: a vector column onto k principal axes, as a Spark ML stage.
 
-    context = spark.sparkContext
-    java_mean = _py2java(context, DenseVector(mean.tolist()))
-    java_std = _py2java(context, DenseVector(np.ones_like(mean).tolist()))
-    java_model = context._jvm.org.apache.spark.ml.feature.StandardScalerModel(
-        f"StandardScalerModel_centre_{mean.size}", java_std, java_mean
-    )
-    model = StandardScalerModel(java_model)
-    model._resetUid(java_model.uid())
-    model._transfer_params_from_java()
-    model._set(withMean=True, withStd=False)
-    return model.setInputCol(input_col).setOutputCol(output_col)
+    Spark ML's ``PCAModel`` cannot be built from given axes through public APIs, and its own
+    fit is unstable here (:func:`fit_principal_components`), so the project has this stage: it
+    saves and loads with a ``PipelineModel`` (its mean and axes are its parameters) and projects
+    with numpy in the executors, one Arrow batch at a time.
+
+    Args:
+        mean: The d column means to subtract.
+        axes: The d x k axes, as columns.
+        inputCol: A vector column of width d.
+        outputCol: The vector column of width k it adds.
+
+    Examples:
+        >>> stage = CentredProjection.of(mean, axes[:, :k], "vector", "pca")
+        >>> stage.transform(vectors).select("pca")
+    """
+
+    mean = Param(Params._dummy(), "mean", "the d column means to subtract", TypeConverters.toListFloat)
+    axes = Param(Params._dummy(), "axes", "the d x k axes, row by row (d rows of k)", TypeConverters.toListFloat)
+    k = Param(Params._dummy(), "k", "the number of axes", TypeConverters.toInt)
+
+    @keyword_only
+    def __init__(self, *, mean=None, axes=None, k=None, inputCol=None, outputCol=None) -> None:
+        super().__init__()
+        self._set(**self._input_kwargs)
+
+    @classmethod
+    def of(cls, mean: np.ndarray, axes: np.ndarray, input_col: str, output_col: str) -> CentredProjection:
+        mean, axes = np.asarray(mean, dtype=float), np.asarray(axes, dtype=float)
+        if axes.ndim != 2 or axes.shape[0] != mean.size:
+            raise ValueError(f"axes must be d x k with d = {mean.size} (the mean's width), got {axes.shape}")
+        return cls(
+            mean=mean.tolist(), axes=axes.ravel().tolist(), k=axes.shape[1], inputCol=input_col, outputCol=output_col
+        )
+
+    def matrices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, axes) as numpy arrays: what a reader without Spark needs to project."""
+        mean = np.asarray(self.getOrDefault(self.mean), dtype=float)
+        return mean, np.asarray(self.getOrDefault(self.axes), dtype=float).reshape(mean.size, self.getOrDefault(self.k))
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        from pyspark.ml.functions import array_to_vector
+
+        project = F.pandas_udf(_projection(*self.matrices()), "array<double>")
+        output = array_to_vector(project(vector_to_array(F.col(self.getInputCol()), dtype="float64")))
+        return dataset.withColumn(self.getOutputCol(), output)
 
 
-def pca_model(spark, components: np.ndarray, ratios: np.ndarray, input_col: str, output_col: str) -> PCAModel:
-    """A Spark ML ``PCAModel`` holding the given axes: it projects, saves and loads like a fitted one."""
-    from pyspark.ml.common import _py2java
-    from pyspark.ml.linalg import DenseMatrix, DenseVector
+def _projection(mean: np.ndarray, axes: np.ndarray):
+    def project(vectors: pd.Series) -> pd.Series:
+        if vectors.empty:
+            return pd.Series([], dtype=object)
+        x = np.stack(vectors.to_numpy())
+        return pd.Series(list((x - mean) @ axes))
 
-    d, k = components.shape
-    context = spark.sparkContext
-    java_matrix = _py2java(context, DenseMatrix(d, k, components.flatten(order="F").tolist(), False))
-    java_ratios = _py2java(context, DenseVector(ratios.tolist()))
-    java_model = context._jvm.org.apache.spark.ml.feature.PCAModel(f"PCAModel_{k}x{d}", java_matrix, java_ratios)
-    model = PCAModel(java_model)
-    model._resetUid(java_model.uid())
-    model._transfer_params_from_java()
-    model._set(k=k)  # a fitted model carries its estimator's k; transform checks it
-    return model.setInputCol(input_col).setOutputCol(output_col)
+    return project

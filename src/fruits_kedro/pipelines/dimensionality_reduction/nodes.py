@@ -2,7 +2,7 @@
 ``variance_threshold`` of the variance.
 
 The method (one pass for the mean and covariance, ``eigh`` on the driver, k from the
-cumulative curve, a Spark ML ``PCAModel``) is :mod:`fruits_kedro.ml.pca`; this pipeline
+cumulative curve, the projection stage) is :mod:`fruits_kedro.ml.pca`; this pipeline
 applies it to the image features, with its parameters' checks and report, and exports the
 scores and a scree plot.
 """
@@ -17,7 +17,7 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruits_kedro.ml.pca import choose_k, fit_principal_components, pca_model
+from fruits_kedro.ml.pca import CentredProjection, choose_k, fit_principal_components
 from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
     # Rank is at most n-1 after centring: components beyond it carry no variance.
     k_max = max(1, min(n_input, n_images - 1 if n_images > 1 else 1, settings.max_components or n_input))
     vectors = features.select(*ID_COLUMNS, array_to_vector("features").alias("vector"))
-    scaler, ratios, components = fit_principal_components(vectors, "vector")
+    mean, ratios, components = fit_principal_components(vectors, "vector")
     if not np.all(np.isfinite(ratios)):
         raise ValueError(
             f"The {n_images} feature vector(s) have no variance (all identical): PCA is undefined. "
@@ -56,11 +56,9 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
         cumulative[k - 1],
         threshold,
     )
-    model = pca_model(image_features.sparkSession, components[:, :k], ratios[:k], "centred", "pca")
+    model = CentredProjection.of(mean, components[:, :k], "vector", "pca")
     scores = vector_to_array(F.col("pca"), dtype="float32")
-    reduced = model.transform(scaler.transform(vectors)).select(
-        *ID_COLUMNS, *[scores[i].alias(f"pc_{i + 1}") for i in range(k)]
-    )
+    reduced = model.transform(vectors).select(*ID_COLUMNS, *[scores[i].alias(f"pc_{i + 1}") for i in range(k)])
     report = {
         "k": k,
         "threshold": threshold,

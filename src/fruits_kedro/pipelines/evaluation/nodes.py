@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from fruits_kedro.inference.featurize import featurize_images
 from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 from fruits_kedro.inference.weights import WeightsUnavailableError, load_weights
-from fruits_kedro.ml.pca import choose_k, fit_principal_components, pca_model
+from fruits_kedro.ml.pca import CentredProjection, choose_k, fit_principal_components
 from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
@@ -172,14 +172,13 @@ def fit_classifier(
     features_column = VECTOR_COLUMN
     if reduce_dimensions:
         # The dimensionality_reduction pipeline's method (Spark covariance, driver eigh; see fit_principal_components).
-        scaler, ratios, axes = fit_principal_components(train, VECTOR_COLUMN)
+        mean, ratios, axes = fit_principal_components(train, VECTOR_COLUMN)
         if not np.all(np.isfinite(ratios)):
             raise ValueError(f"The {n_train} Training feature vectors have no variance: PCA is undefined")
         k_max = max(1, min(n_input, n_train - 1 if n_train > 1 else 1, max_components or n_input))
         ratios = ratios[:k_max]
         k = choose_k(ratios, variance_threshold)
-        pca = pca_model(train.sparkSession, axes[:, :k], ratios[:k], "centred", "classifier_features")
-        stages = [scaler, pca]
+        stages = [CentredProjection.of(mean, axes[:, :k], VECTOR_COLUMN, "classifier_features")]
         features_column = "classifier_features"
         info.update(n_features=int(k), explained_variance_at_k=float(np.cumsum(ratios)[k - 1]))
     else:
@@ -208,11 +207,13 @@ def score_classifier(model: PipelineModel, vectors: DataFrame) -> dict[str, Any]
 
 def project_2d(vectors: DataFrame) -> pd.DataFrame:
     """First two principal components of every image (centred), for the scatter plot."""
-    scaler, ratios, axes = fit_principal_components(vectors, VECTOR_COLUMN)
-    centred = scaler.transform(vectors)
-    pca = pca_model(vectors.sparkSession, axes[:, :2], ratios[:2], "centred", "xy")
+    mean, _, axes = fit_principal_components(vectors, VECTOR_COLUMN)
     xy = vector_to_array(F.col("xy"))
-    rows = pca.transform(centred).select("label", "split", xy[0].alias("x"), xy[1].alias("y"))
+    rows = (
+        CentredProjection.of(mean, axes[:, :2], VECTOR_COLUMN, "xy")
+        .transform(vectors)
+        .select("label", "split", xy[0].alias("x"), xy[1].alias("y"))
+    )
     return rows.toPandas()
 
 
