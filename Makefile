@@ -45,7 +45,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 sample: install
-	$(BIN)/python -m fruits_kedro.sample $(SAMPLE_DIR)
+	$(BIN)/python -m tools.sample $(SAMPLE_DIR)
 
 # Once per Java and Spark (~1 min; instant afterwards): the driver JVM's archive of Spark's
 # classes, in ~/.cache/fruits_kedro/jvm. Spark sessions start ~4 s sooner with it; it is only
@@ -55,8 +55,8 @@ jvm-archive: install
 
 # Style: ruff's lint rules and formatter, configured in pyproject.toml (CI fails on findings).
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
 
 viz: install
 	$(BIN)/kedro viz build
@@ -67,7 +67,7 @@ clean:
 # Featurization throughput against the machine's ceiling (prints a table, writes
 # data/08_reporting/benchmark.json). BENCH_ARGS="--n 1000 --runtimes onnx" to narrow it.
 bench: install jvm-archive
-	$(BIN)/python -m fruits_kedro.bench $(BENCH_ARGS)
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 # A standalone Spark cluster on loopback (master :7077, web UI :8080), state in .spark-cluster/:
 # executors are separate JVMs with their own Python workers, as on EMR. WORKERS=3 for more workers.

@@ -55,7 +55,7 @@ def spark():
 @pytest.fixture(scope="session")
 def generated_sample(tmp_path_factory) -> Path:
     """The sample a fresh machine generates (no ../shared needed)."""
-    from fruits_kedro.sample import generate_sample
+    from tools.sample import generate_sample
 
     root = tmp_path_factory.mktemp("generated") / "fruits"
     generate_sample(root)

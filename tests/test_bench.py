@@ -3,7 +3,7 @@
 import json
 import statistics
 
-from fruits_kedro import bench
+from tools import bench
 
 
 def test_bench_writes_ceiling_end_to_end_ratio_memory_and_node_times(tmp_path):

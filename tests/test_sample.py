@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruits_kedro import sample
-from fruits_kedro.sample import CLASSES, MARKER_NAME, SPLITS, generate_sample, main
+from tools import sample
+from tools.sample import CLASSES, MARKER_NAME, SPLITS, generate_sample, main
 
 # Small counts keep the tests that don't need the full sample fast.
 SMALL = {"train_per_class": 2, "test_per_class": 1}

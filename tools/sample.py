@@ -16,7 +16,7 @@ LANCZOS for anti-aliasing, then lit with a simple Lambert + specular model so
 they look like photos rather than flat icons. Everything is seeded from the
 class name, split and image index, so every run writes the same bytes.
 
-Run ``python -m fruits_kedro.sample [ROOT]`` to write the sample.
+Run ``python -m tools.sample [ROOT]`` to write the sample.
 """
 
 from __future__ import annotations
@@ -572,7 +572,7 @@ def generate_sample(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fruits_kedro.sample",
+        prog="python -m tools.sample",
         description="Write a small synthetic Fruits-360-like image sample.",
     )
     parser.add_argument("root", nargs="?", default=str(DEFAULT_ROOT), help=f"output folder (default: {DEFAULT_ROOT})")

@@ -16,8 +16,8 @@ and the peak resident memory of the run's Spark driver (its Python process and J
 its Python workers. Real photos from ``../shared/fruits360-sample`` are repeated (hard links)
 to reach N when present; the generated sample is used otherwise.
 
-    python -m fruits_kedro.bench                       # N = 1000 5000 20000, both runtimes
-    python -m fruits_kedro.bench --n 1000 --runtimes onnx --backbones mobilenet_v2
+    python -m tools.bench                       # N = 1000 5000 20000, both runtimes
+    python -m tools.bench --n 1000 --runtimes onnx --backbones mobilenet_v2
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a tool of this repository, run from it
 SHARED_PHOTOS = PROJECT_ROOT.parent / "shared" / "fruits360-sample"
 
 
@@ -129,7 +129,7 @@ class PeakMemory:
 def photo_source() -> tuple[Path, str]:
     if SHARED_PHOTOS.is_dir():
         return SHARED_PHOTOS, "real Fruits-360 photos (../shared/fruits360-sample)"
-    from fruits_kedro.sample import generate_sample
+    from tools.sample import generate_sample
 
     root = Path(tempfile.mkdtemp(prefix="fruits_bench_sample_")) / "fruits"
     generate_sample(root)
@@ -235,7 +235,12 @@ def measure_end_to_end(
             "result": str(result_file),
         }
         completed = subprocess.run(
-            [sys.executable, "-m", "fruits_kedro.bench", "--run", json.dumps(request)], cwd=project
+            [sys.executable, "-m", "tools.bench", "--run", json.dumps(request)],
+            cwd=project,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+            },
         )
         if completed.returncode != 0:
             raise RuntimeError(
