@@ -118,7 +118,7 @@ def load_classifier(project_path: str | Path = ".", env: str | None = None, batc
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m fruits_kedro.predict",
+        prog="fruits-kedro predict",
         description="Print the most probable fruit classes of photos, with the classifier of the evaluation pipeline.",
     )
     parser.add_argument("photos", nargs="+", help="image files (any size; JPEG, PNG...)")
