@@ -66,7 +66,7 @@ _SLOW_WRITER = textwrap.dedent(
         return values
 
     frame = spark.range(0, 400, numPartitions=8).withColumn("id", slowly("id"))
-    SparkParquetFsspecDataset({target!r}).save(frame)
+    SparkParquetFsspecDataset(filepath={target!r}).save(frame)
     """
 )
 
@@ -74,7 +74,7 @@ _SLOW_WRITER = textwrap.dedent(
 def test_a_killed_write_leaves_the_previous_parquet_intact(spark, tmp_path):
     target = tmp_path / "features.parquet"
     previous = spark.createDataFrame([(i,) for i in range(10)], "id long")
-    SparkParquetFsspecDataset(str(target)).save(previous)
+    SparkParquetFsspecDataset(filepath=str(target)).save(previous)
 
     script = _SLOW_WRITER.format(root=str(PROJECT_ROOT), target=str(target))
     child = subprocess.Popen(
@@ -90,19 +90,19 @@ def test_a_killed_write_leaves_the_previous_parquet_intact(spark, tmp_path):
         os.killpg(child.pid, signal.SIGKILL)  # the driver, its JVM and its Python workers
         child.wait()
 
-    reloaded = SparkParquetFsspecDataset(str(target)).load()
+    reloaded = SparkParquetFsspecDataset(filepath=str(target)).load()
     assert sorted(r.id for r in reloaded.collect()) == list(range(10))
     assert sorted(pd.read_parquet(target)["id"]) == list(range(10))  # plain pyarrow readers too
 
 
 def test_a_failed_csv_write_leaves_the_previous_csv_intact(spark, tmp_path):
     target = tmp_path / "features.csv"
-    SparkCSVFileDataset(str(target)).save(spark.createDataFrame([("a", 1.0)], "path string, pc_1 double"))
+    SparkCSVFileDataset(filepath=str(target)).save(spark.createDataFrame([("a", 1.0)], "path string, pc_1 double"))
     before = target.read_bytes()
     failing = spark.range(0, 20000, numPartitions=4).selectExpr(
         "cast(id as string) as path", "case when id = 15000 then raise_error('disk gone') else id end as pc_1"
     )
     with pytest.raises(Exception, match="disk gone"):
-        SparkCSVFileDataset(str(target), save_args={"rows_per_chunk": 1000}).save(failing)
+        SparkCSVFileDataset(filepath=str(target), save_args={"rows_per_chunk": 1000}).save(failing)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["features.csv"]  # the temporary file is gone

@@ -2,6 +2,7 @@ import uuid
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,7 +13,7 @@ def test_writes_one_pandas_readable_csv_sorted_and_atomically(spark, tmp_path):
     rows = [(f"p{i:04d}", float(i) / 3) for i in reversed(range(2500))]
     frame = spark.createDataFrame(rows, "path string, pc_1 double").repartition(4)
     target = tmp_path / "out" / "features.csv"
-    dataset = SparkCSVFileDataset(str(target), save_args={"sort_by": ["path"], "rows_per_chunk": 700})
+    dataset = SparkCSVFileDataset(filepath=str(target), save_args={"sort_by": ["path"], "rows_per_chunk": 700})
     dataset.save(frame)
     read_back = pd.read_csv(target)
     assert read_back.columns.tolist() == ["path", "pc_1"]
@@ -26,7 +27,7 @@ def test_writes_one_pandas_readable_csv_sorted_and_atomically(spark, tmp_path):
 def test_empty_frame_gives_a_header_only_csv(spark, tmp_path):
     frame = spark.createDataFrame([], "path string, reason string")
     target = tmp_path / "rejected.csv"
-    SparkCSVFileDataset(str(target)).save(frame)
+    SparkCSVFileDataset(filepath=str(target)).save(frame)
     assert target.read_text().strip() == "path,reason"
 
 
@@ -36,7 +37,7 @@ def test_values_read_back_as_written(spark, tmp_path):
     rows = [(f'photo "{i}", copy', None if i == 1 else "ok", float(v)) for i, v in enumerate(values)]
     frame = spark.createDataFrame(rows, "path string, reason string, pc_1 float").repartition(3)
     target = tmp_path / "scores.csv"
-    SparkCSVFileDataset(str(target), save_args={"sort_by": ["path"], "rows_per_chunk": 1}).save(frame)
+    SparkCSVFileDataset(filepath=str(target), save_args={"sort_by": ["path"], "rows_per_chunk": 1}).save(frame)
     read_back = pd.read_csv(target)
     assert read_back["path"].tolist() == [row[0] for row in rows]
     assert read_back["reason"].isna().tolist() == [False, True, False, False]
@@ -62,7 +63,7 @@ def test_any_file_name_gives_exactly_one_row_per_image(spark, tmp_path, names):
         [(p, "Kiwi", i * 0.5) for i, p in enumerate(paths)], "path string, label string, pc_1 double"
     )
     target = tmp_path / f"{uuid.uuid4().hex}.csv"
-    SparkCSVFileDataset(str(target), save_args={"sort_by": ["path"]}).save(frame.repartition(2))
+    SparkCSVFileDataset(filepath=str(target), save_args={"sort_by": ["path"]}).save(frame.repartition(2))
     read_back = pd.read_csv(target, keep_default_na=False)
     assert len(read_back) == len(paths)
     assert read_back["path"].tolist() == sorted(paths)
@@ -75,5 +76,10 @@ def test_a_save_removes_the_temporary_files_of_killed_saves(spark, tmp_path):
     killed.write_text("path\nhalf")
     other = tmp_path / f".other.csv.{uuid.uuid4().hex}.tmp"  # another dataset's: not this save's business
     other.write_text("x")
-    SparkCSVFileDataset(str(target)).save(spark.createDataFrame([("a",)], "path string"))
+    SparkCSVFileDataset(filepath=str(target)).save(spark.createDataFrame([("a",)], "path string"))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["features.csv", other.name])
+
+
+def test_arguments_are_keyword_only_as_in_kedro_datasets():
+    with pytest.raises(TypeError):
+        SparkCSVFileDataset("features.csv")  # type: ignore[misc]

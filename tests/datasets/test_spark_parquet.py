@@ -114,3 +114,8 @@ def test_s3_missing_bucket_is_named(spark, aws_env):
         dataset.save(_frame(spark, 4, partitions=1))
     with pytest.raises(DatasetError, match="no-such-bucket-fruits"):
         dataset.load()
+
+
+def test_arguments_are_keyword_only_as_in_kedro_datasets():
+    with pytest.raises(TypeError):
+        SparkParquetFsspecDataset("features.parquet")  # type: ignore[misc]

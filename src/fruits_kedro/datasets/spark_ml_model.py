@@ -15,14 +15,25 @@ from kedro.io.core import AbstractDataset, DatasetError
 class SparkMLModelDataset(AbstractDataset[Any, Any]):
     """Save and load a ``pyspark.ml.PipelineModel``.
 
-    Example catalog entry::
+    Args:
+        filepath: The model's folder: a local path or a URL the cluster's Hadoop reaches.
+        metadata: Free-form metadata, ignored by Kedro.
 
-        classifier_model:
-          type: fruits_kedro.datasets.spark_ml_model.SparkMLModelDataset
-          filepath: data/06_models/classifier_pipeline_model
+    Examples:
+        In ``catalog.yml``::
+
+            classifier_model:
+              type: fruits_kedro.datasets.spark_ml_model.SparkMLModelDataset
+              filepath: data/06_models/classifier_pipeline_model
+
+        In Python::
+
+            >>> dataset = SparkMLModelDataset(filepath="data/06_models/classifier_pipeline_model")
+            >>> dataset.save(pipeline_model)
+            >>> reloaded = dataset.load()
     """
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
         self._filepath = str(filepath)
         self.metadata = metadata
 

@@ -63,16 +63,30 @@ WRITTEN_FILES_SCHEMA = "file string, rows long"
 class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
     """Save/load a Spark DataFrame as Parquet through fsspec, from the executors.
 
-    Example catalog entry::
+    Args:
+        filepath: The dataset's folder: a local path or any fsspec URL (``s3://...``).
+        save_args: ``compression`` (pyarrow codec, default ``snappy``), ``row_group_rows``.
+            Saving always replaces the previous version (Kedro's ``mode: overwrite``).
+        load_args: ``batch_rows`` (rows per Arrow batch handed to Spark, default 4096);
+            ``missing_ok`` (default false): load ``None`` instead of failing when nothing
+            was saved yet.
+        credentials: fsspec credentials (the AWS chain when not given).
+        fs_args: Other fsspec arguments.
+        metadata: Free-form metadata, ignored by Kedro.
 
-        image_features_pca:
-          type: fruits_kedro.datasets.SparkParquetFsspecDataset
-          filepath: s3://${runtime_params:bucket}/fruits/features/image_features_pca.parquet
+    Examples:
+        In ``catalog.yml``::
 
-    ``save_args``: ``compression`` (pyarrow codec, default ``snappy``), ``row_group_rows``.
-    ``load_args``: ``batch_rows`` (rows per Arrow batch handed to Spark, default 4096);
-    ``missing_ok`` (default false): load ``None`` instead of failing when nothing was saved yet.
-    Saving always replaces the previous version (Kedro's ``mode: overwrite``).
+            image_features_pca:
+              type: fruits_kedro.datasets.SparkParquetFsspecDataset
+              filepath: s3://${runtime_params:bucket}/fruits/features/image_features_pca.parquet
+
+        In Python::
+
+            >>> dataset = SparkParquetFsspecDataset(filepath="data/04_feature/table.parquet")
+            >>> dataset.save(spark.range(10))
+            >>> dataset.load().count()
+            10
     """
 
     DEFAULT_SAVE_ARGS: dict[str, Any] = {"compression": "snappy", "row_group_rows": 100_000}
@@ -80,6 +94,7 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
 
     def __init__(
         self,
+        *,
         filepath: str,
         save_args: dict[str, Any] | None = None,
         load_args: dict[str, Any] | None = None,

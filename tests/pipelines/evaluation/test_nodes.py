@@ -97,7 +97,7 @@ def test_skipped_backbones_are_reported_and_the_run_goes_on(spark, tmp_path):
     ):
         assert isinstance(plot, Figure)
     # The empty model still round-trips through the catalog dataset.
-    dataset = SparkMLModelDataset(str(tmp_path / "model"))
+    dataset = SparkMLModelDataset(filepath=str(tmp_path / "model"))
     dataset.save(model)
     assert dataset.exists() and dataset.load().stages == []
 
@@ -129,7 +129,7 @@ def test_classifier_model_round_trips_through_the_dataset(spark, tmp_path):
         and settings["n_components"] == metrics["feature_sets"]["mobilenet_v2"]["n_features"]
     )
     assert set(details["projection"]) == {"mobilenet_v2", "orb"}
-    dataset = SparkMLModelDataset(str(tmp_path / "model"))
+    dataset = SparkMLModelDataset(filepath=str(tmp_path / "model"))
     assert not dataset.exists()
     dataset.save(model)
     dataset.save(model)  # overwrite, as a rerun does
@@ -142,6 +142,6 @@ def test_the_model_dataset_refuses_what_it_cannot_save(tmp_path):
     from kedro.io.core import DatasetError
 
     with pytest.raises(DatasetError, match="PipelineModel"):
-        SparkMLModelDataset(str(tmp_path / "model")).save({"not": "a model"})
+        SparkMLModelDataset(filepath=str(tmp_path / "model")).save({"not": "a model"})
     with pytest.raises(DatasetError, match="kedro run --pipeline evaluation"):
-        SparkMLModelDataset(str(tmp_path / "never_saved")).load()
+        SparkMLModelDataset(filepath=str(tmp_path / "never_saved")).load()
