@@ -3,8 +3,8 @@
 Spark puts ``$SPARK_HOME/python/lib/pyspark.zip``, py4j's zip and the spark-core jar at the
 head of every Python worker's ``PYTHONPATH``. With a pip-installed PySpark, ``SPARK_HOME``
 is the installed package itself: the zip holds the same modules as the package, but no
-bytecode, so each worker compiled PySpark from source at the start of every run (~1.5 s on
-each core, while the first CNN tasks waited) and re-read the three archives' directories.
+bytecode, so each worker compiled PySpark from source at the start of every run, while the
+first CNN tasks waited, and re-read the three archives' directories.
 
 Named by ``spark.python.daemon.module`` (``conf/base/spark.yml``), this module drops from
 ``sys.path`` the archives that ship inside the installed ``pyspark`` package (the same

@@ -1,9 +1,8 @@
 """A class-data sharing (AppCDS) archive of Spark's classes, for the local driver JVM.
 
-A fresh JVM spends seconds loading and verifying Spark's classes: on 2 cores, ~4 s more to
-start a session and ~2 s more in a run's first queries (before the CNN stage of a 5,000-photo
-``kedro run``: ~9 s without the archive, ~7 s with it). Java's class-data sharing maps those
-classes from an archive instead.
+A fresh JVM spends seconds loading and verifying Spark's classes, when a session starts and
+in a run's first queries (figures in docs/performance.md). Java's class-data sharing maps
+those classes from an archive instead.
 
 The archive is made once per Java runtime and Spark release (``make`` does it, or
 ``python -m fruits_kedro.spark_class_archive``) by a JVM that runs a small job touching the

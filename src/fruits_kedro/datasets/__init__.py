@@ -3,7 +3,7 @@
 Each dataset's module is imported when first named (``fruits_kedro.datasets.X``, as the
 catalog does): the executors' Python workers import modules of this package for the
 functions their tasks run, and must not pay for the other datasets' dependencies (pandas
-alone costs a worker ~0.5 s as it starts).
+alone slows a worker's start).
 """
 
 from __future__ import annotations

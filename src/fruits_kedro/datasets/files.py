@@ -11,7 +11,7 @@ A file that cannot be had is one of two things, and they are never confused:
   which fails the Spark task, so Spark retries it; no photo is reported for it.
 
 Free of pandas on purpose: every inference task imports this module, and a worker that
-imports pandas starts ~0.5 s later.
+imports pandas starts later.
 """
 
 from __future__ import annotations

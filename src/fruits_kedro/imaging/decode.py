@@ -10,10 +10,9 @@ Where it runs: inside the inference tasks, right before each batch goes through 
 (:func:`fruits_kedro.inference.featurize.featurize_images`); the ORB baseline and
 :mod:`fruits_kedro.predict` decode with it too. Each image is read once and decoded once; one
 that cannot be decoded gets its reason there and ends up in ``rejected_images``. Spark
-cannot fuse two Python UDFs, so a separate decode step would either hand 150 KB of pixels per
-image (at 224 px) from one Python worker to the next, ~20% of the CNN's time, or make a
-second pass over every file just for the verdict, ~25% of a run at 5,000 photos
-(docs/performance.md).
+cannot fuse two Python UDFs, so a separate decode step would either hand every image's pixels
+from one Python worker to the next, or make a second pass over every file just for the
+verdict (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ class ImageDecoder:
         height, width = rgb.shape[:2]
         if (height, width) == (self.size, self.size):
             return rgb
-        # OpenCV resizes ~4x faster than Pillow. Bilinear when enlarging (Fruits-360's 100 px
+        # OpenCV resizes faster than Pillow. Bilinear when enlarging (Fruits-360's 100 px
         # to 224); area averaging when shrinking, which, unlike bilinear, does not alias.
         shrinking = height * width > self.size * self.size
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR

@@ -9,13 +9,12 @@ behind this design).
 
 The weights are loaded once on the driver (through Keras' own loading path) and broadcast
 once per job: as weight arrays for the ``keras`` runtime, or as an ONNX model converted on
-the driver for the ``onnx`` runtime (ONNX Runtime runs the same network ~4x faster on CPUs).
+the driver for the ``onnx`` runtime (ONNX Runtime runs the same network faster on CPUs).
 Each Python worker builds the model once and keeps it for every batch and task it runs
 (see :func:`fruits_kedro.inference.runtime.worker_feature_fn`).
 
 The tasks import this module (the accumulator's merge is defined here) and what its task
-functions use: keep their import graph free of pandas, which costs each Python worker ~0.5 s
-as it starts.
+functions use: keep their import graph free of pandas, which slows each Python worker's start.
 """
 
 from __future__ import annotations
@@ -65,9 +64,9 @@ class RejectedImages:
 
     Why not a ``reason`` column next to the features: the features and the rejected rows
     would then be two outputs of one computation, which Spark runs once only if it is cached
-    first; the cache (written to disk, read back, then written again as Parquet) cost ~2.7 s
-    of JVM CPU per 5,000 photos, and each task wrote its Parquet part only after its whole
-    partition had gone through the network (docs/performance.md).
+    first; the cache is written to disk, read back, then written again as Parquet, and each
+    task would write its Parquet part only after its whole partition had gone through the
+    network (docs/performance.md).
 
     The accumulator fills when the features are computed, i.e. when they are saved: read it
     after that. (Kedro deep-copies what one node hands another in memory; a copy of a PySpark
@@ -114,8 +113,8 @@ def featurize_images(
     batch_size, read_retry_seconds, threads_per_task).
 
     The images' bytes are read inside the inference tasks, from ``path``: a separate reading
-    UDF would be one more Python worker per task handing every photo through the JVM (~10% of
-    the CNN stage, measured), and the next Arrow batch is fetched while the current one runs
+    UDF would be one more Python worker per task handing every photo through the JVM
+    (docs/performance.md), and the next Arrow batch is fetched while the current one runs
     through the network, so S3 latency overlaps inference.
 
     Nothing runs until the features are saved; saving them streams each task's features
@@ -190,7 +189,7 @@ def featurize_images(
                 yield featurize(pending[0], pending[1].result(), infer)
 
     # Arrow in, Arrow out (mapInArrow, not a pandas UDF): the tasks never import pandas,
-    # which costs each Python worker ~0.5 s as it starts, and the features go from NumPy to
+    # which slows each Python worker's start, and the features go from NumPy to
     # Arrow in one copy instead of one Python object per image.
     ids = raw_images.select(*FEATURE_ID_COLUMNS)
     schema = T.StructType([*ids.schema.fields, T.StructField("features", T.ArrayType(T.FloatType()), True)])

@@ -83,8 +83,8 @@ def _onnx_cache_path(backbone: Backbone, input_size: int, weights_identity: str)
 def _cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None) -> bytes:
     """The ONNX model for these weights, converted at most once per machine.
 
-    Converting takes 5-20 s of driver time, and loading the weights through Keras (to convert
-    them, or to hash them) another ~8 s and ~0.6 GB: the file is keyed by a hash of the weights
+    Converting takes seconds of driver time, and loading the weights through Keras (to convert
+    them, or to hash them) more seconds and memory: the file is keyed by a hash of the weights
     file itself where there is one, so a run that finds it never imports TensorFlow. Weights
     known only to Keras (a remote URI, ImageNet weights still to download) are keyed by a hash
     of the loaded arrays. Either way a stale model is never used, and a cache that cannot be

@@ -38,8 +38,8 @@ def image_extension_pattern(extensions: list[str]) -> str:
     """A Java regex matching paths that end with one of ``extensions``, in any case.
 
     A regex rather than ``lower(...) isin``: Spark 4's ``lower`` goes through ICU, whose
-    first use costs a fresh JVM ~1 s of class initialisation (seen in a JFR profile of
-    ``kedro run``), paid by every run for a handful of suffixes. ``\\Q...\\E`` quotes each
+    first use costs a fresh JVM a second of class initialisation, paid by every run for a
+    handful of suffixes. ``\\Q...\\E`` quotes each
     suffix literally (a ``.`` is a dot); ``(?iu)`` folds case as ``str.lower`` does, like
     the up-front check in ``hooks.py``.
     """
@@ -188,8 +188,7 @@ def attach_image_bytes(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     The listing is small, so its row count is cheap; it sets the partitions: a whole number
     of waves of one task per core, equal in size and of at most ``images_per_partition``
     images. Equal waves leave no core idle at the end of the CNN stage, and few large tasks
-    pay the per-task cost (~0.2-0.3 s each on 2 cores: task launch, UDF hand-over, cache
-    block) a few times only (docs/performance.md).
+    pay the per-task cost (task launch, UDF hand-over) a few times only (docs/performance.md).
     """
     n_images = images.count()
     per_partition = section("ingestion", params).images_per_partition

@@ -54,7 +54,7 @@ def enhance_grey(rgb: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
     if settings["denoise"] == "median":
         grey = cv2.medianBlur(grey, int(settings["median_kernel"]))
     elif settings["denoise"] == "nlmeans":
-        # Better on heavy noise, but ~100x slower than the rest of this function together.
+        # Better on heavy noise, but far slower than the rest of this function together.
         grey = cv2.fastNlMeansDenoising(grey, None, h=float(settings["nlmeans_strength"]))
     kernel = int(settings["blur_kernel"])
     if kernel > 0:
