@@ -100,3 +100,14 @@ def test_an_environment_sets_only_the_spark_settings_that_differ_from_base(env):
     own = yaml.safe_load((PROJECT_ROOT / "conf" / env / "spark.yml").read_text())
     assert own, f"conf/{env}/spark.yml is empty: delete it instead"
     assert not {k for k, v in own.items() if k in base and base[k] == v}, "repeats conf/base/spark.yml"
+
+
+@pytest.mark.parametrize("env", ["local", "s3", "emr"])
+def test_every_catalog_entry_has_a_kedro_viz_layer(env):
+    catalog = _catalog(env, bucket="bkt")
+    missing = [
+        name
+        for name, entry in catalog.items()
+        if not name.startswith("_") and entry["type"] != "MemoryDataset" and "layer" not in str(entry.get("metadata"))
+    ]
+    assert not missing, f"no kedro-viz layer in conf/{env}: {missing}"
