@@ -17,7 +17,7 @@ export KERAS_HOME ?= $(abspath ../shared/keras)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install sample check-java jvm-archive viz clean bench lint
+.PHONY: run test install sample check-java jvm-archive viz clean bench lint browser serve
 .PHONY: cluster-up cluster-down cluster-status history history-down
 
 run: install sample jvm-archive
@@ -52,6 +52,15 @@ sample: install
 # a speed-up, so a machine where it cannot be made (read-only home) runs without it.
 jvm-archive: install
 	-$(BIN)/python -m fruits_kedro.spark_class_archive
+
+# Debian's chromium, for the serve page's browser test (skipped where it is missing); as root.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The evaluation pipeline's classifier over HTTP, with a page: http://127.0.0.1:8000
+serve: install
+	$(BIN)/fruits-kedro serve $(ARGS)
 
 # Style: ruff's lint rules and formatter, configured in pyproject.toml (CI fails on findings).
 lint: install

@@ -2,6 +2,7 @@
 
     fruits-kedro [run] [kedro run options]     the pipelines, as ``kedro run`` (run is the default)
     fruits-kedro predict PHOTO... [--top N]     the evaluation pipeline's classifier on photos
+    fruits-kedro serve [--host H] [--port P]    the same classifier over HTTP, with a page
 
 ``main`` is also the entry point ``spark-submit`` uses for a packaged project (kedro run options).
 """
@@ -41,6 +42,7 @@ class _RunByDefault(click.Group):
 def cli() -> click.Group:
     group = _RunByDefault(name="fruits-kedro", help="The pipelines (run, the default) and the classifier (predict).")
     group.add_command(predict_command)
+    group.add_command(serve_command)
     return group
 
 
@@ -51,6 +53,24 @@ def predict_command(arguments: tuple[str, ...]) -> None:
     from fruits_kedro.predict import main as predict
 
     sys.exit(predict(list(arguments)))
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (0.0.0.0: every one)")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--env", default=None, help="Kedro configuration environment (default: local)")
+@click.option("--params", default="", help="runtime parameters, as kedro run's: bucket=B,prefix=P")
+@click.option("--project-path", default=".", show_default=True, help="Kedro project root")
+def serve_command(host: str, port: int, env: str | None, params: str, project_path: str) -> None:
+    """Serve the evaluation pipeline's classifier: POST /predict, GET / (a page), GET /health."""
+    from fruits_kedro.ml.exported_classifier import ClassifierUnavailableError
+    from fruits_kedro.serve import serve
+
+    runtime_params = dict(item.split("=", 1) for item in params.split(",") if "=" in item)
+    try:
+        serve(host, port, project_path=project_path, env=env, params=runtime_params)
+    except (ClassifierUnavailableError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def main(*args, **kwargs):

@@ -13,6 +13,7 @@ from typing import Any
 
 _MODULES = {
     "ImageFolderDataset": "image_folder",
+    "NumpyArraysDataset": "numpy_arrays",
     "OutputSetDataset": "output_set",
     "SparkCSVFileDataset": "spark_csv",
     "SparkParquetFsspecDataset": "spark_parquet",

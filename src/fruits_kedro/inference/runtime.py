@@ -49,6 +49,12 @@ def _keras_feature_fn(backbone: Backbone, input_size: int, weights: list[np.ndar
 
 
 def _onnx_feature_fn(backbone: Backbone, input_size: int, onnx_model: bytes, threads: int):
+    return onnx_features(onnx_model, threads)
+
+
+def onnx_features(onnx_model: bytes, threads: int):
+    """A function (N, s, s, 3) uint8 pixels -> (N, features), from the exported ONNX model:
+    ONNX Runtime only (no TensorFlow, no JVM)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -31,8 +31,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fruits_kedro.inference.featurize import featurize_images
+from fruits_kedro.inference.onnx_export import inference_payload
 from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 from fruits_kedro.inference.weights import WeightsUnavailableError, load_weights
+from fruits_kedro.ml.exported_classifier import export_arrays
 from fruits_kedro.ml.pca import CentredProjection, choose_k, fit_principal_components
 from fruits_kedro.params import section
 
@@ -40,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 ORB_FEATURE_SET = "orb"
 TRAIN_SPLIT, TEST_SPLIT = "Training", "Test"
-# Column names shared with fruits_kedro.predict, which feeds the persisted PipelineModel.
+# Column names of the persisted PipelineModel (input vector, output label).
 VECTOR_COLUMN = "vector"
 PREDICTED_LABEL_COLUMN = "predicted_label"
 
@@ -497,3 +499,13 @@ def plot_feature_projections(details: dict[str, Any]):
         ax.legend(handles=handles, loc="best", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def export_classifier(classifier_model: PipelineModel, classifier_settings: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The saved classifier as arrays with its backbone as ONNX, for predict and serve (no JVM).
+    Nothing to export when every backbone was skipped: the settings say why."""
+    if not classifier_settings.get("backbone"):
+        return {}
+    backbone = get_backbone(classifier_settings["backbone"])
+    onnx_model = inference_payload(backbone, classifier_settings["input_size"], classifier_settings["weights"], "onnx")
+    return export_arrays(classifier_model, onnx_model)

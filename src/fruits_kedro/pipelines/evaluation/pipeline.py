@@ -2,6 +2,7 @@ from kedro.pipeline import Node, Pipeline
 
 from fruits_kedro.pipelines.evaluation.nodes import (
     classify_feature_sets,
+    export_classifier,
     featurize_with_backbones,
     plot_confusion_matrices,
     plot_feature_projections,
@@ -36,6 +37,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 ["evaluation_metrics", "evaluation_details", "classifier_model", "classifier_settings"],
                 name="classify_feature_sets",
+            ),
+            Node(
+                export_classifier,
+                ["classifier_model", "classifier_settings"],
+                "classifier_export",
+                name="export_classifier",
             ),
             Node(results_table, "evaluation_metrics", "evaluation_results_table", name="results_table"),
             Node(
