@@ -288,6 +288,88 @@ def make_project(destination: Path) -> Path:
     return destination
 
 
+def measure_serving(
+    source: Path, backbone_name: str, input_size: int | None, weights: str | None, requests: int, work: Path
+) -> dict:
+    """``fruits-kedro serve`` as the app meets it: start-up (a fresh process, until /health
+    answers) and the latency of ``requests`` photo uploads, one at a time. The classifier has
+    the real backbone (ONNX) and the shapes of a real one (1280 -> 300 components -> 103 classes);
+    its coefficients are random, which changes no timing."""
+    import httpx
+    import numpy as np
+
+    from fruits_kedro.inference.onnx_export import inference_payload
+    from fruits_kedro.inference.registry import get_backbone, resolve_input_size
+
+    backbone = get_backbone(backbone_name)
+    size = resolve_input_size(backbone, input_size)
+    project = make_project(work / "serve_project")
+    models = project / "data" / "06_models"
+    models.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    width, k, classes = backbone.feature_dim(size), 300, 103
+    labels = [f"class_{i}" for i in range(classes)]
+    np.savez_compressed(
+        models / "classifier_export.npz",
+        mean=rng.normal(size=width),
+        axes=rng.normal(size=(width, k)),
+        coefficients=rng.normal(size=(classes, k)),
+        intercepts=rng.normal(size=classes),
+        labels=np.asarray(labels),
+        onnx_model=np.frombuffer(inference_payload(backbone, size, weights, "onnx"), dtype=np.uint8),
+    )
+    settings = {"backbone": backbone_name, "input_size": size, "weights": weights, "labels": labels}
+    (models / "classifier_settings.json").write_text(json.dumps(settings))
+    port = _free_port()
+    script = Path(sys.executable).parent / "fruits-kedro"
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [str(script), "serve", "--port", str(port), "--project-path", str(project)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError("fruits-kedro serve stopped during start-up")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        startup = time.perf_counter() - started
+        photos = sorted(source.rglob("*.jpg"))[: max(requests, 1)]
+        latencies = []
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for i in range(requests):
+                photo = photos[i % len(photos)]
+                begin = time.perf_counter()
+                client.post(
+                    "/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}
+                ).raise_for_status()
+                latencies.append(time.perf_counter() - begin)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    latencies.sort()
+    return {
+        "input_size": size,
+        "startup_s": startup,
+        "requests": requests,
+        "median_ms": 1000 * statistics.median(latencies),
+        "p90_ms": 1000 * latencies[int(0.9 * (len(latencies) - 1))],
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def format_table(rows: list[BenchRow]) -> str:
     header = (
         "backbone",
@@ -339,6 +421,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--ceiling-windows", type=int, default=3, help="ceiling windows before and after each run")
     parser.add_argument("--ceiling-seconds", type=float, default=3.0, help="length of one ceiling window")
+    parser.add_argument("--serve-requests", type=int, default=50, help="photo uploads to time (0: no serve figures)")
     parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
     args = parser.parse_args(argv)
 
@@ -393,15 +476,28 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
                         f"{row.cnn_stage_ratio:.2f}), driver {row.peak_driver_mb:.0f} MB, "
                         f"workers {row.peak_workers_mb:.0f} MB; nodes (s): {nodes}"
                     )
+        serving = (
+            measure_serving(source, args.backbones[0], args.input_size, weights, args.serve_requests, work)
+            if args.serve_requests
+            else None
+        )
     finally:
         os.chdir(PROJECT_ROOT)
         shutil.rmtree(work, ignore_errors=True)
     print()
     print(format_table(rows))
+    if serving:
+        print(
+            f"\nfruits-kedro serve ({args.backbones[0]}): start-up {serving['startup_s']:.1f} s; "
+            f"{serving['requests']} photo uploads, median {serving['median_ms']:.0f} ms, p90 {serving['p90_ms']:.0f} ms"
+        )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(
-        json.dumps({"source": source_name, "cores": os.cpu_count(), "rows": [asdict(r) for r in rows]}, indent=2)
+        json.dumps(
+            {"source": source_name, "cores": os.cpu_count(), "rows": [asdict(r) for r in rows], "serve": serving},
+            indent=2,
+        )
     )
     print(f"\nWritten to {output}")
     return rows
