@@ -39,14 +39,15 @@ class ParameterValidationHooks:
         Errors name the setting and say how to fix it. Spark is started here, after the
         checks, so that every dataset (ours and kedro-datasets') shares the configured session.
         """
-        from fruits_kedro.params import validate_run
+        from fruits_kedro.params import parse_params, validate_run
 
         parameters = catalog.load("parameters")
         inputs = pipeline.inputs()
         used = {name.removeprefix("params:").split(".")[0] for name in inputs if name.startswith("params:")}
-        params = validate_run(parameters, used_sections=used)
+        params = parse_params(parameters)
         if IMAGE_FOLDER in inputs and IMAGE_FOLDER in catalog:
-            _require_images(catalog[IMAGE_FOLDER], params.ingestion.extensions)
+            _require_images(catalog[IMAGE_FOLDER], params.ingestion.extensions)  # before the weights: cheaper
+        validate_run(parameters, used_sections=used)
         require_java()
         spark.get_spark()
 
