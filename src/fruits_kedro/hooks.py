@@ -84,6 +84,7 @@ class OutputSetHooks:
             written = {d.member: _run_folder(d) for n, d in in_set if n in saved}
             if written:
                 output_set.commit(run_params["run_id"], written, stale=[d.member for n, d in in_set if n in stale])
+        _log_summary(catalog, saved)
 
     @hook_impl
     def on_pipeline_error(self, run_params: dict[str, Any], pipeline, catalog) -> None:
@@ -94,6 +95,25 @@ class OutputSetHooks:
                 output_set.remove_runs(names, only=run_params["run_id"])
             except Exception:  # noqa: BLE001 - the run's own error is the one to report
                 logger.warning("Could not remove the failed run's outputs under %s", output_set.root, exc_info=True)
+
+
+def _log_summary(catalog, saved: set[str]) -> None:
+    """What the run made, in two lines: the photos' account and the PCA's k."""
+    if "feature_extraction_report" in saved:
+        report = catalog.load("feature_extraction_report")
+        logger.info(
+            "Photos: %d listed, %d featurized, %d reused, %d rejected, %d skipped",
+            *(report.get(key, 0) for key in ("listed", "featurized", "reused", "rejected", "skipped")),
+        )
+    if "pca_explained_variance" in saved:
+        variance = catalog.load("pca_explained_variance")
+        logger.info(
+            "PCA: k = %d components of %d explain %.3f of the variance (threshold %.2f)",
+            variance["k"],
+            variance["n_input_features"],
+            variance["explained_variance_at_k"],
+            variance["threshold"],
+        )
 
 
 def _output_set_members(catalog, names) -> list[tuple[str, Any]]:
@@ -171,21 +191,33 @@ def _require_images(dataset, extensions: list[str]) -> None:
 
 
 class NodeTimingHooks:
-    """Log each node's wall time, the saving of its outputs included.
+    """Log each node's wall time, the saving of its outputs included, and, while it runs Spark
+    work, its progress about every 10 s (:mod:`fruits_kedro.progress`).
 
     Spark is lazy: a node returns a plan in milliseconds and the work (the CNN, for one)
     runs while Kedro saves the node's outputs, so a node's time ends with its last save.
     ``make bench`` reads these records to say where a run's time goes.
     """
 
+    # Nodes whose Spark work featurizes the run's images (the CNN runs as the features are
+    # saved, i.e. with merge_with_previous_features' outputs): their progress counts images.
+    FEATURIZING = frozenset({"extract_features", "merge_with_previous_features"})
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[str, tuple[float, set[str]]] = {}  # node -> (start, outputs not saved yet)
+        self._progress: dict[str, Any] = {}
+        self._seconds: dict[str, float] = {}
 
     @hook_impl
     def before_node_run(self, node) -> None:
         with self._lock:
             self._running[node.name] = (time.perf_counter(), set(node.outputs))
+        reporter = _progress_for(node.name, node.name in self.FEATURIZING)
+        if reporter is not None:
+            with self._lock:
+                self._progress[node.name] = reporter
+            reporter.start()
 
     @hook_impl
     def after_node_run(self, node) -> None:
@@ -205,9 +237,36 @@ class NodeTimingHooks:
     def on_node_error(self, node) -> None:
         with self._lock:
             self._running.pop(node.name, None)
+            reporter = self._progress.pop(node.name, None)
+        if reporter is not None:
+            reporter.stop()
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        with self._lock:
+            slowest = sorted(self._seconds.items(), key=lambda item: -item[1])[:5]
+            self._seconds.clear()
+        if slowest:
+            logger.info("Slowest nodes: %s", ", ".join(f"{name} {seconds:.1f} s" for name, seconds in slowest))
 
     def _finish(self, name: str) -> None:
         with self._lock:
             started, _ = self._running.pop(name, (None, None))
+            reporter = self._progress.pop(name, None)
+        if reporter is not None:
+            reporter.stop()
         if started is not None:
-            timing_logger.info("Node %s took %.2f s", name, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            with self._lock:
+                self._seconds[name] = seconds
+            timing_logger.info("Node %s took %.2f s", name, seconds)
+
+
+def _progress_for(name: str, featurizes: bool):
+    """A progress reporter for the node, if Spark runs (a hook never starts a session)."""
+    from pyspark.sql import SparkSession
+
+    from fruits_kedro import progress
+
+    session = SparkSession.getActiveSession()
+    return progress.for_node(session.sparkContext, name, featurizes) if session is not None else None

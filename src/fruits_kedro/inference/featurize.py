@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
+from fruits_kedro import progress
 from fruits_kedro.datasets.files import Unreadable, read_files
 from fruits_kedro.feature_settings import SETTINGS_COLUMN, feature_settings
 from fruits_kedro.imaging.decode import ImageDecoder
@@ -131,6 +132,7 @@ def featurize_images(
     payload_broadcast = spark.sparkContext.broadcast(payload)
     rejected = RejectedImages(spark.sparkContext)
     rejected_accumulator = rejected.accumulator
+    progress.count_rejected(lambda: len(rejected_accumulator.value))
     job_token = uuid.uuid4().hex
     batch_size = int(params["batch_size"])
     retry_seconds = float(params["read_retry_seconds"])

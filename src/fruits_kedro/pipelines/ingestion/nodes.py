@@ -14,6 +14,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from fruits_kedro import progress
 from fruits_kedro.datasets.image_folder import read_file_bytes
 from fruits_kedro.feature_settings import IMAGE_KEY, ReusableFeatures, feature_settings, reusable_features
 from fruits_kedro.params import section
@@ -196,5 +197,6 @@ def attach_image_bytes(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     waves = max(1, -(-n_images // (cores * per_partition)))
     partitions = cores * waves
     logger.info("Ingestion: %d images in %d partitions (%d per core)", n_images, partitions, waves)
+    progress.expect_images(n_images)
     read_bytes = F.pandas_udf(read_file_bytes, "binary")
     return images.repartition(partitions).withColumn("content", read_bytes(F.col("path")))
