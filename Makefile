@@ -17,13 +17,13 @@ export KERAS_HOME ?= $(abspath ../shared/keras)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install sample check-java jvm-archive viz clean bench lint browser serve
+.PHONY: run test install sample check-java jvm-archive viz clean bench lint browser serve weights
 .PHONY: cluster-up cluster-down cluster-status history history-down
 
-run: install sample jvm-archive
+run: install weights sample jvm-archive
 	$(BIN)/kedro run $(ARGS)
 
-test: install sample jvm-archive
+test: install weights sample jvm-archive
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: check-java $(VENV)/.installed
@@ -52,6 +52,14 @@ sample: install
 # a speed-up, so a machine where it cannot be made (read-only home) runs without it.
 jvm-archive: install
 	-$(BIN)/python -m fruits_kedro.spark_class_archive
+
+# The shared ImageNet weights, linked into Keras' own cache (~/.keras/models): a new shell's
+# kedro and fruits-kedro commands find them without KERAS_HOME. Existing files are kept.
+weights:
+ifneq ($(SHARED_KERAS),)
+	@mkdir -p $(HOME)/.keras/models
+	@for f in $(SHARED_KERAS)/*; do [ -e "$(HOME)/.keras/models/$$(basename $$f)" ] || ln -s "$$(cd $$(dirname $$f) && pwd)/$$(basename $$f)" "$(HOME)/.keras/models/"; done
+endif
 
 # Debian's chromium, for the serve page's browser test (skipped where it is missing); as root.
 browser:
