@@ -102,20 +102,22 @@ class LogisticRegressionParams(_Section):
 
 
 class EvaluationParams(_Section):
-    backbones: list[str]
+    feature_sets: list[str]
     input_size: int | None = Field(ge=32, le=1024)
     weights: str | None
     predict_backbone: str
     logistic_regression: LogisticRegressionParams
 
-    @field_validator("backbones")
+    @field_validator("feature_sets")
     @classmethod
     def _known_and_unique(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in BACKBONES]
+        unknown = [name for name in value if name not in BACKBONES and name != "orb"]
         if unknown:
-            raise ValueError(f"unknown backbone(s) {unknown}; known: {', '.join(sorted(BACKBONES))}")
+            raise ValueError(f"unknown feature set(s) {unknown}; known: {', '.join(sorted(BACKBONES))}, orb")
         if len(set(value)) != len(value):
-            raise ValueError(f"backbones are listed more than once: {value}")
+            raise ValueError(f"feature sets are listed more than once: {value}")
+        if not value:
+            raise ValueError("list at least one feature set")
         return value
 
     @field_validator("predict_backbone")

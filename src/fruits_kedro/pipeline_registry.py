@@ -33,5 +33,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     # their ingestion reads the evaluation settings, which have no `incremental` switch.
     full_ingestion = Pipeline(pipelines["ingestion"], parameters={"params:feature_extraction": "params:evaluation"})
     pipelines["orb_baseline"] = full_ingestion + orb_baseline.create_pipeline()
-    pipelines["evaluation"] = pipelines["orb_baseline"] + evaluation.create_pipeline()
+    # In evaluation, ORB describes the photos that evaluation.feature_sets gives it: none without orb.
+    orb_for_evaluation = Pipeline(orb_baseline.create_pipeline(), inputs={"raw_images": "images_for_orb"})
+    pipelines["evaluation"] = full_ingestion + orb_for_evaluation + evaluation.create_pipeline()
     return pipelines

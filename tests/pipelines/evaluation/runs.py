@@ -14,7 +14,7 @@ from tests.conftest import make_project_copy, run_kedro
 # the real-photo run does not check (there VGG16 is listed and skipped for lack of weights).
 GENERATED_PARAMS = {
     "evaluation": {
-        "backbones": ["mobilenet_v2"],
+        "feature_sets": ["mobilenet_v2", "orb"],
         "weights": None,
         "input_size": 64,
         "logistic_regression": {"max_iter": 30},

@@ -61,7 +61,7 @@ def test_a_backbone_without_weights_is_skipped_with_the_setting_to_fix(spark, tm
     missing = str(tmp_path / "missing.h5")
     features, report = featurize_with_backbones(
         raw,
-        params("evaluation", backbones=["mobilenet_v2", "vgg16"], weights=missing),
+        params("evaluation", feature_sets=["mobilenet_v2", "vgg16"], weights=missing),
         params("preprocessing"),
         params("feature_extraction"),
     )
@@ -80,7 +80,7 @@ def test_skipped_backbones_are_reported_and_the_run_goes_on(spark, tmp_path):
         backbone_report,
         orb,
         orb_report,
-        params("evaluation", backbones=["vgg16"], logistic_regression=LR),
+        params("evaluation", feature_sets=["vgg16", "orb"], logistic_regression=LR),
         params("dimensionality_reduction"),
     )
     assert metrics["feature_sets"]["vgg16"] == {"kind": "cnn", **backbone_report["vgg16"]}
@@ -120,7 +120,7 @@ def test_classifier_model_round_trips_through_the_dataset(spark, tmp_path):
         report,
         orb,
         orb_report,
-        params("evaluation", backbones=["mobilenet_v2"], logistic_regression=LR),
+        params("evaluation", feature_sets=["mobilenet_v2", "orb"], logistic_regression=LR),
         params("dimensionality_reduction"),
     )
     assert metrics["feature_sets"]["mobilenet_v2"]["accuracy"] == 1.0
@@ -145,3 +145,29 @@ def test_the_model_dataset_refuses_what_it_cannot_save(tmp_path):
         SparkMLModelDataset(filepath=str(tmp_path / "model")).save({"not": "a model"})
     with pytest.raises(DatasetError, match="kedro run --pipeline evaluation"):
         SparkMLModelDataset(filepath=str(tmp_path / "never_saved")).load()
+
+
+def test_orb_left_out_of_the_feature_sets_describes_no_photo_and_is_not_reported(spark):
+    from fruits_kedro.pipelines.evaluation.nodes import images_for_orb
+    from fruits_kedro.pipelines.orb_baseline.nodes import (
+        build_word_histograms,
+        detect_orb_descriptors,
+        fit_visual_vocabulary,
+    )
+
+    raw = spark.createDataFrame(
+        [("/Training/a/1.jpg", "a", "Training", b"x")], "path string, label string, split string, content binary"
+    )
+    settings = params("evaluation", feature_sets=["mobilenet_v2"], logistic_regression=LR)
+    assert images_for_orb(raw, params("evaluation")).count() == 1  # orb is a default feature set
+    none = images_for_orb(raw, settings)
+    descriptors, detection = detect_orb_descriptors(none, params("orb_baseline"))
+    vocabulary = fit_visual_vocabulary(descriptors, params("orb_baseline"))
+    histograms, orb_report = build_word_histograms(descriptors, vocabulary, detection)
+    assert vocabulary["vocabulary_size"] == 0 and histograms.count() == 0
+
+    report = {"mobilenet_v2": {"status": "evaluated", "input_size": 64, "weights": None, "featurization_seconds": 1.0}}
+    metrics, *_ = classify_feature_sets(
+        {"mobilenet_v2": _clusters(spark)}, report, histograms, orb_report, settings, params("dimensionality_reduction")
+    )
+    assert list(metrics["feature_sets"]) == ["mobilenet_v2"]

@@ -51,6 +51,17 @@ def _settings(params: dict[str, Any]) -> dict[str, Any]:
     return section("evaluation", params).model_dump()
 
 
+def backbones_of(settings: dict[str, Any]) -> list[str]:
+    """The CNN feature sets of ``evaluation.feature_sets``, in their order."""
+    return [name for name in settings["feature_sets"] if name != ORB_FEATURE_SET]
+
+
+def images_for_orb(raw_images: DataFrame, params: dict[str, Any]) -> DataFrame:
+    """The photos the ORB baseline describes: all of them, or none when ``evaluation.feature_sets``
+    leaves ``orb`` out (its nodes then run on nothing, in milliseconds)."""
+    return raw_images if ORB_FEATURE_SET in _settings(params)["feature_sets"] else raw_images.limit(0)
+
+
 # --------------------------------------------------------------------------------------
 # Featurization
 # --------------------------------------------------------------------------------------
@@ -60,7 +71,7 @@ def featurize_with_backbones(
     preprocessing_params: dict[str, Any],
     feature_extraction_params: dict[str, Any],
 ) -> tuple[dict[str, DataFrame], dict[str, dict[str, Any]]]:
-    """CNN features of every photo for each backbone of ``evaluation.backbones``.
+    """CNN features of every photo for each backbone of ``evaluation.feature_sets``.
 
     Returns ({backbone: DataFrame(path, label, split, features)}, {backbone: report}).
     A backbone whose weights are unavailable gets ``status: skipped`` and the reason.
@@ -69,7 +80,7 @@ def featurize_with_backbones(
     settings = _settings(params)
     features: dict[str, DataFrame] = {}
     reports: dict[str, dict[str, Any]] = {}
-    for name in settings["backbones"]:
+    for name in backbones_of(settings):
         backbone = get_backbone(name)
         size = resolve_input_size(backbone, settings["input_size"])
         backbone_params = {"name": name, "input_size": size, "weights": settings["weights"]}
@@ -249,7 +260,7 @@ def classify_feature_sets(
     models: dict[str, tuple[PipelineModel, dict[str, Any]]] = {}
 
     feature_sets: list[tuple[str, DataFrame | None, bool]] = []
-    for name in settings["backbones"]:
+    for name in backbones_of(settings):
         frame = backbone_features.get(name)
         vectors = (
             None
@@ -257,8 +268,9 @@ def classify_feature_sets(
             else frame.select("path", "label", "split", array_to_vector("features").alias(VECTOR_COLUMN))
         )
         feature_sets.append((name, vectors, True))
-    orb_vectors = orb_histograms.select("path", "label", "split", array_to_vector("histogram").alias(VECTOR_COLUMN))
-    feature_sets.append((ORB_FEATURE_SET, orb_vectors, False))
+    if ORB_FEATURE_SET in settings["feature_sets"]:
+        orb_vectors = orb_histograms.select("path", "label", "split", array_to_vector("histogram").alias(VECTOR_COLUMN))
+        feature_sets.append((ORB_FEATURE_SET, orb_vectors, False))
 
     for name, vectors, is_backbone in feature_sets:
         featurization = backbone_report.get(name, {}) if is_backbone else orb_report
@@ -297,7 +309,7 @@ def classify_feature_sets(
             )
             models[name] = (model, info)
             # The classifier's own PCA (Training fit): its first two components, for every image.
-            points = PipelineModel(model.stages[:2]).transform(vectors)
+            points = model.stages[0].transform(vectors)  # the projection stage alone
             xy = vector_to_array(F.col("classifier_features"))
             details["projection"][name] = points.select("label", "split", xy[0].alias("x"), xy[1].alias("y")).toPandas()
         else:

@@ -4,6 +4,7 @@ from fruits_kedro.pipelines.evaluation.nodes import (
     classify_feature_sets,
     export_classifier,
     featurize_with_backbones,
+    images_for_orb,
     plot_confusion_matrices,
     plot_feature_projections,
     plot_feature_set_comparison,
@@ -15,10 +16,11 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Evaluation nodes only; they read ``raw_images`` (ingestion) and the ORB outputs.
 
     The backbones are not read from ``params:backbone``: each one of
-    ``evaluation.backbones`` is tried in turn, and one without weights is skipped.
+    ``evaluation.feature_sets`` is tried in turn, and one without weights is skipped.
     """
     return Pipeline(
         [
+            Node(images_for_orb, ["raw_images", "params:evaluation"], "images_for_orb", name="images_for_orb"),
             Node(
                 featurize_with_backbones,
                 ["raw_images", "params:evaluation", "params:preprocessing", "params:feature_extraction"],

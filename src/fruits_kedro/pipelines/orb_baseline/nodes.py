@@ -185,6 +185,15 @@ def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, An
     source = orb_descriptors_table.where(F.col("split") == "Training") if has_training else orb_descriptors_table
     exploded = source.select(F.explode("descriptors").alias("descriptor"))
     n_available = exploded.count()
+    if n_available == 0 and orb_descriptors_table.limit(1).count() == 0:
+        logger.info("ORB vocabulary: no photos to describe (orb is not among evaluation.feature_sets)")
+        return {
+            "centres": [],
+            "vocabulary_size": 0,
+            "n_descriptors_available": 0,
+            "n_descriptors_sampled": 0,
+            "vocabulary_seconds": round(time.perf_counter() - started, 3),
+        }
     if n_available < k:
         raise ValueError(
             f"Only {n_available} ORB descriptors to build {k} visual words (orb_baseline.vocabulary_size): "
