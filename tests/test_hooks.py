@@ -2,6 +2,7 @@
 become current together, when it succeeds."""
 
 import shutil
+import threading
 
 import pytest
 from kedro.io.core import DatasetError
@@ -138,5 +139,7 @@ def test_a_failed_run_commits_nothing_and_removes_what_it_saved(default_run, tmp
             runtime_params=RANDOM_WEIGHTS,
         )
     assert current_outputs(project) == before
+    # No progress reporter outlives the failed run (a failed save skips on_node_error).
+    assert not [t for t in threading.enumerate() if t.name.startswith("progress-") and t.is_alive()]
     named = {p.split("/runs/")[1].split("/")[0] for p in before["outputs"].values()}
     assert {p.name for p in (project / "data").glob("*/runs/*")} == named

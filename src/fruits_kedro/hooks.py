@@ -243,11 +243,27 @@ class NodeTimingHooks:
 
     @hook_impl
     def after_pipeline_run(self) -> None:
+        self._stop_all()
         with self._lock:
             slowest = sorted(self._seconds.items(), key=lambda item: -item[1])[:5]
             self._seconds.clear()
         if slowest:
             logger.info("Slowest nodes: %s", ", ".join(f"{name} {seconds:.1f} s" for name, seconds in slowest))
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        """A failed save ends the run without on_node_error: no reporter may outlive it."""
+        self._stop_all()
+        with self._lock:
+            self._seconds.clear()
+
+    def _stop_all(self) -> None:
+        with self._lock:
+            reporters = list(self._progress.values())
+            self._progress.clear()
+            self._running.clear()
+        for reporter in reporters:
+            reporter.stop()
 
     def _finish(self, name: str) -> None:
         with self._lock:
