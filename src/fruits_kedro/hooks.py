@@ -39,7 +39,7 @@ class ParameterValidationHooks:
         Errors name the setting and say how to fix it. Spark is started here, after the
         checks, so that every dataset (ours and kedro-datasets') shares the configured session.
         """
-        from fruits_kedro.params import parse_params, validate_run
+        from fruits_kedro.params import parse_params, prepare_inference
 
         parameters = catalog.load("parameters")
         inputs = pipeline.inputs()
@@ -47,7 +47,7 @@ class ParameterValidationHooks:
         params = parse_params(parameters)
         if IMAGE_FOLDER in inputs and IMAGE_FOLDER in catalog:
             _require_images(catalog[IMAGE_FOLDER], params.ingestion.extensions)  # before the weights: cheaper
-        validate_run(parameters, used_sections=used)
+        prepare_inference(params, used_sections=used)
         require_java()
         spark.get_spark()
 
@@ -59,17 +59,28 @@ class OutputSetHooks:
     """A run's outputs become current together, when the run succeeds
     (:mod:`fruits_kedro.datasets.output_set`)."""
 
+    # Reports summed up at the end of a run, kept as they are saved (not read back).
+    SUMMARISED = ("feature_extraction_report", "pca_explained_variance")
+
+    def __init__(self) -> None:
+        self._reports: dict[str, Any] = {}
+
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """Hold the commits of this run's outputs; remove the folders of runs no set names."""
+        self._reports.clear()
         for _, dataset in _output_set_members(catalog, pipeline.datasets()):
             dataset.hold()
-        members = _output_set_members(catalog, catalog.keys())
-        for output_set, names in _by_set(members).items():
+        for output_set, members in _by_set(_output_set_members(catalog, catalog.keys())).items():
             try:
-                output_set.remove_runs(names, keep=[run_params["run_id"]])
+                output_set.remove_runs([d.member for _, d in members], keep=[run_params["run_id"]])
             except Exception:  # noqa: BLE001 - leftovers cost space, never correctness: the run goes on
                 logger.warning("Could not remove old run folders under %s", output_set.root, exc_info=True)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        if dataset_name in self.SUMMARISED:
+            self._reports[dataset_name] = data
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
@@ -79,34 +90,32 @@ class OutputSetHooks:
         if not saved:
             return
         stale = _derived_from(saved) - saved
-        for output_set, _ in _by_set(members).items():
-            in_set = [(n, d) for n, d in members if d.output_set == output_set]
+        for output_set, in_set in _by_set(members).items():
             written = {d.member: _run_folder(d) for n, d in in_set if n in saved}
             if written:
                 output_set.commit(run_params["run_id"], written, stale=[d.member for n, d in in_set if n in stale])
-        _log_summary(catalog, saved)
+        _log_summary(self._reports)
 
     @hook_impl
     def on_pipeline_error(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """A failed run's outputs are never current: remove them now (best effort)."""
-        members = _output_set_members(catalog, pipeline.datasets())
-        for output_set, names in _by_set(members).items():
+        for output_set, members in _by_set(_output_set_members(catalog, pipeline.datasets())).items():
             try:
-                output_set.remove_runs(names, only=run_params["run_id"])
+                output_set.remove_runs([d.member for _, d in members], only=run_params["run_id"])
             except Exception:  # noqa: BLE001 - the run's own error is the one to report
                 logger.warning("Could not remove the failed run's outputs under %s", output_set.root, exc_info=True)
 
 
-def _log_summary(catalog, saved: set[str]) -> None:
+def _log_summary(reports: dict[str, Any]) -> None:
     """What the run made, in two lines: the photos' account and the PCA's k."""
-    if "feature_extraction_report" in saved:
-        report = catalog.load("feature_extraction_report")
+    if "feature_extraction_report" in reports:
+        report = reports["feature_extraction_report"]
         logger.info(
             "Photos: %d listed, %d featurized, %d reused, %d rejected, %d skipped",
             *(report.get(key, 0) for key in ("listed", "featurized", "reused", "rejected", "skipped")),
         )
-    if "pca_explained_variance" in saved:
-        variance = catalog.load("pca_explained_variance")
+    if "pca_explained_variance" in reports:
+        variance = reports["pca_explained_variance"]
         logger.info(
             "PCA: k = %d components of %d explain %.3f of the variance (threshold %.2f)",
             variance["k"],
@@ -129,10 +138,11 @@ def _output_set_members(catalog, names) -> list[tuple[str, Any]]:
     return found
 
 
-def _by_set(members) -> dict[Any, list[str]]:
-    grouped: dict[Any, list[str]] = {}
-    for _, dataset in members:
-        grouped.setdefault(dataset.output_set, []).append(dataset.member)
+def _by_set(members: list[tuple[str, Any]]) -> dict[Any, list[tuple[str, Any]]]:
+    """The (name, dataset) members grouped by their set."""
+    grouped: dict[Any, list[tuple[str, Any]]] = {}
+    for name, dataset in members:
+        grouped.setdefault(dataset.output_set, []).append((name, dataset))
     return grouped
 
 

@@ -181,15 +181,13 @@ def parse_params(parameters: dict[str, Any]) -> ProjectParams:
         raise ParameterError(_format(exc)) from None
 
 
-def validate_run(parameters: dict[str, Any], used_sections: set[str]) -> ProjectParams:
-    """Validate the parameters; when the run extracts features, prepare what the executors
-    will run (the weights, or the ONNX model), so that missing weights fail before Spark starts.
+def prepare_inference(params: ProjectParams, used_sections: set[str]) -> None:
+    """When the run extracts features, prepare what the executors will run (the weights, or
+    the ONNX model), so that missing weights fail before Spark starts.
 
     The feature-extraction node finds it in the per-process cache.
     """
-    params = parse_params(parameters)
     if "backbone" in used_sections and "feature_extraction" in used_sections:
         backbone = get_backbone(params.backbone.name)
         size = resolve_input_size(backbone, params.backbone.input_size)
         inference_payload(backbone, size, params.backbone.weights, params.feature_extraction.runtime)
-    return params

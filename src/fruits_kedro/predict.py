@@ -53,13 +53,9 @@ def load_classifier(
             f"No classifier at {entries['classifier_settings']['filepath']}: "
             "run `kedro run --pipeline evaluation` first to train and export it."
         )
-    settings = catalog["classifier_settings"].load()  # the dataset itself: no log line on stdout
-    if not settings.get("backbone"):
-        raise ClassifierUnavailableError(
-            f"The saved classifier has no backbone: {settings.get('reason', 'unknown reason')}. Provide the "
-            "weights (evaluation.weights / KERAS_HOME) and rerun `kedro run --pipeline evaluation`."
-        )
-    return ExportedClassifier(catalog["classifier_export"].load(), settings)
+    # The datasets themselves, not catalog.load: no log line on stdout. The classifier says why
+    # it cannot be used (e.g. every backbone was skipped).
+    return ExportedClassifier(catalog["classifier_export"].load(), catalog["classifier_settings"].load())
 
 
 def _format(path: str, prediction: Prediction) -> str:
