@@ -255,17 +255,18 @@ class OutputSet:
         except the runs in ``keep``; with ``only``, just that run's folders. Returns them."""
         current = self.read()
         named = {posixpath.dirname(p) for p in (current or {}).get("outputs", {}).values()}
+        keep = set(keep)
         fs, root = self._fs()
         removed = []
         for folder in sorted({posixpath.join(posixpath.dirname(m), RUNS_FOLDER) for m in members}):
             try:
-                entries = fs.ls(f"{root}/{folder}", detail=False) if fs.isdir(f"{root}/{folder}") else []
-            except FileNotFoundError:
-                entries = []
+                entries = fs.ls(f"{root}/{folder}", detail=False)
+            except FileNotFoundError:  # no run has saved there yet
+                continue
             for entry in entries:
                 run_id = entry.rstrip("/").rsplit("/", 1)[-1]
                 relative = f"{folder}/{run_id}"
-                if relative in named or run_id in set(keep) or (only is not None and run_id != only):
+                if relative in named or run_id in keep or (only is not None and run_id != only):
                     continue
                 fs.rm(entry, recursive=True)
                 removed.append(self.path(relative))
