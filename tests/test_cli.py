@@ -33,3 +33,17 @@ def test_a_known_error_is_one_short_message_and_its_traceback_is_logged(tmp_path
     start = next(i for i, line in enumerate(lines) if line.startswith("Error: "))
     assert message in "\n".join(lines[start:]) and len(lines) - start <= 4
     assert "Traceback (most recent call last)" in (project / "logs" / "errors.log").read_text()
+
+
+def test_verbose_shows_what_a_run_hides_by_default(tmp_path, generated_sample):
+    project = make_project_copy(tmp_path / "project")
+    arguments = ["run", "--pipeline", "ingestion", "--params", f"images_root={generated_sample}"]
+    printed = {}
+    for flags in ([], ["--verbose"]):
+        done = subprocess.run(
+            [str(KEDRO), *arguments, *flags], cwd=project, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        printed[bool(flags)] = done.stderr
+    assert "NativeCodeLoader" not in printed[False] and "default log4j profile" not in printed[False]
+    assert "NativeCodeLoader" in printed[True] and "default log4j profile" in printed[True]

@@ -61,3 +61,22 @@ def test_an_event_log_folder_on_s3_is_made_to_exist(aws_env, monkeypatch):
     bucket = new_bucket()
     _ensure_remote_folder(f"s3://{bucket}/fruits/spark-events")
     assert s3fs.S3FileSystem(skip_instance_cache=True).isdir(f"{bucket}/fruits/spark-events")
+
+
+def test_a_driver_started_here_hides_spark_s_start_up_notices_unless_verbose(monkeypatch):
+    from fruits_kedro.verbosity import LOG4J2_QUIET, VERBOSE_ENV
+
+    quiet = f"-Dlog4j2.configurationFile={LOG4J2_QUIET.as_uri()}"
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    environ: dict[str, str] = {}
+    local = session_conf(
+        {"spark.master": "local[2]", "spark.driver.extraJavaOptions": "-Dderby.system.home=/d"}, environ
+    )
+    assert local["spark.driver.extraJavaOptions"] == f"-Dderby.system.home=/d {quiet}"
+    assert environ["SPARK_LOCAL_IP"] == "127.0.0.1"  # one machine: no hostname warning
+    assert LOG4J2_QUIET.is_file() and "rootLogger.level = warn" in LOG4J2_QUIET.read_text()
+    cluster = session_conf({"spark.master": "spark://127.0.0.1:7077"}, {})
+    assert cluster["spark.driver.extraJavaOptions"] == quiet
+    assert "spark.driver.extraJavaOptions" not in session_conf({}, {})  # YARN: the cluster's logging
+    monkeypatch.setenv(VERBOSE_ENV, "1")
+    assert "spark.driver.extraJavaOptions" not in session_conf({"spark.master": "local[2]"}, {})

@@ -1,7 +1,8 @@
 """The project's CLI commands, which ``kedro`` and ``fruits-kedro`` both pick up: ``run`` is
 Kedro's own, except that the project's known errors (a parameter, missing data or weights, no
 Java, an unknown pipeline or environment, S3 refusing access) end the run with their short
-message and exit code 1; the full traceback goes to ``logs/errors.log``."""
+message and exit code 1; the full traceback goes to ``logs/errors.log``. ``--verbose`` shows
+the libraries' output that a run hides by default (:mod:`fruits_kedro.verbosity`)."""
 
 from __future__ import annotations
 
@@ -54,9 +55,22 @@ def cli() -> None:
     """The project's commands."""
 
 
-@cli.command(name="run", params=kedro_run.params, help=kedro_run.help, context_settings=kedro_run.context_settings)
+VERBOSE = click.Option(
+    ["--verbose", "-v"],
+    is_flag=True,
+    help="Also show TensorFlow's, Spark's and the converter's messages, and debug lines.",
+)
+
+
+@cli.command(
+    name="run", params=[*kedro_run.params, VERBOSE], help=kedro_run.help, context_settings=kedro_run.context_settings
+)
 @click.pass_context
-def run(ctx: click.Context, **kwargs) -> None:
+def run(ctx: click.Context, verbose: bool, **kwargs) -> None:
+    if verbose:
+        from fruits_kedro.verbosity import set_verbose
+
+        set_verbose()
     try:
         ctx.invoke(kedro_run, **kwargs)
     except Exception as error:

@@ -1,4 +1,5 @@
-"""Project hooks: Spark configuration and up-front parameter validation."""
+"""Project hooks: Spark configuration, the log file, up-front parameter validation, the
+outputs' commit and node timings."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ class SparkHooks:
         spark.configure(conf)
 
 
+class RunLogHooks:
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        """Log to the project's ``logs/info.log`` (:mod:`fruits_kedro.run_log`)."""
+        from fruits_kedro import run_log
+
+        run_log.attach(context.project_path)
+
+
 class ParameterValidationHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
@@ -40,6 +50,7 @@ class ParameterValidationHooks:
         checks, so that every dataset (ours and kedro-datasets') shares the configured session.
         """
         from fruits_kedro.params import parse_params, prepare_inference
+        from fruits_kedro.verbosity import library_noise_hidden
 
         parameters = catalog.load("parameters")
         inputs = pipeline.inputs()
@@ -47,7 +58,8 @@ class ParameterValidationHooks:
         params = parse_params(parameters)
         if IMAGE_FOLDER in inputs and IMAGE_FOLDER in catalog:
             _require_images(catalog[IMAGE_FOLDER], params.ingestion.extensions)  # before the weights: cheaper
-        prepare_inference(params, used_sections=used)
+        with library_noise_hidden():  # TensorFlow, when a model is converted
+            prepare_inference(params, used_sections=used)
         require_java()
         spark.get_spark()
 

@@ -10,11 +10,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kedro.config import OmegaConfigLoader  # noqa: E402
 
-from fruits_kedro.hooks import NodeTimingHooks, OutputSetHooks, ParameterValidationHooks, SparkHooks  # noqa: E402
+from fruits_kedro.hooks import (  # noqa: E402
+    NodeTimingHooks,
+    OutputSetHooks,
+    ParameterValidationHooks,
+    RunLogHooks,
+    SparkHooks,
+)
 
 # Order matters: parameters are validated (and weights located) before Spark starts, and
 # before old run folders are removed (hooks registered later run first).
-HOOKS = (SparkHooks(), OutputSetHooks(), ParameterValidationHooks(), NodeTimingHooks())
+HOOKS = (RunLogHooks(), SparkHooks(), OutputSetHooks(), ParameterValidationHooks(), NodeTimingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -91,6 +91,7 @@ def session_conf(recorded: dict[str, Any], environ: dict[str, str] | None = None
     Sets ``PYSPARK_PYTHON`` in this process as a side effect: PySpark reads the workers'
     interpreter from it, never from ``spark.pyspark.python``, in a session created in-process.
     """
+    from fruits_kedro import verbosity
     from fruits_kedro.datasets.aws import executor_aws_environment
 
     environ = os.environ if environ is None else environ
@@ -113,6 +114,12 @@ def session_conf(recorded: dict[str, Any], environ: dict[str, str] | None = None
         java_options = _with_class_archive(conf.get("spark.driver.extraJavaOptions"))
         if java_options:
             conf["spark.driver.extraJavaOptions"] = java_options
+    if (_is_local_master(master) or _is_standalone_master(master)) and not verbosity.is_verbose():
+        # A driver JVM started here: Spark's warnings without its start-up notices.
+        quiet = f"-Dlog4j2.configurationFile={verbosity.LOG4J2_QUIET.as_uri()}"
+        conf["spark.driver.extraJavaOptions"] = f"{conf.get('spark.driver.extraJavaOptions') or ''} {quiet}".strip()
+    if _is_local_master(master):
+        environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # one machine: no hostname lookup to warn about
     return conf
 
 
