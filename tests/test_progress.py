@@ -1,6 +1,7 @@
 """Progress lines of a node's Spark work, taken on the driver from Spark's status tracker."""
 
 import logging
+import re
 import time
 
 from fruits_kedro.progress import SparkProgress
@@ -38,3 +39,39 @@ def test_a_runs_featurization_reports_images_done_of_the_runs_total(tmp_path, mo
         line.startswith("merge_with_previous_features: ") and f"of {photos:,} images" in line and "rejected" in line
         for line in lines
     ), lines
+
+
+def test_a_terminal_gets_a_progress_bar_of_images_between_the_lines(spark, monkeypatch):
+    import io
+
+    import rich
+    from rich.console import Console
+
+    from fruits_kedro import progress
+
+    screen = io.StringIO()
+    monkeypatch.setattr(rich, "_console", Console(file=screen, force_terminal=True, width=120))
+    monkeypatch.setattr(progress, "BAR_REFRESH_SECONDS", 0.1)
+
+    def slowly(rows):
+        time.sleep(0.5)
+        yield from rows
+
+    with SparkProgress(spark.sparkContext, "extract_features", interval=60, images=800, rejected=lambda: 2):
+        spark.sparkContext.parallelize(range(8), 8).mapPartitions(slowly).count()
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # colours and cursor moves
+    assert re.search(r"extract_features [━╺╸]+ \d+/800 images .* \d+ images/s, 2 rejected", shown), shown[-500:]
+    assert "━" in shown  # the bar itself
+
+
+def test_no_bar_where_the_console_is_not_a_terminal(spark, monkeypatch):
+    import io
+
+    import rich
+    from rich.console import Console
+
+    screen = io.StringIO()
+    monkeypatch.setattr(rich, "_console", Console(file=screen, force_terminal=False))
+    with SparkProgress(spark.sparkContext, "fit_pca", interval=0.2):
+        spark.sparkContext.parallelize(range(4), 4).map(lambda x: time.sleep(0.3) or x).count()
+    assert screen.getvalue() == ""
