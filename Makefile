@@ -76,7 +76,7 @@ lint: install
 	$(BIN)/ruff format --check src tests tools
 
 viz: install
-	$(BIN)/kedro viz build
+	$(BIN)/kedro viz build --include-previews
 
 clean:
 	rm -rf $(VENV) data/02_intermediate/* data/03_primary/* data/04_feature/* data/08_reporting/*

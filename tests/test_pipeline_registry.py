@@ -1,5 +1,6 @@
 """The whole default pipeline on the generated sample, and the project-level guarantees."""
 
+import base64
 import json
 import os
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.conftest import PROJECT_ROOT, make_project_copy
+from tests.conftest import make_project_copy
 from tests.outputs import current_output
 
 
@@ -59,13 +60,22 @@ def test_missing_imagenet_weights_stop_the_run_before_spark(tmp_path, generated_
     assert "Starting SparkSession" not in output
 
 
-def test_kedro_viz_build_needs_no_jvm(tmp_path):
+def test_kedro_viz_build_shows_the_current_outputs_previews_and_needs_no_jvm(tmp_path, default_run):
     # No java on PATH and a JAVA_HOME that does not exist: starting Spark would fail.
     python_bin = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME",)}
     env.update(JAVA_HOME=str(tmp_path / "no-java"), PATH=f"{python_bin}:/usr/local/bin:/bin")
     if any((Path(p) / "java").exists() for p in env["PATH"].split(":") if p != python_bin):
         env["PATH"] = python_bin + ":/bin"
-    result = _kedro(PROJECT_ROOT, "viz", "build", env=env, timeout=240)
+    result = _kedro(default_run, "viz", "build", "--include-previews", env=env, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (PROJECT_ROOT / "build" / "api" / "main").exists()
+    previews = {}
+    for path in (default_run / "build" / "api" / "nodes").iterdir():
+        node = json.loads(path.read_text())
+        if node.get("preview") is not None:
+            previews[Path(node.get("filepath") or "").name] = (node["preview_type"], node["preview"])
+    scree_type, scree = previews["pca_scree_plot.png"]
+    assert scree_type == "ImagePreview" and base64.b64decode(scree).startswith(b"\x89PNG")
+    variance_type, variance = previews["pca_explained_variance.json"]
+    report = json.loads(current_output(default_run, "08_reporting/pca_explained_variance.json").read_text())
+    assert variance_type == "JSONPreview" and json.loads(variance)["k"] == report["k"]

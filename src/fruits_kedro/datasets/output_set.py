@@ -23,6 +23,7 @@ until then. Two runs must not write the same set at the same time.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import posixpath
@@ -31,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
-from kedro.io.core import AbstractDataset, DatasetError, Version, generate_timestamp
+from kedro.io.core import AbstractDataset, DatasetError, Version, generate_timestamp, parse_dataset_definition
 
 from fruits_kedro.datasets.aws import storage_options
 
@@ -111,6 +112,9 @@ class OutputSetDataset(AbstractDataset[Any, Any]):
         self.saved_run: str | None = None
         self.held = False
         self.metadata = metadata
+        inner_preview = getattr(parse_dataset_definition(dict(dataset))[0], "preview", None)
+        if inner_preview is not None:  # kedro-viz shows a dataset's preview if it has one
+            self.preview = self._current_preview(inspect.signature(inner_preview).return_annotation)
 
     @property
     def output_set(self) -> OutputSet:
@@ -140,6 +144,14 @@ class OutputSetDataset(AbstractDataset[Any, Any]):
 
     def load(self) -> Any:
         return self._dataset(self._load_path()).load()
+
+    def _current_preview(self, kind: Any):
+        def preview(**preview_args):
+            """The wrapped dataset's preview of the current output (kedro viz --include-previews)."""
+            return self._dataset(self._load_path()).preview(**preview_args)
+
+        preview.__annotations__ = {"return": kind}  # kedro-viz picks the preview's kind by it
+        return preview
 
     def _load_path(self) -> str:
         run_id = self._version.load or self.saved_run  # a run reads what it saved itself
