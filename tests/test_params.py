@@ -60,3 +60,15 @@ def test_an_environment_overrides_one_setting_and_keeps_the_others(tmp_path):
     loaded = OmegaConfigLoader(str(tmp_path / "conf"), env="local", **CONFIG_LOADER_ARGS)["parameters"]
     assert loaded["ingestion"] == params("ingestion", sample_per_class=5)
     assert parse_params(loaded).ingestion.sample_per_class == 5
+
+
+def test_a_pytorch_backbone_on_the_keras_runtime_is_a_parameter_error():
+    # Refused before any weights are loaded or exported: the check is about the two settings.
+    from fruits_kedro.params import prepare_inference
+
+    parameters = {
+        **_with("backbone", name="efficientnet_lite0"),
+        "feature_extraction": params("feature_extraction", runtime="keras"),
+    }
+    with pytest.raises(ParameterError, match=r"feature_extraction\.runtime = 'keras'.*efficientnet_lite0.*onnx only"):
+        prepare_inference(parse_params(parameters), used_sections={"backbone", "feature_extraction"})

@@ -189,5 +189,11 @@ def prepare_inference(params: ProjectParams, used_sections: set[str]) -> None:
     """
     if "backbone" in used_sections and "feature_extraction" in used_sections:
         backbone = get_backbone(params.backbone.name)
+        runtime = params.feature_extraction.runtime
+        if runtime not in backbone.runtimes:
+            raise ParameterError(
+                f"Invalid parameters:\n  - feature_extraction.runtime = {runtime!r}: backbone.name "
+                f"{backbone.name!r} is a {backbone.framework} network and runs on {', '.join(backbone.runtimes)} only"
+            )
         size = resolve_input_size(backbone, params.backbone.input_size)
-        inference_payload(backbone, size, params.backbone.weights, params.feature_extraction.runtime)
+        inference_payload(backbone, size, params.backbone.weights, runtime)

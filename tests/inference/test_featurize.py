@@ -12,7 +12,8 @@ from tests.inference.raw_images import FEATURE_EXTRACTION, PREPROCESSING, RAW_SC
 
 @pytest.mark.parametrize(
     ("backbone", "size", "dim"),
-    [("mobilenet_v2", 64, 1280), ("vgg16", 100, 4608)],  # VGG16 at 100x100: 3x3x512, as in the study
+    # VGG16 at 100x100: 3x3x512, as in the study; EfficientNet-Lite0 through its PyTorch export.
+    [("mobilenet_v2", 64, 1280), ("vgg16", 100, 4608), ("efficientnet_lite0", 64, 1280)],
 )
 def test_featurize_images_gives_one_vector_per_image(spark, tmp_path, backbone, size, dim):
     images = random_images(spark, tmp_path, n=5, size=size)

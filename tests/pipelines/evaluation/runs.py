@@ -24,6 +24,7 @@ GENERATED_PARAMS = {
 # Real ImageNet weights. MobileNetV2 at 112 px (not its default 224) quarters the CNN time.
 # Not 96/128/160/192: for those Keras wants a weights file of that size, and only the 224 one
 # is in the shared cache (other sizes reuse it). VGG16 has no weights here: it must be skipped.
+# efficientnet_lite0 (a default feature set) runs at the same size, from its PyTorch checkpoint.
 REAL_INPUT_SIZE = 112
 # A smaller ORB vocabulary sample and fewer k-means and L-BFGS iterations: ~30 s less, and
 # the same MobileNetV2 accuracy (0.942 either way on this sample; the defaults are for real use).

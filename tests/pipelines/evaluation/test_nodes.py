@@ -14,6 +14,7 @@ from fruits_kedro.pipelines.evaluation.nodes import (
     plot_confusion_matrices,
     plot_feature_projections,
     plot_feature_set_comparison,
+    results_table,
     score_classifier,
 )
 from tests.params import params
@@ -69,6 +70,68 @@ def test_a_backbone_without_weights_is_skipped_with_the_setting_to_fix(spark, tm
     for name in ("mobilenet_v2", "vgg16"):
         assert report[name]["status"] == "skipped"
         assert missing in report[name]["reason"] and "evaluation.weights" in report[name]["reason"]
+
+
+def test_a_pytorch_backbone_is_skipped_on_the_keras_runtime_and_without_its_extra(spark, monkeypatch, tmp_path):
+    import sys
+
+    from fruits_kedro.inference import onnx_export
+
+    raw = spark.createDataFrame(
+        [("/a.jpg", "A", "Training", b"")], "path string, label string, split string, content binary"
+    )
+    settings = params("evaluation", feature_sets=["efficientnet_lite0"])
+    features, report = featurize_with_backbones(
+        raw, settings, params("preprocessing"), params("feature_extraction", runtime="keras")
+    )
+    assert features == {} and report["efficientnet_lite0"]["status"] == "skipped"
+    assert "onnx only" in report["efficientnet_lite0"]["reason"]
+    assert "feature_extraction.runtime" in report["efficientnet_lite0"]["reason"]
+    monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(onnx_export, "_onnx_models", {})
+    monkeypatch.setitem(sys.modules, "torch", None)  # as where the [torch] extra is not installed
+    features, report = featurize_with_backbones(raw, settings, params("preprocessing"), params("feature_extraction"))
+    reason = report["efficientnet_lite0"]["reason"]
+    assert features == {} and report["efficientnet_lite0"]["status"] == "skipped"
+    assert "evaluation.feature_sets" in reason and 'pip install -e ".[torch]"' in reason
+
+
+def test_the_results_table_shows_width_k_scores_and_speed():
+    common = {"status": "evaluated", "n_train": 10, "n_test": 5, "training_seconds": 12.0}
+    metrics = {
+        "n_classes": 3,
+        "feature_sets": {
+            "mobilenet_v2": {
+                **common,
+                "kind": "cnn",
+                "input_size": 224,
+                "n_input_features": 1280,
+                "n_features": 90,
+                "accuracy": 0.9412,
+                "macro_f1": 0.93,
+                "featurization_seconds": 40.0,
+                "images_per_second": 38.6,
+            },
+            "vgg16": {"kind": "cnn", "status": "skipped", "reason": "Cannot load weights 'imagenet'\nHow to fix"},
+            "orb": {
+                **common,
+                "kind": "orb_bag_of_words",
+                "n_input_features": 100,
+                "n_features": 100,
+                "n_images_without_keypoints": 2,
+                "accuracy": 0.5,
+                "macro_f1": 0.25,
+                "featurization_seconds": 30.0,
+                "images_per_second": 0.5,
+            },
+        },
+    }
+    table = results_table(metrics)
+    assert table.startswith("| Feature set | Input | Feature width | PCA k | Test accuracy | Macro F1 ")
+    assert "| Images/s |" in table.splitlines()[0]
+    assert "| mobilenet_v2 | 224 px | 1280 | 90 | 94.1% | 0.930 | 40 s | 39 | 12 s |" in table
+    assert "| orb | ORB words (2 photos without keypoints) | 100 | - | 50.0% | 0.250 | 30 s | 0 | 12 s |" in table
+    assert "| vgg16 | skipped | - | - | - | - | - | - | Cannot load weights 'imagenet' |" in table
 
 
 def test_skipped_backbones_are_reported_and_the_run_goes_on(spark, tmp_path):

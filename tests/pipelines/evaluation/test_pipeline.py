@@ -10,7 +10,16 @@ import pytest
 
 from tests.pipelines.evaluation.runs import GENERATED_PARAMS, REAL_INPUT_SIZE
 
-EVALUATED_FIELDS = {"accuracy", "macro_f1", "n_train", "n_test", "n_features", "featurization_seconds"}
+EVALUATED_FIELDS = {
+    "accuracy",
+    "macro_f1",
+    "n_train",
+    "n_test",
+    "n_features",
+    "n_input_features",
+    "featurization_seconds",
+    "images_per_second",
+}
 
 
 def _metrics(project):
@@ -28,7 +37,7 @@ def test_evaluation_reports_every_field_for_every_feature_set(generated_evaluati
         assert EVALUATED_FIELDS <= set(entry), name
         assert 0.0 <= entry["macro_f1"] <= 1.0 and 0.0 <= entry["accuracy"] <= 1.0
         assert (entry["n_train"], entry["n_test"]) == (n_train, n_test)
-        assert entry["featurization_seconds"] > 0
+        assert entry["featurization_seconds"] > 0 and entry["images_per_second"] > 0
     assert sets["mobilenet_v2"]["n_input_features"] == 1280
     assert 1 <= sets["mobilenet_v2"]["n_features"] < n_train
     assert sets["orb"]["n_features"] == GENERATED_PARAMS["orb_baseline"]["vocabulary_size"]
@@ -54,7 +63,7 @@ def test_evaluation_writes_plots_and_the_classifier(generated_evaluation):
     for plot in ("evaluation_confusion_matrix.png", "evaluation_feature_sets.png", "evaluation_projection_2d.png"):
         assert (reporting / plot).stat().st_size > 10_000, plot
     table = (reporting / "evaluation_results.md").read_text()
-    assert "| mobilenet_v2 |" in table and "| orb |" in table
+    assert "| mobilenet_v2 | 64 px | 1280 |" in table and "| orb |" in table
     settings = json.loads((generated_evaluation / "data/06_models/classifier_settings.json").read_text())
     assert settings["backbone"] == "mobilenet_v2" and settings["input_size"] == 64
     assert settings["weights"] is None
@@ -73,6 +82,16 @@ def test_mobilenet_imagenet_features_classify_real_photos(real_evaluation):
     assert (mobilenet["n_train"], mobilenet["n_test"]) == (1030, 515)
     assert mobilenet["accuracy"] >= 0.85
     assert metrics["n_classes"] == 103
+
+
+@pytest.mark.real_photos
+def test_efficientnet_lite0_imagenet_features_classify_real_photos(real_evaluation):
+    # The PyTorch backbone, listed by default: its packaged checkpoint through the ONNX export.
+    lite0 = _metrics(real_evaluation)["feature_sets"]["efficientnet_lite0"]
+    assert lite0["status"] == "evaluated", lite0
+    assert (lite0["input_size"], lite0["n_input_features"]) == (REAL_INPUT_SIZE, 1280)
+    assert 1 <= lite0["n_features"] < lite0["n_train"] and lite0["images_per_second"] > 0
+    assert lite0["accuracy"] >= 0.85
 
 
 @pytest.mark.real_photos

@@ -32,8 +32,8 @@ from pyspark.sql import functions as F
 
 from fruits_kedro.inference.featurize import featurize_images
 from fruits_kedro.inference.onnx_export import inference_payload
-from fruits_kedro.inference.registry import get_backbone, resolve_input_size
-from fruits_kedro.inference.weights import WeightsUnavailableError, load_weights
+from fruits_kedro.inference.registry import UnsupportedRuntimeError, get_backbone, resolve_input_size
+from fruits_kedro.inference.weights import WeightsUnavailableError
 from fruits_kedro.ml.exported_classifier import export_arrays
 from fruits_kedro.ml.pca import CentredProjection, choose_k, fit_principal_components
 from fruits_kedro.params import section
@@ -74,10 +74,14 @@ def featurize_with_backbones(
     """CNN features of every photo for each backbone of ``evaluation.feature_sets``.
 
     Returns ({backbone: DataFrame(path, label, split, features)}, {backbone: report}).
-    A backbone whose weights are unavailable gets ``status: skipped`` and the reason.
-    Features are materialised here, so ``featurization_seconds`` is decode + CNN time.
+    A backbone whose weights are unavailable (or that cannot run on
+    ``feature_extraction.runtime``) gets ``status: skipped`` and the reason.
+    Features are materialised here and timed on the driver: ``model_seconds`` prepares what
+    the executors run (weights or ONNX model), ``featurization_seconds`` is decode + CNN over
+    every photo, and ``images_per_second`` the photos featurized per second of it.
     """
     settings = _settings(params)
+    runtime = feature_extraction_params["runtime"]
     features: dict[str, DataFrame] = {}
     reports: dict[str, dict[str, Any]] = {}
     for name in backbones_of(settings):
@@ -86,19 +90,23 @@ def featurize_with_backbones(
         backbone_params = {"name": name, "input_size": size, "weights": settings["weights"]}
         started = time.perf_counter()
         try:
-            load_weights(backbone, size, settings["weights"])  # before decoding: a skip costs seconds
-        except WeightsUnavailableError as exc:
+            # Before decoding, so that a skip costs seconds; featurize_images finds it in the process cache.
+            inference_payload(backbone, size, settings["weights"], runtime)
+        except (WeightsUnavailableError, UnsupportedRuntimeError) as exc:
             reason = str(exc).replace("backbone.weights", "evaluation.weights")
+            reason = reason.replace("backbone.name", "evaluation.feature_sets")
             logger.warning("Evaluation skips backbone %s: %s", name, reason.splitlines()[0])
             reports[name] = {"status": "skipped", "reason": reason, "input_size": size, "weights": settings["weights"]}
             continue
+        model_seconds = time.perf_counter() - started
         featurized, rejected = featurize_images(
             raw_images, backbone_params, preprocessing_params, feature_extraction_params
         )
         extracted = featurized.persist(StorageLevel.MEMORY_AND_DISK)
+        started = time.perf_counter()
         n_images = extracted.count()  # runs the CNN, which gathers the rejected images
-        n_rejected = len(rejected.reasons)
         seconds = time.perf_counter() - started
+        n_rejected = len(rejected.reasons)
         features[name] = extracted  # the persisted frame itself, so that classification can unpersist it
         reports[name] = {
             "status": "evaluated",
@@ -107,10 +115,22 @@ def featurize_with_backbones(
             "n_images": int(n_images),
             "n_rejected": int(n_rejected),
             "n_input_features": backbone.feature_dim(size),
+            "model_seconds": round(model_seconds, 3),
             "featurization_seconds": round(seconds, 3),
+            "images_per_second": _rate(n_images + n_rejected, seconds),
         }
-        logger.info("Evaluation: %s features of %d images in %.1f s", name, n_images, seconds)
+        logger.info(
+            "Evaluation: %s features of %d images in %.1f s (%.1f images/s)",
+            name,
+            n_images,
+            seconds,
+            reports[name]["images_per_second"],
+        )
     return features, reports
+
+
+def _rate(n_images: int, seconds: float) -> float:
+    return round(n_images / seconds, 1) if seconds > 0 else 0.0
 
 
 # --------------------------------------------------------------------------------------
@@ -288,6 +308,9 @@ def classify_feature_sets(
         )
         training_seconds = time.perf_counter() - started
         scores = score_classifier(model, vectors)
+        rate = featurization.get("images_per_second")
+        if rate is None:  # ORB's report has its photos and seconds
+            rate = _rate(featurization.get("n_images", 0), float(featurization["featurization_seconds"]))
         entry = {
             "kind": "cnn" if is_backbone else "orb_bag_of_words",
             "status": "evaluated",
@@ -298,6 +321,7 @@ def classify_feature_sets(
             "n_features": info["n_features"],
             "n_input_features": info["n_input_features"],
             "featurization_seconds": float(featurization["featurization_seconds"]),
+            "images_per_second": float(rate),
             "training_seconds": round(training_seconds, 3),
         }
         if is_backbone:
@@ -376,35 +400,36 @@ def _classifier_for_predict(
 
 
 def results_table(metrics: dict[str, Any]) -> str:
-    """The metrics as a Markdown table (feature set, dimensions, accuracy, time), for the README."""
+    """The metrics as a Markdown table, for the README: per feature set its feature width, the
+    classifier's input width (PCA k; ORB: no PCA), Test accuracy, macro F1 and featurization speed."""
     lines = [
-        "| Feature set | Dimensions (classifier input) | Test accuracy | Macro F1 "
-        "| Featurization time | Classifier time |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Feature set | Input | Feature width | PCA k | Test accuracy | Macro F1 "
+        "| Featurization | Images/s | Classifier time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, entry in metrics["feature_sets"].items():
         if entry["status"] != "evaluated":
             first_line = str(entry.get("reason", "")).splitlines()[0] if entry.get("reason") else ""
-            lines.append(f"| {name} | skipped | - | - | - | {first_line[:80]} |")
+            lines.append(f"| {name} | skipped | - | - | - | - | - | - | {first_line[:80]} |")
             continue
         if entry["kind"] == "cnn":
-            dims = (
-                f"{entry['n_features']} PCA components of {entry['n_input_features']} ({entry['input_size']} px input)"
-            )
+            source = f"{entry['input_size']} px"
+            k = str(entry["n_features"])
         else:
-            dims = (
-                f"{entry['n_features']} visual words ({entry['n_images_without_keypoints']} photos without keypoints)"
-            )
+            source = f"ORB words ({entry['n_images_without_keypoints']} photos without keypoints)"
+            k = "-"
         lines.append(
-            f"| {name} | {dims} | {entry['accuracy']:.1%} | {entry['macro_f1']:.3f} "
-            f"| {entry['featurization_seconds']:.0f} s | {entry['training_seconds']:.0f} s |"
+            f"| {name} | {source} | {entry['n_input_features']} | {k} | {entry['accuracy']:.1%} "
+            f"| {entry['macro_f1']:.3f} | {entry['featurization_seconds']:.0f} s | {entry['images_per_second']:.0f} "
+            f"| {entry['training_seconds']:.0f} s |"
         )
     any_entry = next((e for e in metrics["feature_sets"].values() if e["status"] == "evaluated"), None)
     if any_entry:
         lines.append("")
         lines.append(
             f"{any_entry['n_train']} Training / {any_entry['n_test']} Test photos, {metrics['n_classes']} classes; "
-            "Spark ML multinomial logistic regression trained on Training, scored on Test."
+            "Spark ML multinomial logistic regression trained on Training, scored on Test. Featurization: "
+            "decode + CNN (ORB: detection, vocabulary and histograms), timed on the driver."
         )
     return "\n".join(lines) + "\n"
 
@@ -465,15 +490,15 @@ def plot_feature_set_comparison(metrics: dict[str, Any]):
     for i, name in enumerate(names):
         entry = sets[name]
         if entry["status"] == "evaluated":
-            text = f"{entry['n_features']} feat.\n{entry['featurization_seconds']:.0f} s"
+            text = f"{entry['n_features']} feat.\n{entry['images_per_second']:.0f} img/s"
             ax.text(i, max(accuracy[i], macro_f1[i]) + 0.02, text, ha="center", va="bottom", fontsize=8)
         else:
-            ax.text(i, 0.05, "skipped:\nweights\nunavailable", ha="center", va="bottom", fontsize=8, color="#c0392b")
+            ax.text(i, 0.05, "skipped\n(reason in\nthe report)", ha="center", va="bottom", fontsize=8, color="#c0392b")
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.3)
     ax.set_ylabel("Test split score")
     ax.set_title(
-        "Feature sets, logistic regression on Test\n(above bars: classifier features, featurization time)", fontsize=10
+        "Feature sets, logistic regression on Test\n(above bars: classifier features, featurization speed)", fontsize=10
     )
     ax.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
