@@ -70,5 +70,5 @@ def test_a_pytorch_backbone_on_the_keras_runtime_is_a_parameter_error():
         **_with("backbone", name="efficientnet_lite0"),
         "feature_extraction": params("feature_extraction", runtime="keras"),
     }
-    with pytest.raises(ParameterError, match=r"feature_extraction\.runtime = 'keras'.*efficientnet_lite0.*onnx only"):
+    with pytest.raises(ParameterError, match=r"feature_extraction\.runtime = 'keras'.*efficientnet_lite0.*onnx, onnx_int8 only"):
         prepare_inference(parse_params(parameters), used_sections={"backbone", "feature_extraction"})

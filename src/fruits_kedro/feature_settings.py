@@ -31,8 +31,14 @@ class ReusableFeatures:
     frame: Any = None  # a Spark DataFrame, or None
 
 
-def feature_settings(backbone_params: dict[str, Any], preprocessing_params: dict[str, Any]) -> str:
-    """The settings that shape a feature vector, as one deterministic string."""
+def feature_settings(
+    backbone_params: dict[str, Any], preprocessing_params: dict[str, Any], runtime: str | None = None
+) -> str:
+    """The settings that shape a feature vector, as one deterministic string.
+
+    The runtime counts only where it changes the features beyond rounding (INT8), so that
+    FP32 features stay reusable across the keras and onnx runtimes.
+    """
     from fruits_kedro.inference.registry import get_backbone, resolve_input_size
     from fruits_kedro.inference.weights import weights_source_digest
 
@@ -46,6 +52,8 @@ def feature_settings(backbone_params: dict[str, Any], preprocessing_params: dict
         "decoder": DECODER_VERSION,
         "background": [int(c) for c in preprocessing_params["background"]],
     }
+    if runtime == "onnx_int8":
+        settings["quantized"] = "int8"
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 

@@ -56,7 +56,8 @@ class PreprocessingParams(_Section):
 
 
 class FeatureExtractionParams(_Section):
-    runtime: Literal["keras", "onnx"]
+    runtime: Literal["keras", "onnx", "onnx_int8"]
+    int8_calibration_photos: int = Field(gt=0, le=100_000)
     incremental: bool
     batch_size: int = Field(gt=0, le=4096)
     threads_per_task: int | None = Field(gt=0)

@@ -37,6 +37,7 @@ def test_unknown_backbone_names_the_setting_and_the_choices():
 
 def test_a_pytorch_backbone_has_no_keras_model_and_runs_on_onnx_only():
     lite0 = get_backbone("efficientnet_lite0")
-    assert lite0.runtimes == ("onnx",) and get_backbone("mobilenet_v2").runtimes == ("keras", "onnx")
+    assert lite0.runtimes == ("onnx", "onnx_int8")
+    assert get_backbone("mobilenet_v2").runtimes == ("keras", "onnx", "onnx_int8")
     with pytest.raises(UnsupportedRuntimeError, match=r"feature_extraction\.runtime"):
         lite0.build(224, None)

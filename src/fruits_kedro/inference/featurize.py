@@ -38,8 +38,9 @@ from fruits_kedro.datasets.files import Unreadable, read_files
 from fruits_kedro.feature_settings import SETTINGS_COLUMN, feature_settings
 from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference.onnx_export import inference_payload
+from fruits_kedro.inference.quantize import cached_int8_model
 from fruits_kedro.inference.registry import get_backbone
-from fruits_kedro.inference.runtime import worker_feature_fn
+from fruits_kedro.inference.runtime import INT8_RUNTIME, worker_feature_fn
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +129,11 @@ def featurize_images(
     size = decoder.size
     runtime = params["runtime"]
     payload = inference_payload(backbone, size, backbone_params["weights"], runtime)
+    if runtime == INT8_RUNTIME:
+        calibration = calibration_pixels(
+            raw_images, decoder, int(params["int8_calibration_photos"]), float(params["read_retry_seconds"])
+        )
+        payload = cached_int8_model(payload, calibration, f"{backbone.name}_{size}")
     spark = raw_images.sparkSession
     payload_broadcast = spark.sparkContext.broadcast(payload)
     rejected = RejectedImages(spark.sparkContext)
@@ -196,6 +202,21 @@ def featurize_images(
     ids = raw_images.select(*FEATURE_ID_COLUMNS)
     schema = T.StructType([*ids.schema.fields, T.StructField("features", T.ArrayType(T.FloatType()), True)])
     features_type = to_arrow_schema(schema).field("features").type
-    settings = feature_settings(backbone_params, preprocessing_params)
+    settings = feature_settings(backbone_params, preprocessing_params, runtime)
     featurized = ids.mapInArrow(featurize_partition, schema).withColumn(SETTINGS_COLUMN, F.lit(settings))
     return featurized, rejected
+
+
+def calibration_pixels(raw_images: DataFrame, decoder: ImageDecoder, n: int, retry_seconds: float) -> np.ndarray:
+    """Up to ``n`` of the run's photos, decoded as the tasks decode them: the INT8 calibration set.
+
+    Training photos when the run has any (a fixed pseudo-random choice, by a hash of the path),
+    so that a model calibrated once is found in the cache by the next run on the same photos.
+    """
+    training = raw_images.where(F.col("split") == "Training")
+    source = training if training.limit(1).count() else raw_images
+    paths = [row.path for row in source.select("path").orderBy(F.xxhash64("path"), "path").limit(n).collect()]
+    files = read_files(paths, retry_seconds)
+    pixels, decoded, _ = decoder.decode_valid([None if isinstance(data, Unreadable) else data for data in files])
+    logger.info("INT8 calibration on %d photos (%d asked for)", len(decoded), n)
+    return pixels

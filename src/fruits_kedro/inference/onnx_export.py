@@ -38,7 +38,7 @@ def inference_payload(backbone: Backbone, input_size: int, weights: str | None, 
         backbone.check_runtime(runtime)
     if runtime == "keras":
         return load_weights(backbone, input_size, weights)
-    if runtime == "onnx":
+    if runtime in ("onnx", "onnx_int8"):  # onnx_int8: the FP32 model it is quantized from
         key = (backbone.name, input_size, weights)
         with _onnx_lock:  # not _driver_lock: converting loads the weights, which takes that one
             if key not in _onnx_models:

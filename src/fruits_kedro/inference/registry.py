@@ -49,7 +49,7 @@ class Backbone:
     @property
     def runtimes(self) -> tuple[str, ...]:
         """The inference runtimes this backbone runs on (a PyTorch network: its ONNX export only)."""
-        return ("keras", "onnx") if self.framework == "keras" else ("onnx",)
+        return ("keras", "onnx", "onnx_int8") if self.framework == "keras" else ("onnx", "onnx_int8")
 
     def check_runtime(self, runtime: str) -> None:
         """Raise :class:`UnsupportedRuntimeError` when this backbone cannot run on ``runtime``."""

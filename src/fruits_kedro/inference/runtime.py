@@ -69,8 +69,10 @@ def onnx_features(onnx_model: bytes, threads: int):
     return features
 
 
+# The ONNX model quantized to INT8 on the driver (:mod:`.quantize`): the workers run it as any ONNX model.
+INT8_RUNTIME = "onnx_int8"
 # How each inference runtime turns the broadcast payload into a features function.
-_WORKER_BUILDERS = {"keras": _keras_feature_fn, "onnx": _onnx_feature_fn}
+_WORKER_BUILDERS = {"keras": _keras_feature_fn, "onnx": _onnx_feature_fn, INT8_RUNTIME: _onnx_feature_fn}
 RUNTIMES = tuple(_WORKER_BUILDERS)
 
 

@@ -166,7 +166,7 @@ def reusable_previous_features(
     # The orb_baseline and evaluation pipelines map their own section here: it has no switch.
     if not params.get("incremental") or previous_image_features is None:
         return ReusableFeatures()
-    settings = feature_settings(backbone_params, preprocessing_params)
+    settings = feature_settings(backbone_params, preprocessing_params, params["runtime"])
     return ReusableFeatures(reusable_features(previous_image_features, settings))
 
 

@@ -1,0 +1,92 @@
+"""Driver side, runtime ``onnx_int8``: a backbone's ONNX model with INT8 weights and activations.
+
+ONNX Runtime's static quantization (QDQ format, weights per channel, activation ranges from the
+percentiles of a calibration set) turns the FP32 export into a model that runs the same graph
+contract (uint8 pixels in, features out) with integer kernels. The calibration set is photos of
+the run itself, decoded by the run's own decoder, so the ranges are those the network will see.
+The result is cached beside the FP32 exports, keyed by the FP32 model, the calibration pixels
+and the versions that shape it; the executors run it like any ONNX model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# Part of the cache key: bump it whenever quantize_int8 makes a different model.
+QUANTIZATION_VERSION = 1
+CALIBRATION_BATCH = 16
+
+
+def quantize_int8(fp32_model: bytes, calibration: np.ndarray) -> bytes:
+    """The INT8 model of ``fp32_model``, calibrated on ``calibration`` (N, s, s, 3) uint8 pixels."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if len(calibration) == 0:
+        raise ValueError("INT8 calibration needs at least one decodable photo")
+    if len(calibration) > CALIBRATION_BATCH:  # percentile calibration stacks batches: one size only
+        calibration = calibration[: len(calibration) - len(calibration) % CALIBRATION_BATCH]
+    input_name = ort.InferenceSession(fp32_model, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches: Iterator[np.ndarray] = iter(
+                calibration[i : i + CALIBRATION_BATCH] for i in range(0, len(calibration), CALIBRATION_BATCH)
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: batch}
+
+    with tempfile.TemporaryDirectory(prefix="fruits_kedro_int8_") as folder:
+        fp32_path, prepared, quantized = (Path(folder) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        fp32_path.write_bytes(fp32_model)
+        # Shape inference and graph optimisation first, as ONNX Runtime's quantization guide says.
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(quantized),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+        )
+        return quantized.read_bytes()
+
+
+def cached_int8_model(fp32_model: bytes, calibration: np.ndarray, name: str) -> bytes:
+    """:func:`quantize_int8`, at most once per machine for the same model and calibration pixels."""
+    from importlib.metadata import version
+
+    from fruits_kedro.inference.onnx_export import onnx_cache_dir, write_cached_model
+
+    digest = hashlib.sha256()
+    for part in (fp32_model, np.ascontiguousarray(calibration).tobytes(), str(calibration.shape).encode()):
+        digest.update(hashlib.sha256(part).digest())
+    key = json.dumps([QUANTIZATION_VERSION, version("onnxruntime"), version("onnx"), digest.hexdigest()])
+    path = onnx_cache_dir() / f"{name}_int8_{hashlib.sha256(key.encode()).hexdigest()[:20]}.onnx"
+    if path.is_file():
+        logger.info("INT8 model for %s from the cache %s", name, path)
+        return path.read_bytes()
+    model = quantize_int8(fp32_model, calibration)
+    logger.info("Quantized %s to INT8 on %d calibration photos (%.1f MB)", name, len(calibration), len(model) / 1e6)
+    write_cached_model(path, model)
+    return model
