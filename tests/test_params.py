@@ -70,5 +70,19 @@ def test_a_pytorch_backbone_on_the_keras_runtime_is_a_parameter_error():
         **_with("backbone", name="efficientnet_lite0"),
         "feature_extraction": params("feature_extraction", runtime="keras"),
     }
-    with pytest.raises(ParameterError, match=r"feature_extraction\.runtime = 'keras'.*efficientnet_lite0.*onnx, onnx_int8 only"):
+    with pytest.raises(
+        ParameterError, match=r"feature_extraction\.runtime = 'keras'.*efficientnet_lite0.*onnx, onnx_int8 only"
+    ):
+        prepare_inference(parse_params(parameters), used_sections={"backbone", "feature_extraction"})
+
+
+def test_a_gpu_provider_this_onnx_runtime_lacks_is_a_parameter_error():
+    import onnxruntime as ort
+
+    from fruits_kedro.params import prepare_inference
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime offers CUDA")
+    parameters = {**base_parameters(), "feature_extraction": params("feature_extraction", execution_provider="cuda")}
+    with pytest.raises(ParameterError, match=r"execution_provider = 'cuda'.*onnxruntime-gpu"):
         prepare_inference(parse_params(parameters), used_sections={"backbone", "feature_extraction"})

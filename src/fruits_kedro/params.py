@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fruits_kedro.inference.onnx_export import inference_payload
 from fruits_kedro.inference.registry import BACKBONES, get_backbone, resolve_input_size
+from fruits_kedro.inference.runtime import ProviderUnavailableError, execution_providers
 
 
 class ParameterError(ValueError):
@@ -58,6 +59,7 @@ class PreprocessingParams(_Section):
 class FeatureExtractionParams(_Section):
     runtime: Literal["keras", "onnx", "onnx_int8"]
     int8_calibration_photos: int = Field(gt=0, le=100_000)
+    execution_provider: Literal["auto", "cpu", "cuda", "tensorrt"]
     incremental: bool
     batch_size: int = Field(gt=0, le=4096)
     threads_per_task: int | None = Field(gt=0)
@@ -196,5 +198,10 @@ def prepare_inference(params: ProjectParams, used_sections: set[str]) -> None:
                 f"Invalid parameters:\n  - feature_extraction.runtime = {runtime!r}: backbone.name "
                 f"{backbone.name!r} is a {backbone.framework} network and runs on {', '.join(backbone.runtimes)} only"
             )
+        if runtime != "keras":
+            try:
+                execution_providers(params.feature_extraction.execution_provider)
+            except ProviderUnavailableError as exc:
+                raise ParameterError(f"Invalid parameters:\n  - {exc}") from None
         size = resolve_input_size(backbone, params.backbone.input_size)
         inference_payload(backbone, size, params.backbone.weights, runtime)

@@ -140,3 +140,19 @@ def test_inference_and_parquet_tasks_do_not_import_pandas():
     )
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert imported.strip() == "[]"
+
+
+def test_auto_infers_on_the_gpu_only_where_onnx_runtime_offers_one_and_cuda_insists():
+    import onnxruntime as ort
+
+    from fruits_kedro.inference.runtime import ProviderUnavailableError, execution_providers
+
+    available = ort.get_available_providers()
+    assert execution_providers("cpu") == ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        assert execution_providers("auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        assert execution_providers("cuda")[0] == "CUDAExecutionProvider"
+    else:
+        assert execution_providers("auto") == ["CPUExecutionProvider"]
+        with pytest.raises(ProviderUnavailableError, match="execution_provider = 'cuda'.*onnxruntime-gpu"):
+            execution_providers("cuda")

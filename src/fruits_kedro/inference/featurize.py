@@ -141,6 +141,7 @@ def featurize_images(
     progress.count_rejected(lambda: len(rejected_accumulator.value))
     job_token = uuid.uuid4().hex
     batch_size = int(params["batch_size"])
+    provider = params["execution_provider"]
     retry_seconds = float(params["read_retry_seconds"])
     # Each Spark task gets spark.task.cpus cores; inference uses exactly that many threads,
     # so tasks x threads never oversubscribe the executor's cores.
@@ -183,7 +184,7 @@ def featurize_images(
         return pa.RecordBatch.from_arrays([*ids.columns, features], names=[*ids.schema.names, "features"])
 
     def featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        infer = worker_feature_fn(name, size, payload_broadcast, threads, job_token, runtime)
+        infer = worker_feature_fn(name, size, payload_broadcast, threads, job_token, runtime, provider)
         # Reading releases the GIL (file and network I/O), inference too (ONNX Runtime,
         # TensorFlow): one reader thread fetches batch k+1 while batch k is inferred.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as reader:

@@ -48,19 +48,49 @@ def _keras_feature_fn(backbone: Backbone, input_size: int, weights: list[np.ndar
     return features
 
 
-def _onnx_feature_fn(backbone: Backbone, input_size: int, onnx_model: bytes, threads: int):
-    return onnx_features(onnx_model, threads)
+def _onnx_feature_fn(backbone: Backbone, input_size: int, onnx_model: bytes, threads: int, provider: str = "cpu"):
+    return onnx_features(onnx_model, threads, provider)
 
 
-def onnx_features(onnx_model: bytes, threads: int):
+class ProviderUnavailableError(RuntimeError):
+    """``feature_extraction.execution_provider`` names a device this ONNX Runtime cannot use."""
+
+
+# ONNX Runtime execution providers per feature_extraction.execution_provider, in order of preference.
+EXECUTION_PROVIDERS = {
+    "cpu": ("CPUExecutionProvider",),
+    "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+
+
+def execution_providers(choice: str) -> list[str]:
+    """The providers a session gets: ``auto`` takes CUDA where the installed ONNX Runtime offers
+    it (the ``onnxruntime-gpu`` package), else the CPU; ``cuda``/``tensorrt`` insist on it."""
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    if choice == "auto":
+        return [p for p in EXECUTION_PROVIDERS["cuda"] if p in available]
+    wanted = EXECUTION_PROVIDERS[choice]
+    if wanted[0] not in available:
+        raise ProviderUnavailableError(
+            f"feature_extraction.execution_provider = {choice!r}, but this ONNX Runtime "
+            f"({ort.__version__}) offers only {', '.join(sorted(available))}: install onnxruntime-gpu "
+            "on a machine with a GPU, or use auto or cpu."
+        )
+    return [p for p in wanted if p in available]
+
+
+def onnx_features(onnx_model: bytes, threads: int, provider: str = "cpu"):
     """A function (N, s, s, 3) uint8 pixels -> (N, features), from the exported ONNX model:
-    ONNX Runtime only (no TensorFlow, no JVM)."""
+    ONNX Runtime only (no TensorFlow, no JVM), on the device ``provider`` names."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_model, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_model, options, providers=execution_providers(provider))
     input_name = session.get_inputs()[0].name
 
     def features(pixels: np.ndarray) -> np.ndarray:
@@ -77,16 +107,27 @@ RUNTIMES = tuple(_WORKER_BUILDERS)
 
 
 def worker_feature_fn(
-    backbone_name: str, input_size: int, payload_broadcast, threads: int, job_token: str, runtime: str = "keras"
+    backbone_name: str,
+    input_size: int,
+    payload_broadcast,
+    threads: int,
+    job_token: str,
+    runtime: str = "keras",
+    provider: str = "cpu",
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A ``pixels(uint8) -> features(float32)`` function, built once per worker.
 
     ``job_token`` identifies the broadcast payload: a new job (new weights) rebuilds the model.
+    ``provider`` is the ONNX runtimes' device (:func:`execution_providers`).
     """
-    key = (backbone_name, input_size, job_token, runtime)
+    key = (backbone_name, input_size, job_token, runtime, provider)
     fn = _worker_models.get(key)
     if fn is None:
-        fn = _WORKER_BUILDERS[runtime](get_backbone(backbone_name), input_size, payload_broadcast.value, threads)
+        backbone, payload = get_backbone(backbone_name), payload_broadcast.value
+        if runtime == "keras":
+            fn = _keras_feature_fn(backbone, input_size, payload, threads)
+        else:
+            fn = _WORKER_BUILDERS[runtime](backbone, input_size, payload, threads, provider)
         _worker_models.clear()  # one model per worker: a new job replaces the previous one
         _worker_models[key] = fn
     return fn
