@@ -83,3 +83,45 @@ def test_a_save_removes_the_temporary_files_of_killed_saves(spark, tmp_path):
 def test_arguments_are_keyword_only_as_in_kedro_datasets():
     with pytest.raises(TypeError):
         SparkCSVFileDataset("features.csv")  # type: ignore[misc]
+
+
+def test_a_loaded_parquet_dataset_gives_the_csv_of_the_same_rows(spark, tmp_path):
+    from fruits_kedro.datasets.arrow_source import arrow_source, with_constant_column
+    from fruits_kedro.datasets.spark_parquet import SparkParquetFsspecDataset
+
+    rows = [(f"p{(i * 37) % 997:04d}", None if i % 5 == 0 else "Kiwi", float(np.float32(i / 7))) for i in range(997)]
+    frame = spark.createDataFrame(rows, "path string, label string, pc_1 float").repartition(6)
+    parquet = SparkParquetFsspecDataset(filepath=str(tmp_path / "pca.parquet"))
+    parquet.save(frame)
+    loaded = with_constant_column(parquet.load(), "run_id", "r1")
+    assert arrow_source(loaded) is not None
+    # Small runs: each task writes several sorted runs, which the driver merges.
+    args = {"sort_by": ["path"], "rows_per_chunk": 50}
+    SparkCSVFileDataset(filepath=str(tmp_path / "a.csv"), save_args=args).save(loaded)
+    SparkCSVFileDataset(filepath=str(tmp_path / "b.csv"), save_args=args).save(
+        with_constant_column(frame, "run_id", "r1")
+    )
+    a, b = pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv")
+    pd.testing.assert_frame_equal(a, b)
+    assert a.columns.tolist() == ["path", "label", "pc_1", "run_id"] and len(a) == 997
+    assert a["path"].is_monotonic_increasing and a["label"].isna().sum() == 200
+    np.testing.assert_array_equal(
+        a.sort_values("path")["pc_1"].to_numpy(np.float32),
+        np.float32([r[2] for r in sorted(rows)]),
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv", "pca.parquet"]
+
+
+def test_unsorted_csv_keeps_every_row(spark, tmp_path):
+    frame = spark.createDataFrame([(i,) for i in range(300)], "id long").repartition(4)
+    target = tmp_path / "rows.csv"
+    SparkCSVFileDataset(filepath=str(target), save_args={"rows_per_chunk": 40}).save(frame)
+    assert sorted(pd.read_csv(target)["id"]) == list(range(300))
+
+
+def test_a_save_removes_the_parts_of_killed_saves(spark, tmp_path):
+    killed = tmp_path / f".features.csv.{uuid.uuid4().hex}.parts"
+    killed.mkdir()
+    (killed / "00000-abc-00000.csv").write_text("half")
+    SparkCSVFileDataset(filepath=str(tmp_path / "features.csv")).save(spark.createDataFrame([("a",)], "path string"))
+    assert [p.name for p in tmp_path.iterdir()] == ["features.csv"]

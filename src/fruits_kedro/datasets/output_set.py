@@ -296,9 +296,9 @@ def _stamp(data: Any, field: str, run_id: str) -> Any:
     if isinstance(data, dict):
         return {**data, field: run_id}
     if hasattr(data, "withColumn"):  # a Spark DataFrame
-        from pyspark.sql import functions as F
+        from fruits_kedro.datasets.arrow_source import with_constant_column
 
-        return data.withColumn(field, F.lit(run_id))
+        return with_constant_column(data, field, run_id)
     if hasattr(data, "assign"):  # a pandas DataFrame
         return data.assign(**{field: run_id})
     raise DatasetError(f"run_id_field: cannot add {field!r} to a {type(data).__name__}")

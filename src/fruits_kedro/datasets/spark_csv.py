@@ -1,35 +1,47 @@
 """``SparkCSVFileDataset``: a Spark DataFrame saved as ONE CSV file that pandas can read.
 
 Spark's own CSV writer makes a folder of part files (which ``pandas.read_csv`` cannot open)
-and needs a Hadoop connector for ``s3://``. Here the executors format the rows as CSV text,
-which is streamed to the driver one partition at a time (``toLocalIterator``), so driver
-memory stays flat in the number of rows, and written through fsspec, which reaches local
-disk and S3 alike. The file is written under a temporary name and moved into place at the
-end: a reader never sees half a file.
+and needs a Hadoop connector for ``s3://``. Here each task sorts its rows (``sort_by``),
+formats them as CSV text (Arrow's writer) and writes the text, with an index of each row's
+sort key and length, beside the target through fsspec, which reaches local disk and S3
+alike; the driver then merges the sorted parts into one file, reading each part once from
+start to end, so its memory stays flat in the number of rows and no Spark sort (a shuffle of
+every row) is needed. The file is written under a temporary name and moved into place at the
+end: a reader never sees half a file. A frame read straight from a Parquet dataset's parts is
+formatted in the tasks that read them (:mod:`fruits_kedro.datasets.arrow_source`).
 """
 
 from __future__ import annotations
 
 import csv
+import heapq
+import io
+import math
 import re
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
-from fruits_kedro.datasets.aws import require_bucket
+from fruits_kedro.datasets.arrow_source import map_in_arrow
+from fruits_kedro.datasets.aws import forward_aws_environment, is_local_path, require_bucket
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+WRITTEN_RUNS_SCHEMA = "partition long, run long, text string, keys string, rows long"
+READ_BLOCK_BYTES = 1 << 18  # per run file open at once while merging
 
 
-class SparkCSVFileDataset(AbstractDataset[Any, pd.DataFrame]):
+class SparkCSVFileDataset(AbstractDataset[Any, "pd.DataFrame"]):
     """Save a Spark DataFrame as a single CSV; load it back as pandas.
 
     Args:
         filepath: The CSV file: a local path or any fsspec URL (``s3://...``).
         save_args: ``sort_by`` (columns to order the rows by), ``rows_per_chunk`` (rows
-            formatted per piece of text an executor sends, default 5000), ``float_format``.
+            an executor sorts and formats at a time, default 5000), ``float_format``.
         load_args: Passed to ``pandas.read_csv``.
         credentials: fsspec credentials (the AWS chain when not given).
         fs_args: Other fsspec arguments.
@@ -74,28 +86,44 @@ class SparkCSVFileDataset(AbstractDataset[Any, pd.DataFrame]):
     def save(self, data) -> None:
         fs, path = self._fs()
         require_bucket(fs, self._filepath, "write CSV to")  # s3fs would create a missing bucket
-        sort_by = self._save_args["sort_by"]
-        frame = data.orderBy(*sort_by) if sort_by else data
-        chunk_rows = int(self._save_args["rows_per_chunk"])
+        sort_by = list(self._save_args["sort_by"] or [])
         parent = path.rsplit("/", 1)[0] if "/" in path else "."
         fs.makedirs(parent, exist_ok=True)
         name = path.rsplit("/", 1)[-1]
         _remove_leftovers(fs, parent, name)
-        temp_path = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
-        columns = frame.columns
-        text_chunks = frame.mapInPandas(_csv_text(chunk_rows, self._save_args["float_format"]), "text string")
+        token = uuid.uuid4().hex
+        temp_path = f"{parent}/.{name}.{token}.tmp"
+        parts = f"{parent}/.{name}.{token}.parts"
+        local = is_local_path(self._filepath)
         try:
-            with fs.open(temp_path, "w", newline="", encoding="utf-8") as handle:
-                pd.DataFrame(columns=columns).to_csv(handle, index=False)
-                for chunk in text_chunks.toLocalIterator(prefetchPartitions=True):
-                    handle.write(chunk.text)
+            if local:
+                fs.makedirs(parts, exist_ok=True)
+            else:
+                forward_aws_environment(data.sparkSession.sparkContext)
+            writer = _part_writer(
+                parts if local else fs.unstrip_protocol(parts),
+                self._storage_options,
+                sort_by,
+                int(self._save_args["rows_per_chunk"]),
+                self._save_args["float_format"],
+            )
+            written = sorted(tuple(row) for row in map_in_arrow(data, writer, WRITTEN_RUNS_SCHEMA).collect())
+            with fs.open(temp_path, "wb") as handle:
+                import pandas as pd
+
+                handle.write(pd.DataFrame(columns=data.columns).to_csv(index=False).encode("utf-8"))
+                _merge_parts(fs, parts, written, bool(sort_by), handle)
             fs.mv(temp_path, path)
         except BaseException:
             if fs.exists(temp_path):
                 fs.rm(temp_path)
             raise
+        finally:
+            _remove_quietly(fs, parts)
 
     def load(self) -> pd.DataFrame:
+        import pandas as pd
+
         fs, path = self._fs()
         if not fs.exists(path):
             raise DatasetError(f"CSV not found: {self._filepath}")
@@ -110,38 +138,140 @@ class SparkCSVFileDataset(AbstractDataset[Any, pd.DataFrame]):
         return {"filepath": self._filepath, "save_args": self._save_args}
 
 
-def _csv_text(chunk_rows: int, float_format: str | None):
-    """mapInPandas function: the partition's rows as CSV text, ``chunk_rows`` rows per chunk.
+def _part_writer(parts: str, options: dict[str, Any], sort_by: list[str], run_rows: int, float_format: str | None):
+    """Arrow function: the task's rows in runs of about ``run_rows``, each sorted by ``sort_by``
+    and written as CSV text with an index (each row's sort key and byte length) beside it;
+    yields one row naming each run's files. A task holds one run at a time, whatever its size."""
 
-    The executors format the rows, in parallel; the driver only appends text.
-    """
+    def write_runs(batches: Iterator) -> Iterator:
+        from pyspark import TaskContext
 
-    def to_csv_text(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        pending: list[pd.DataFrame] = []
-        rows = 0
-        for frame in frames:
-            pending.append(frame)
-            rows += len(frame)
-            if rows >= chunk_rows:
-                yield _as_text(pending, float_format)
-                pending, rows = [], 0
-        if rows:
-            yield _as_text(pending, float_format)
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else 0
+        stem = f"{partition:05d}-{uuid.uuid4().hex[:12]}"  # each attempt its own files
+        run, pending, rows = 0, [], 0
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= run_rows:
+                yield _write_run(pending, f"{parts}/{stem}-{run:05d}", options, sort_by, float_format, partition, run)
+                run, pending, rows = run + 1, [], 0
+        if pending:
+            yield _write_run(pending, f"{parts}/{stem}-{run:05d}", options, sort_by, float_format, partition, run)
 
-    return to_csv_text
+    return write_runs
 
 
-def _as_text(frames: list[pd.DataFrame], float_format: str | None) -> pd.DataFrame:
-    # Every text field quoted: minimal quoting leaves a lone CR bare, which readers take for a row end.
-    text = pd.concat(frames, ignore_index=True).to_csv(
-        index=False, header=False, float_format=float_format, quoting=csv.QUOTE_NONNUMERIC
+def _write_run(batches: list, stem: str, options: dict[str, Any], sort_by: list[str], float_format, partition, run):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_batches(batches)
+    if sort_by:
+        table = table.take(pc.sort_indices(table, [(c, "ascending", "at_start") for c in sort_by]))
+    data = _csv_bytes(table, float_format)
+    with fsspec.open(f"{stem}.csv", "wb", **options) as text:
+        text.write(data)
+    if sort_by:
+        keys = table.select(sort_by).append_column("bytes", pa.array(_row_lengths(data)))
+        with fsspec.open(f"{stem}.keys.arrow", "wb", **options) as handle, pa.ipc.new_file(handle, keys.schema) as out:
+            out.write_table(keys)
+    name = stem.rsplit("/", 1)[-1]
+    return pa.RecordBatch.from_pydict(
+        {
+            "partition": [partition],
+            "run": [run],
+            "text": [f"{name}.csv"],
+            "keys": [f"{name}.keys.arrow" if sort_by else None],
+            "rows": [table.num_rows],
+        }
     )
-    return pd.DataFrame({"text": [text]})
+
+
+def _csv_bytes(chunk, float_format: str | None) -> bytes:
+    """Rows as CSV text, every text field quoted (minimal quoting leaves a lone CR bare, which
+    readers take for a row end); floats in their shortest exact form, unless ``float_format``."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    if float_format is None:
+        buffer = io.BytesIO()
+        try:
+            pa_csv.write_csv(chunk, buffer, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+            return buffer.getvalue()
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # types Arrow cannot write: pandas can
+            pass
+    text = chunk.to_pandas().to_csv(  # pandas only here: the workers need not import it otherwise
+        index=False, header=False, float_format=float_format, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n"
+    )
+    return text.encode("utf-8")
+
+
+def _row_lengths(data: bytes):
+    """The byte length of each CSV row in ``data``: rows end at line feeds outside quotes
+    (a quote inside a field is doubled, so quotes before a row's end always pair up)."""
+    import numpy as np
+
+    raw = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.cumsum(raw == ord('"'))
+    ends = np.flatnonzero((raw == ord("\n")) & (quotes % 2 == 0))
+    return np.diff(ends + 1, prepend=0)
+
+
+def _merge_parts(fs, parts: str, written: list[tuple], sorted_rows: bool, handle) -> None:
+    """Append the runs' rows to ``handle``: merged by their keys, else run after run."""
+    if not sorted_rows:
+        for _, _, text_name, _, _ in written:
+            with fs.open(f"{parts}/{text_name}", "rb", block_size=READ_BLOCK_BYTES) as text:
+                while block := text.read(READ_BLOCK_BYTES):
+                    handle.write(block)
+        return
+    texts = [fs.open(f"{parts}/{text}", "rb", block_size=READ_BLOCK_BYTES) for _, _, text, _, _ in written]
+    try:
+        rows = [_keyed_rows(fs, f"{parts}/{keys}", i) for i, (_, _, _, keys, _) in enumerate(written)]
+        for _, part, length in heapq.merge(*rows):
+            handle.write(texts[part].read(length))
+    finally:
+        for text in texts:
+            text.close()
+
+
+def _keyed_rows(fs, keys_path: str, part: int):
+    """(sort key, run, byte length) of each row of a run, in its order, a batch at a time."""
+    import pyarrow as pa
+
+    with fs.open(keys_path, "rb") as handle:
+        reader = pa.ipc.open_file(handle)
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            lengths = batch.column(batch.num_columns - 1).to_pylist()
+            keys = zip(*(batch.column(c).to_pylist() for c in range(batch.num_columns - 1)))
+            for key, length in zip(keys, lengths):
+                yield tuple(_sortable(v) for v in key), part, length
+
+
+def _sortable(value) -> tuple:
+    """Spark's ascending order in Python: nulls first, NaN after every number."""
+    if value is None:
+        return (0,)
+    if isinstance(value, float) and math.isnan(value):
+        return (2,)
+    return (1, value)
+
+
+def _remove_quietly(fs, path: str) -> None:
+    try:
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+    except Exception:  # noqa: BLE001 - cleanup must never hide the real outcome
+        pass
 
 
 def _remove_leftovers(fs, parent: str, name: str) -> None:
-    """Temporary files of killed saves of this CSV: hidden, but never kept."""
-    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{32}}\.tmp")
+    """Temporary files and parts of killed saves of this CSV: hidden, but never kept."""
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{32}}\.(tmp|parts)")
     fs.invalidate_cache(parent)
     try:
         entries = fs.ls(parent, detail=False)
@@ -149,4 +279,4 @@ def _remove_leftovers(fs, parent: str, name: str) -> None:
         return
     for entry in entries:
         if pattern.fullmatch(entry.rstrip("/").rsplit("/", 1)[-1]):
-            fs.rm(entry)
+            fs.rm(entry, recursive=True)

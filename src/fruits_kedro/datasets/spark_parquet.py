@@ -43,6 +43,7 @@ import fsspec
 from kedro.io.core import AbstractDataset, DatasetError
 
 from fruits_kedro.cloud.s3_retries import use_s3_retry_settings
+from fruits_kedro.datasets.arrow_source import map_in_arrow, with_arrow_source
 from fruits_kedro.datasets.aws import (
     describe_s3_error,
     forward_aws_environment,
@@ -171,7 +172,8 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
             str(self._save_args["compression"]),
             int(self._save_args["row_group_rows"]),
         )
-        rows = data.mapInArrow(writer, WRITTEN_FILES_SCHEMA).collect()
+        # Inside the reading tasks where data comes straight from part files (arrow_source).
+        rows = map_in_arrow(data, writer, WRITTEN_FILES_SCHEMA).collect()
         return sorted((row["file"], int(row["rows"])) for row in rows)
 
     def _commit(self, fs, root: str, staging: str, written: list[tuple[str, int]], schema_json: str) -> None:
@@ -242,9 +244,11 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
         if not is_local_path(self._filepath):
             forward_aws_environment(spark.sparkContext)
         # One element per slice: each part file is read by its own task.
-        file_rows = spark.sparkContext.parallelize([(f,) for f in files], len(files))
+        file_rows = spark.createDataFrame(
+            spark.sparkContext.parallelize([(f,) for f in files], len(files)), "file string"
+        )
         reader = _part_reader(self._storage_options, int(self._load_args["batch_rows"]))
-        return spark.createDataFrame(file_rows, "file string").mapInArrow(reader, schema)
+        return with_arrow_source(file_rows.mapInArrow(reader, schema), file_rows, reader)
 
     def _read_manifest(self, fs, root: str) -> dict[str, Any]:
         with fs.open(f"{root}/{MANIFEST_NAME}", "r", encoding="utf-8") as handle:

@@ -1,13 +1,16 @@
 """PCA on Spark: the fewest principal components that explain a share of the variance.
 
-The executors compute the mean and covariance in one pass (numpy per partition, merged in
+The executors compute the count, mean and covariance in one pass (numpy per task, merged in
 the cluster); the driver decomposes the d x d covariance once, which gives every component's
 share of the total variance, hence the whole cumulative curve and k (:func:`choose_k`). The
-projection onto k axes is a Spark ML stage of the project's own (:class:`CentredProjection`),
-which saves and loads in a ``PipelineModel`` like a fitted model.
+scores are projected by Arrow functions in the executors (:func:`project_columns`); as a
+Spark ML stage that saves and loads in a ``PipelineModel``, the projection is
+:class:`CentredProjection`.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pandas as pd
@@ -19,6 +22,28 @@ from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+
+from fruits_kedro.ml.moments import (
+    MOMENTS_SCHEMA,
+    NO_ROWS,
+    Moments,
+    merge_moments,
+    moments_of,
+    partition_moments,
+    partition_projection,
+)
+
+__all__ = [
+    "CentredProjection",
+    "Moments",
+    "choose_k",
+    "column_moments",
+    "fit_principal_components",
+    "merge_moments",
+    "moments_of",
+    "principal_components",
+    "project_columns",
+]
 
 
 def choose_k(explained_variance: list[float] | np.ndarray, threshold: float) -> int:
@@ -38,23 +63,56 @@ def choose_k(explained_variance: list[float] | np.ndarray, threshold: float) -> 
 
 
 def fit_principal_components(vectors: DataFrame, input_col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The mean and principal axes of a vector column.
+    """The mean and principal axes of a vector or array column (nulls skipped).
 
     Returns (the d column means, every axis's explained-variance ratio in decreasing order,
-    the axes as columns of a d x d matrix). One pass over the vectors: each partition computes
-    its count, mean and d x d scatter matrix with numpy (BLAS), the partials are merged in
-    the executors (``treeReduce``), and only the total d x d covariance reaches the driver,
-    where LAPACK's ``eigh`` decomposes it. Spark's ``RowMatrix.computeCovariance`` does the same
-    sums row by row (no native BLAS on a pip-installed Spark), after a separate pass for the
-    mean; Spark ML's ``PCA.fit`` decomposes with a general SVD that, without a native LAPACK,
-    gives spectra that differ from run to run (docs/performance.md); ``eigh`` is exact and
-    stable for this symmetric case.
+    the axes as columns of a d x d matrix): :func:`principal_components` of
+    :func:`column_moments`.
     """
-    arrays = vectors.select(vector_to_array(F.col(input_col), dtype="float64").alias("x"))
-    partials = arrays.mapInArrow(_partition_moments, MOMENTS_SCHEMA).rdd.map(
-        lambda row: (row.n, np.frombuffer(row.mean), np.frombuffer(row.scatter))
-    )
-    n, mean, scatter = partials.treeReduce(merge_moments)
+    return principal_components(column_moments(vectors, input_col))
+
+
+def column_moments(frame: DataFrame, column: str) -> Moments:
+    """Count, mean and scatter matrix of a vector or array column's non-null rows, in one pass.
+
+    Each task computes the moments of its rows with numpy (BLAS, float64), the partials are
+    merged in the executors (``treeAggregate``), and only the total reaches the driver. The
+    count and the width come with them: no other pass over the rows. An array column is read
+    by the Arrow function in the tasks that read a Parquet dataset's parts (no Spark rows
+    between them; :mod:`fruits_kedro.datasets.arrow_source`). Spark's
+    ``RowMatrix.computeCovariance`` does the same sums row by row (no native BLAS on a
+    pip-installed Spark), after a separate pass for the mean.
+    """
+    from pyspark.ml.linalg import VectorUDT
+
+    from fruits_kedro.datasets.arrow_source import map_in_arrow
+
+    if isinstance(frame.schema[column].dataType, VectorUDT):
+        frame = frame.select(vector_to_array(F.col(column), dtype="float64").alias(column))
+    cores = frame.sparkSession.sparkContext.defaultParallelism
+    # One partial per core, not per partition: each is d x d.
+    partials = map_in_arrow(frame, partition_moments(column), MOMENTS_SCHEMA, partitions=cores)
+    if cores <= DRIVER_MERGED_PARTIALS:
+        rows = partials.collect()
+        return functools.reduce(merge_moments, map(_moments_of_row, rows), NO_ROWS)
+    return partials.rdd.map(_moments_of_row).treeAggregate(NO_ROWS, merge_moments, merge_moments)
+
+
+DRIVER_MERGED_PARTIALS = 8  # more partials (d x d each) are merged in the executors first
+
+
+def _moments_of_row(row) -> Moments:
+    return row.n, np.frombuffer(row.mean), np.frombuffer(row.scatter)
+
+
+def principal_components(moments: Moments) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, explained-variance ratios in decreasing order, axes as columns) of the moments.
+
+    LAPACK's ``eigh`` decomposes the d x d covariance on the driver. Spark ML's ``PCA.fit``
+    decomposes with a general SVD that, without a native LAPACK, gives spectra that differ
+    from run to run (docs/performance.md); ``eigh`` is exact and stable for this symmetric case.
+    """
+    n, mean, scatter = moments
     d = mean.size
     covariance = scatter.reshape(d, d) / max(n - 1, 1)
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
@@ -70,43 +128,26 @@ def fit_principal_components(vectors: DataFrame, input_col: str) -> tuple[np.nda
     return mean, ratios, eigenvectors
 
 
-MOMENTS_SCHEMA = "n long, mean binary, scatter binary"
-Moments = tuple[int, np.ndarray, np.ndarray]  # count, mean (d), scatter (d*d, flat): sum of (x - mean)(x - mean)^T
+def project_columns(
+    frame: DataFrame, column: str, mean: np.ndarray, axes: np.ndarray, keep: tuple[str, ...], prefix: str = "pc_"
+) -> DataFrame:
+    """``keep`` and the scores ``<prefix>1 .. <prefix>k`` (float) of the non-null rows of an
+    array column: ``(x - mean) @ axes`` in float64, stored as float32.
 
+    An Arrow function, run where a Parquet dataset's parts are read (no Spark rows of the d
+    inputs or of the k scores; :mod:`fruits_kedro.datasets.arrow_source`).
+    """
+    from pyspark.sql import types as T
 
-def moments_of(x: np.ndarray) -> Moments:
-    """Count, mean and scatter matrix of the rows of x (n x d), centred first: no cancellation."""
-    mean = x.mean(axis=0)
-    centred = x - mean
-    return len(x), mean, (centred.T @ centred).ravel()
+    from fruits_kedro.datasets.arrow_source import map_in_arrow
 
-
-def merge_moments(a: Moments, b: Moments) -> Moments:
-    """The moments of two sets of rows together (Chan, Golub and LeVeque's pairwise update)."""
-    (n_a, mean_a, scatter_a), (n_b, mean_b, scatter_b) = a, b
-    if n_a == 0:
-        return b
-    if n_b == 0:
-        return a
-    n = n_a + n_b
-    delta = mean_b - mean_a
-    return n, mean_a + delta * (n_b / n), scatter_a + scatter_b + np.outer(delta, delta * (n_a * n_b / n)).ravel()
-
-
-def _partition_moments(batches):
-    """mapInArrow function: one row with the moments of the partition's vectors, if it has any."""
-    import pyarrow as pa
-
-    total: Moments = (0, np.zeros(0), np.zeros(0))
-    for batch in batches:
-        column = batch.column(0)
-        if len(column) == 0:
-            continue
-        x = column.flatten().to_numpy().reshape(len(column), -1)
-        total = merge_moments(total, moments_of(x))
-    if total[0]:
-        n, mean, scatter = total
-        yield pa.RecordBatch.from_pydict({"n": [n], "mean": [mean.tobytes()], "scatter": [scatter.tobytes()]})
+    k = axes.shape[1]
+    names = [f"{prefix}{i + 1}" for i in range(k)]
+    schema = T.StructType(
+        [frame.schema[c] for c in keep] + [T.StructField(name, T.FloatType(), True) for name in names]
+    )
+    projection = partition_projection(column, np.asarray(mean, float), np.asarray(axes, float), keep, names)
+    return map_in_arrow(frame, projection, schema)
 
 
 class CentredProjection(Transformer, HasInputCol, HasOutputCol, DefaultParamsReadable, DefaultParamsWritable):

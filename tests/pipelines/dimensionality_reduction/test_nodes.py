@@ -95,3 +95,40 @@ def test_fit_pca_is_the_same_whatever_the_partitioning(spark):
     a = one.orderBy("path").toPandas().filter(like="pc_").to_numpy()
     b = three.orderBy("path").toPandas().filter(like="pc_").to_numpy()
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+def test_fit_pca_on_a_saved_dataset_runs_in_its_reading_tasks_with_the_same_results(spark, tmp_path):
+    from fruits_kedro.datasets.arrow_source import arrow_source
+    from fruits_kedro.datasets.spark_parquet import SparkParquetFsspecDataset
+
+    rng = np.random.default_rng(5)
+    matrix = (rng.normal(size=(70, 16)) * np.geomspace(3, 0.01, 16) + 0.5).astype(np.float32)
+    rows = [(f"img_{i:03d}.jpg", f"class_{i % 3}", "Training", [float(v) for v in r]) for i, r in enumerate(matrix)]
+    rows.append(("broken.jpg", "class_0", "Training", None))  # no features: not in the PCA
+    frame = spark.createDataFrame(rows, "path string, label string, split string, features array<float>")
+    saved = SparkParquetFsspecDataset(filepath=str(tmp_path / "features.parquet"))
+    saved.save(frame.repartition(5))
+    loaded = saved.load()
+    assert arrow_source(loaded) is not None
+    settings = params("dimensionality_reduction", variance_threshold=0.9)
+    plain_scores, plain_report = fit_pca(frame.repartition(3), settings)
+    scores, report = fit_pca(loaded, settings)
+    assert report["k"] == plain_report["k"] and report["n_images"] == plain_report["n_images"] == 70
+    # Other partitions sum in another order: equal to rounding.
+    np.testing.assert_allclose(report["explained_variance"], plain_report["explained_variance"], rtol=1e-9)
+    assert arrow_source(scores) is not None  # its save reads, projects and writes in one pass
+    out = SparkParquetFsspecDataset(filepath=str(tmp_path / "pca.parquet"))
+    out.save(scores)
+    got = out.load().toPandas().sort_values("path").reset_index(drop=True)
+    expected = plain_scores.toPandas().sort_values("path").reset_index(drop=True)
+    assert got.columns.tolist() == expected.columns.tolist() and got.dtypes.equals(expected.dtypes)
+    assert got["path"].tolist() == expected["path"].tolist() == sorted(r[0] for r in rows[:70])
+    pcs = [f"pc_{i + 1}" for i in range(report["k"])]
+    np.testing.assert_allclose(got[pcs].to_numpy(), expected[pcs].to_numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_fit_pca_refuses_vectors_of_different_widths(spark):
+    rows = [("a.jpg", "x", "Training", [1.0, 2.0]), ("b.jpg", "x", "Training", [1.0, 2.0, 3.0])]
+    frame = spark.createDataFrame(rows, "path string, label string, split string, features array<float>")
+    with pytest.raises(Exception, match="different lengths"):
+        fit_pca(frame.coalesce(1), params("dimensionality_reduction", variance_threshold=0.95))

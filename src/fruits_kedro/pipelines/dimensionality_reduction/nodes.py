@@ -1,8 +1,8 @@
-"""Dimensionality reduction: Spark ML PCA, keeping the fewest components that explain
+"""Dimensionality reduction: PCA on Spark, keeping the fewest components that explain
 ``variance_threshold`` of the variance.
 
-The method (one pass for the mean and covariance, ``eigh`` on the driver, k from the
-cumulative curve, the projection stage) is :mod:`fruits_kedro.ml.pca`; this pipeline
+The method (one pass for the count, mean and covariance, ``eigh`` on the driver, k from the
+cumulative curve, the projection as the scores are saved) is :mod:`fruits_kedro.ml.pca`; this pipeline
 applies it to the image features, with its parameters' checks and report, and exports the
 scores and a scree plot.
 """
@@ -13,11 +13,9 @@ import logging
 from typing import Any
 
 import numpy as np
-from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from fruits_kedro.ml.pca import CentredProjection, choose_k, fit_principal_components
+from fruits_kedro.ml.pca import choose_k, column_moments, principal_components, project_columns
 from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
@@ -26,20 +24,22 @@ ID_COLUMNS = ("path", "label", "split")
 
 
 def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFrame, dict[str, Any]]:
-    """Fit PCA on ``features``; return (scores ``pc_1..pc_k`` per image, variance report)."""
+    """Fit PCA on ``features``; return (scores ``pc_1..pc_k`` per image, variance report).
+
+    One pass over the features for their count, mean and covariance; the scores are computed
+    when they are saved, in the tasks that read the features (:func:`project_columns`).
+    """
     settings = section("dimensionality_reduction", params)
     threshold = settings.variance_threshold
-    features = image_features.where(F.col("features").isNotNull())
-    stats = features.agg(F.count(F.lit(1)).alias("n"), F.max(F.size("features")).alias("d")).first()
-    n_images, n_input = int(stats["n"]), int(stats["d"] or 0)
+    moments = column_moments(image_features, "features")
+    n_images, n_input = moments[0], moments[1].size
     if n_images == 0:
         raise ValueError("No image features to reduce: every image was rejected or the input folder is empty")
     if n_images == 1:
         raise ValueError("PCA needs at least 2 images: only 1 image has features (variance is undefined)")
     # Rank is at most n-1 after centring: components beyond it carry no variance.
-    k_max = max(1, min(n_input, n_images - 1 if n_images > 1 else 1, settings.max_components or n_input))
-    vectors = features.select(*ID_COLUMNS, array_to_vector("features").alias("vector"))
-    mean, ratios, components = fit_principal_components(vectors, "vector")
+    k_max = max(1, min(n_input, n_images - 1, settings.max_components or n_input))
+    mean, ratios, components = principal_components(moments)
     if not np.all(np.isfinite(ratios)):
         raise ValueError(
             f"The {n_images} feature vector(s) have no variance (all identical): PCA is undefined. "
@@ -56,9 +56,7 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
         cumulative[k - 1],
         threshold,
     )
-    model = CentredProjection.of(mean, components[:, :k], "vector", "pca")
-    scores = vector_to_array(F.col("pca"), dtype="float32")
-    reduced = model.transform(vectors).select(*ID_COLUMNS, *[scores[i].alias(f"pc_{i + 1}") for i in range(k)])
+    reduced = project_columns(image_features, "features", mean, components[:, :k], ID_COLUMNS)
     report = {
         "k": k,
         "threshold": threshold,
