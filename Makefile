@@ -89,8 +89,9 @@ viz: install
 clean:
 	rm -rf $(VENV) data/02_intermediate/* data/03_primary/* data/04_feature/* data/08_reporting/*
 
-# Featurization throughput against the machine's ceiling (prints a table, writes
-# data/08_reporting/benchmark.json). BENCH_ARGS="--n 1000 --runtimes onnx" to narrow it.
+# The whole kedro run against a plain one-machine script on the same photos, PCA + CSV on a
+# full-size synthetic feature table, serve's latency (prints a table, writes
+# data/08_reporting/benchmark.json). BENCH_ARGS="--n 1000 --pca-rows 0" to narrow it.
 bench: install jvm-archive
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 

@@ -1,46 +1,85 @@
-"""The benchmark command runs end to end and reports the pipeline's and the service's figures."""
+"""The benchmark command runs end to end: the user's script against the whole kedro run on
+the same distinct photos, PCA + CSV on a synthetic feature table, and the service."""
 
+import hashlib
 import json
-import statistics
+
+import numpy as np
 
 from tools import bench
+from tools.bench_photos import photo_set
+from tools.plain_featurize import list_photos
 
 
-def test_bench_writes_ceiling_end_to_end_ratio_memory_and_node_times(tmp_path):
+def test_bench_compares_the_whole_run_with_the_plain_script(tmp_path):
     output = tmp_path / "benchmark.json"
     rows = bench.main(
         [
             "--n",
             "40",
-            "--runtimes",
-            "onnx",
             "--weights",
             "none",
             "--input-size",
             "32",
-            "--ceiling-windows",
-            "1",
-            "--ceiling-seconds",
-            "0.3",
+            "--pca-rows",
+            "2000",
+            "--pca-width",
+            "48",
             "--serve-requests",
             "5",
+            "--photos-cache",
+            str(tmp_path / "photos"),
             "--output",
             str(output),
         ]
     )
-    [row] = json.loads(output.read_text())["rows"]
+    report = json.loads(output.read_text())
+    [row] = report["rows"]
     assert row["n_images"] == 40 and row["input_size"] == 32 and row["runtime"] == "onnx"
-    # The ceiling was timed right before and right after the run; it is their median.
-    assert len(row["ceiling_windows"]) == 2 and min(row["ceiling_windows"]) > 0
-    assert row["ceiling_images_per_s"] == statistics.median(row["ceiling_windows"])
-    assert row["end_to_end_images_per_s"] > 0
-    assert abs(row["ratio"] - row["end_to_end_images_per_s"] / row["ceiling_images_per_s"]) < 1e-9
-    assert row["peak_driver_mb"] > 100 and row["peak_workers_mb"] > 0
-    # Every node of the measured run was timed, the CNN's (with its save) among them.
-    assert {"attach_image_bytes", "extract_features", "merge_with_previous_features"} <= set(row["node_seconds"])
-    assert row["cnn_stage_images_per_s"] > row["end_to_end_images_per_s"]
+    assert "distinct" in report["photos"]["40"]
+    # Interleaved: script, run, script; the ratio is of their medians.
+    assert len(row["script_seconds"]) == 2 and len(row["run_seconds"]) == 1
+    assert abs(row["ratio"] - row["run_images_per_s"] / row["script_images_per_s"]) < 1e-9
+    # The script did the pipeline's work: the same features for the same photos.
+    assert row["features_max_abs_diff"] <= 1e-4
+    # Every node of the default pipeline was timed, the CNN's and the PCA's among them.
+    assert {"merge_with_previous_features", "fit_pca", "export_pca_csv"} <= set(row["node_seconds"])
+    assert row["cnn_stage_images_per_s"] > row["run_images_per_s"] > 0
+    assert row["peak_driver_mb"] > 100 and row["peak_workers_mb"] > 0 and row["script_peak_mb"] > 0
     assert rows[0].n_images == 40
+    # PCA + CSV on the synthetic table, through kedro run --pipeline dimensionality_reduction.
+    pca = report["pca"]
+    assert pca["rows"] == 2000 and pca["width"] == 48 and 1 <= pca["k"] <= 48
+    assert pca["pca_and_csv_s"] == round(pca["fit_pca_s"] + pca["export_pca_csv_s"], 2) > 0
     # fruits-kedro serve, started as a process and sent real photo uploads.
-    serving = json.loads(output.read_text())["serve"]
+    serving = report["serve"]
     assert serving["requests"] == 5 and serving["input_size"] == 32
     assert 0 < serving["median_ms"] <= serving["p90_ms"] and serving["startup_s"] > 0
+
+
+def test_the_photo_set_is_distinct_files_real_first_then_augmentations(tmp_path):
+    small = photo_set(30, tmp_path)
+    photos = list_photos(small.root)
+    assert len(photos) == 30 and small.real + small.generated + small.augmented == 30
+    # More photos than the originals: augmentations, each its own content and its own file.
+    from tools.bench_photos import _sources
+
+    large_n = len(_sources(tmp_path)) + 25
+    large = photo_set(large_n, tmp_path)
+    photos = list_photos(large.root)
+    assert len(photos) == large_n and large.augmented == 25
+    digests = {hashlib.sha1(p.read_bytes()).hexdigest() for p in photos}
+    inodes = {p.stat().st_ino for p in photos}
+    assert len(digests) == len(inodes) == large_n
+    assert "augmentations" in large.describe()
+    # Layout <Split>/<Class>/<file>, as the pipeline lists it.
+    assert all(p.relative_to(large.root).parts[0] in ("Training", "Test") for p in photos)
+
+
+def test_augmentations_are_the_dihedral_group_and_small_changes():
+    from tools.bench_photos import _variants, augment
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(100, 100, 3), dtype=np.uint8)
+    outputs = {augment(rgb, *variant).tobytes() for variant in _variants()}
+    assert len(outputs) == len(_variants())
+    assert np.array_equal(augment(rgb, 0, 0, None), rgb)

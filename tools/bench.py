@@ -1,29 +1,28 @@
-"""Featurization benchmark: how close does the Spark + Kedro path come to the machine's limit?
+"""Benchmark: the whole ``kedro run`` against the script a user would write instead.
 
-For each backbone and inference runtime it measures, in one run:
+For each N it times, interleaved (script, run, script, ...), each in a fresh process:
 
-1. the ceiling: the inference call alone, on pre-decoded batches, in this process, using
-   every core (images/s), timed in windows right before and right after each end-to-end run
-   (their median): on a shared machine whose speed drifts between minutes, a ceiling measured
-   at another time than the run would make the ratio a measure of the drift;
-2. the whole ``feature_extraction`` path through Kedro and Spark (ingestion, decoding,
-   inference, Parquet), from image files to features, on N images (images/s), each run in a
-   fresh process as ``kedro run`` is (its Spark session started before the clock: model
-   loading, worker start-up and the JVM's warm-up are counted);
-3. the ratio of 2 to 1,
+1. the user's alternative (:mod:`tools.plain_featurize`): OpenCV decodes the photos and ONNX
+   Runtime runs the project's own exported backbone, one process per core, one thread each,
+   model loading included, features saved to a ``.npy``;
+2. the whole ``kedro run`` of the default pipeline (listing, features, PCA, CSV), Spark's and
+   the JVM's start-up included, in a throw-away copy of the project (``data/`` untouched);
 
-and the peak resident memory of the run's Spark driver (its Python process and JVM) and of
-its Python workers. Real photos from ``../shared/fruits360-sample`` are repeated (hard links)
-to reach N when present; the generated sample is used otherwise.
+and reports their rates and ratio, the CNN stage's rate (the node whose save runs the CNN)
+against the script's, every node's seconds, the peak memory of the run's driver (Python and
+JVM) and Python workers, and the largest difference between the script's features and the
+run's (the same work, to float rounding). The photos are real and distinct
+(:mod:`tools.bench_photos`). Then PCA + CSV on a synthetic feature table of the full
+dataset's size (:mod:`tools.bench_features`, ``kedro run --pipeline dimensionality_reduction``),
+and ``fruits-kedro serve``'s start-up and latency.
 
-    python -m tools.bench                       # N = 1000 5000 20000, both runtimes
-    python -m tools.bench --n 1000 --runtimes onnx --backbones mobilenet_v2
+    python -m tools.bench                                  # N = 1000 5000 20000
+    python -m tools.bench --n 1000 --pca-rows 0 --serve-requests 0
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -41,7 +40,9 @@ from pathlib import Path
 import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a tool of this repository, run from it
-SHARED_PHOTOS = PROJECT_ROOT.parent / "shared" / "fruits360-sample"
+CACHE = Path(os.environ.get("FRUITS_KEDRO_CACHE_DIR", Path.home() / ".cache" / "fruits_kedro"))
+CNN_NODE = "merge_with_previous_features"  # its save of image_features is where the CNN runs
+PCA_NODES = ("fit_pca", "export_pca_csv")  # with their saves: the PCA (and its scores), the CSV
 
 
 @dataclass
@@ -51,24 +52,25 @@ class BenchRow:
     input_size: int
     weights: str | None
     n_images: int
-    ceiling_images_per_s: float
-    end_to_end_images_per_s: float
-    ratio: float
-    end_to_end_seconds: float
+    photos: str
+    script_images_per_s: float
+    run_images_per_s: float
+    ratio: float  # whole run / script
+    cnn_stage_images_per_s: float
+    cnn_stage_ratio: float  # CNN stage / script
     peak_driver_mb: float
     peak_workers_mb: float
-    # The node that runs the CNN (image bytes -> saved features): decode, inference, Parquet.
-    cnn_stage_images_per_s: float = 0.0
-    cnn_stage_ratio: float = 0.0
-    # Each node's wall time, its saves included (NodeTimingHooks): where the rest goes.
+    script_peak_mb: float
+    features_max_abs_diff: float  # script's features against the run's, same photos
+    # Every measurement: the script's and the run's wall times, each run's nodes (their saves included).
+    script_seconds: list[float] = field(default_factory=list)
+    run_seconds: list[float] = field(default_factory=list)
     node_seconds: dict[str, float] = field(default_factory=dict)
-    # Every ceiling window (images/s), before and after the run; the ceiling is their median.
-    ceiling_windows: list[float] = field(default_factory=list)
 
 
 @dataclass
 class RunFigures:
-    """What one measured run reports: its wall time, peak memory, and each node's time."""
+    """One measured ``kedro run``: wall time (process start to exit), peak memory, node times."""
 
     seconds: float
     driver_mb: float
@@ -77,13 +79,13 @@ class RunFigures:
 
 
 class PeakMemory:
-    """Polls the resident memory of this process tree: the driver (Python + JVM) and the
-    PySpark Python workers (the daemon and its forks)."""
+    """Polls the resident memory of a process tree (this one by default): the driver (Python +
+    JVM) and the PySpark Python workers (the daemon and its forks)."""
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.2, pid: int | None = None) -> None:
         import psutil
 
-        self._me = psutil.Process()
+        self._me = psutil.Process(pid)
         self._interval = interval
         self.driver_mb = 0.0
         self.workers_mb = 0.0
@@ -126,71 +128,6 @@ class PeakMemory:
             self._stop.wait(self._interval)
 
 
-def photo_source() -> tuple[Path, str]:
-    if SHARED_PHOTOS.is_dir():
-        return SHARED_PHOTOS, "real Fruits-360 photos (../shared/fruits360-sample)"
-    from tools.sample import generate_sample
-
-    root = Path(tempfile.mkdtemp(prefix="fruits_bench_sample_")) / "fruits"
-    generate_sample(root)
-    return root, "the generated sample"
-
-
-def replicate_photos(source: Path, n: int, destination: Path) -> Path:
-    """A Fruits-360-shaped folder of exactly n images, repeating the source photos (hard links)."""
-    if destination.is_dir():  # made for an earlier runtime of this benchmark: same images
-        return destination
-    photos = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    for i in range(n):
-        original = photos[i % len(photos)]
-        relative = original.relative_to(source)
-        target = destination / relative.parent / f"r{i // len(photos):04d}_{relative.name}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(original, target)
-        except OSError:
-            shutil.copyfile(original, target)
-    return destination
-
-
-class CeilingProbe:
-    """Inference alone, one process, all cores: the most the machine gives this model.
-
-    Holds the model bytes and one decoded batch; each call to :meth:`windows` builds the
-    inference session, warms it up, times the loop for ``count`` windows of ``seconds``, and
-    frees it again, so that it holds no memory while a run is measured.
-    """
-
-    def __init__(
-        self, backbone_name: str, input_size: int, weights: str | None, runtime: str, photos: Path, batch_size: int
-    ) -> None:
-        from fruits_kedro.imaging.decode import decode_image
-        from fruits_kedro.inference.onnx_export import inference_payload
-        from fruits_kedro.inference.registry import get_backbone
-        from fruits_kedro.inference.runtime import _WORKER_BUILDERS
-
-        self._backbone = get_backbone(backbone_name)
-        self._input_size = input_size
-        files = sorted(photos.rglob("*.jpg"))[:batch_size]
-        self._batch = np.stack([decode_image(f.read_bytes(), input_size) for f in files])
-        self._payload = inference_payload(self._backbone, input_size, weights, runtime)
-        self._build = _WORKER_BUILDERS[runtime]
-
-    def windows(self, count: int, seconds: float) -> list[float]:
-        infer = self._build(self._backbone, self._input_size, self._payload, os.cpu_count() or 1)
-        infer(self._batch)  # warm-up: tracing, allocation
-        rates = []
-        for _ in range(count):
-            done, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                infer(self._batch)
-                done += len(self._batch)
-            rates.append(round(done / (time.perf_counter() - start), 2))
-        del infer
-        gc.collect()
-        return rates
-
-
 class NodeTimes(logging.Handler):
     """Collects the project's node timings (``fruits_kedro.hooks.timing`` records)."""
 
@@ -203,80 +140,106 @@ class NodeTimes(logging.Handler):
         self.seconds[str(name)] = round(float(seconds), 2)
 
 
-CNN_NODE = "merge_with_previous_features"  # its save of image_features is where the CNN runs
+def run_script(photos: Path, output: Path, backbone: str, size: int, weights: str | None, batch_size: int):
+    """The user's script in a fresh process: (seconds, peak MB of its processes)."""
+    command = [sys.executable, "-m", "tools.plain_featurize", str(photos), str(output), "--backbone", backbone]
+    command += ["--input-size", str(size), "--weights", str(weights), "--batch-size", str(batch_size)]
+    start = time.perf_counter()
+    child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=_env())
+    with PeakMemory(pid=child.pid) as memory:
+        code = child.wait()
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(f"tools.plain_featurize failed on {photos} (exit status {code}); its log is above")
+    return seconds, memory.driver_mb + memory.workers_mb
 
 
-def measure_end_to_end(
-    project: Path,
-    images_root: Path,
-    backbone_name: str,
-    input_size: int,
-    weights: str | None,
-    runtime: str,
-    batch_size: int,
-) -> RunFigures:
-    """Time one ``kedro run`` of the featurization in a fresh process, as a user runs it.
+def run_kedro(project: Path, params: dict, pipeline: str | None = None) -> RunFigures:
+    """``kedro run`` of ``pipeline`` in ``project``, in a fresh process, timed from its start to its exit."""
+    result = project / "bench_result.json"
+    request = {"project": str(project), "params": params, "pipeline": pipeline, "result": str(result)}
+    start = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--run", json.dumps(request)], cwd=project, env=_env()
+    )
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"kedro run in {project} failed (exit status {completed.returncode}); its log is above")
+    figures = json.loads(result.read_text())
+    return RunFigures(seconds, figures["driver_mb"], figures["workers_mb"], figures["nodes"])
 
-    Nothing of this process (the ceiling's model, TensorFlow, an earlier run's warm JVM)
-    helps the run: model loading, Python worker start-up and the JVM's warm-up are part of
-    its time. Only the SparkSession is started before the clock (a cluster is up before a job
-    arrives).
-    """
-    with tempfile.TemporaryDirectory(prefix="fruits_bench_run_") as folder:
-        result_file = Path(folder) / "result.json"
-        request = {
-            "project": str(project),
-            "images_root": str(images_root),
-            "backbone": backbone_name,
-            "input_size": input_size,
-            "weights": weights,
-            "runtime": runtime,
-            "batch_size": batch_size,
-            "result": str(result_file),
-        }
-        completed = subprocess.run(
-            [sys.executable, "-m", "tools.bench", "--run", json.dumps(request)],
-            cwd=project,
-            env={
-                **os.environ,
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-            },
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(
-                f"The benchmark run of {backbone_name}/{runtime} on {images_root} failed "
-                f"(exit status {completed.returncode}); its log is above."
-            )
-        return RunFigures(**json.loads(result_file.read_text()))
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "KEDRO_DISABLE_TELEMETRY": "1"}
 
 
 def _run_and_report(request: dict) -> None:
-    """The fresh process of :func:`measure_end_to_end`: run the pipeline, write the figures."""
+    """The fresh process of :func:`run_kedro`: the run as ``kedro run`` does it, with its figures."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     project = Path(request["project"])
     os.chdir(project)
-    bootstrap_project(project)
-    params = {
-        "images_root": request["images_root"],
-        "backbone": {"name": request["backbone"], "input_size": request["input_size"], "weights": request["weights"]},
-        "feature_extraction": {"runtime": request["runtime"], "batch_size": request["batch_size"]},
-    }
     timing_logger = logging.getLogger("fruits_kedro.hooks.timing")
     node_times = NodeTimes()
     timing_logger.addHandler(node_times)
     timing_logger.setLevel(logging.INFO)
-    with PeakMemory() as memory, KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.load_context()
-        from fruits_kedro.spark import get_spark
+    with PeakMemory() as memory:
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project, runtime_params=request["params"]) as session:
+            session.run(pipeline_name=request["pipeline"])
+    figures = {"driver_mb": memory.driver_mb, "workers_mb": memory.workers_mb, "nodes": node_times.seconds}
+    Path(request["result"]).write_text(json.dumps(figures))
 
-        get_spark()  # a cluster is up before a job arrives: its start-up is not featurization time
-        start = time.perf_counter()
-        session.run(to_outputs=["image_features"])  # ingestion, preprocessing, feature extraction
-        seconds = time.perf_counter() - start
-    figures = RunFigures(seconds, memory.driver_mb, memory.workers_mb, node_times.seconds)
-    Path(request["result"]).write_text(json.dumps(asdict(figures)))
+
+def current_output(project: Path, member: str) -> Path:
+    outputs = json.loads((project / "data" / "current_outputs.json").read_text())["outputs"]
+    return project / "data" / outputs[member]
+
+
+def read_parquet_dataset(folder: Path):
+    import pandas as pd
+
+    manifest = json.loads((folder / "_SUCCESS").read_text())
+    return pd.concat([pd.read_parquet(folder / name) for name in manifest["files"]], ignore_index=True)
+
+
+def features_difference(project: Path, script_output: Path) -> float:
+    """Largest |script - run| over every feature of every photo both featurized."""
+    run = read_parquet_dataset(current_output(project, "04_feature/image_features.parquet"))
+    run_features = dict(zip(run["path"], run["features"]))
+    paths = Path(f"{script_output}.paths.txt").read_text().splitlines()
+    script = np.load(script_output)
+    if set(paths) != set(run_features):
+        raise RuntimeError(f"the script featurized {len(paths)} photos, the run {len(run_features)}: not the same set")
+    return float(max(np.abs(script[i] - np.asarray(run_features[p])).max() for i, p in enumerate(paths)))
+
+
+def measure_pca(rows: int, width: int, work: Path) -> dict:
+    """``kedro run --pipeline dimensionality_reduction`` on a synthetic ``image_features`` of
+    ``rows`` x ``width`` (made once, in the cache): the PCA's and the CSV's node times."""
+    table = CACHE / "bench_features" / f"{rows}x{width}.parquet"
+    if not (table / "_SUCCESS").exists():
+        command = [sys.executable, "-m", "tools.bench_features", str(table), "--n", str(rows), "--d", str(width)]
+        subprocess.run(command, cwd=PROJECT_ROOT, env=_env(), check=True)
+    project = make_project(work / "pca_project")
+    (project / "data" / "04_feature" / "image_features.parquet").symlink_to(table, target_is_directory=True)
+    run = run_kedro(project, {}, "dimensionality_reduction")
+    report = json.loads(current_output(project, "08_reporting/pca_explained_variance.json").read_text())
+    csv = current_output(project, "04_feature/image_features_pca.csv")
+    nodes = {name: run.nodes.get(name, 0.0) for name in PCA_NODES}
+    return {
+        "rows": rows,
+        "width": width,
+        "k": report["k"],
+        "csv_mb": round(csv.stat().st_size / 2**20, 1),
+        **{f"{name}_s": seconds for name, seconds in nodes.items()},
+        "pca_and_csv_s": round(sum(nodes.values()), 2),
+        "run_s": round(run.seconds, 2),
+        "peak_driver_mb": round(run.driver_mb),
+        "peak_workers_mb": round(run.workers_mb),
+    }
 
 
 def make_project(destination: Path) -> Path:
@@ -296,7 +259,6 @@ def measure_serving(
     the real backbone (ONNX) and the shapes of a real one (1280 -> 300 components -> 103 classes);
     its coefficients are random, which changes no timing."""
     import httpx
-    import numpy as np
 
     from fruits_kedro.inference.onnx_export import inference_payload
     from fruits_kedro.inference.registry import get_backbone, resolve_input_size
@@ -376,52 +338,73 @@ def format_table(rows: list[BenchRow]) -> str:
         "runtime",
         "input",
         "N",
-        "ceiling img/s",
-        "ceiling windows",
-        "end-to-end img/s",
+        "script img/s",
+        "kedro run img/s",
         "ratio",
         "CNN stage img/s",
         "stage ratio",
-        "other s",
+        "other nodes s",
         "driver MB",
         "workers MB",
+        "script MB",
     )
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rows:
+        other = sum(s for name, s in r.node_seconds.items() if name != CNN_NODE)
         lines.append(
             " | ".join(
                 [
                     r.backbone,
                     r.runtime,
                     str(r.input_size),
-                    str(r.n_images),
-                    f"{r.ceiling_images_per_s:.1f}",
-                    f"{min(r.ceiling_windows, default=0):.0f}-{max(r.ceiling_windows, default=0):.0f}",
-                    f"{r.end_to_end_images_per_s:.1f}",
+                    f"{r.n_images:,}",
+                    f"{r.script_images_per_s:.1f}",
+                    f"{r.run_images_per_s:.1f}",
                     f"{r.ratio:.2f}",
                     f"{r.cnn_stage_images_per_s:.1f}",
                     f"{r.cnn_stage_ratio:.2f}",
-                    f"{r.end_to_end_seconds - r.node_seconds.get(CNN_NODE, 0.0):.1f}",
+                    f"{other:.1f}",
                     f"{r.peak_driver_mb:.0f}",
                     f"{r.peak_workers_mb:.0f}",
+                    f"{r.script_peak_mb:.0f}",
                 ]
             )
         )
     return "\n".join("| " + line + " |" for line in lines)
 
 
+def available_backbones(names: list[str], size: int | None, weights: str | None) -> tuple[list[str], dict[str, str]]:
+    """The backbones whose ONNX model can be made here, and why each other one is skipped."""
+    from fruits_kedro.inference.onnx_export import inference_payload
+    from fruits_kedro.inference.registry import get_backbone, resolve_input_size
+
+    usable, skipped = [], {}
+    for name in names:
+        try:
+            backbone = get_backbone(name)
+            inference_payload(backbone, resolve_input_size(backbone, size), weights, "onnx")
+        except Exception as exc:  # noqa: BLE001 - any reason a backbone cannot run is reported, not fatal
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+            print(f"Skipped {name}: {skipped[name]}")
+            continue
+        usable.append(name)
+    return usable, skipped
+
+
 def main(argv: list[str] | None = None) -> list[BenchRow]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help=argparse.SUPPRESS)  # internal: one measured run, in a fresh process
-    parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000], help="image counts")
+    parser.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000], help="photo counts")
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2"])
-    parser.add_argument("--runtimes", nargs="+", default=["keras", "onnx"])
+    parser.add_argument("--runtimes", nargs="+", default=["onnx"], help="the run's runtime (the script: onnx)")
     parser.add_argument("--input-size", type=int, default=None, help="default: each backbone's own")
     parser.add_argument("--weights", default="imagenet", help="imagenet | path | none (speed does not depend on it)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--ceiling-windows", type=int, default=3, help="ceiling windows before and after each run")
-    parser.add_argument("--ceiling-seconds", type=float, default=3.0, help="length of one ceiling window")
+    parser.add_argument("--pairs", type=int, default=1, help="kedro runs per N, each followed by a script run")
+    parser.add_argument("--pca-rows", type=int, default=71_000, help="synthetic features for PCA + CSV (0: skip)")
+    parser.add_argument("--pca-width", type=int, default=1280)
     parser.add_argument("--serve-requests", type=int, default=50, help="photo uploads to time (0: no serve figures)")
+    parser.add_argument("--photos-cache", type=Path, default=CACHE / "bench_photos")
     parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
     args = parser.parse_args(argv)
 
@@ -430,77 +413,112 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         _run_and_report(json.loads(args.run))
         return []
     from fruits_kedro.inference.registry import get_backbone, resolve_input_size
+    from tools.bench_photos import photo_set
 
     weights = None if str(args.weights).lower() in ("none", "null") else args.weights
-    source, source_name = photo_source()
-    print(f"Photos: {source_name}; {os.cpu_count()} cores; {platform.processor() or platform.machine()}")
+    print(f"{os.cpu_count()} cores; {platform.processor() or platform.machine()}")
+    backbones, skipped = available_backbones(args.backbones, args.input_size, weights)
     rows: list[BenchRow] = []
+    photo_sets: dict[int, str] = {}
+    pca = serving = None
     work = Path(tempfile.mkdtemp(prefix="fruits_bench_"))
     try:
-        for backbone_name in args.backbones:
-            size = resolve_input_size(get_backbone(backbone_name), args.input_size)
-            for runtime in args.runtimes:
-                probe = CeilingProbe(backbone_name, size, weights, runtime, source, args.batch_size)
-                for n in args.n:
-                    images = replicate_photos(source, n, work / f"photos_{n}")
-                    project = make_project(work / f"project_{backbone_name}_{runtime}_{n}")
-                    windows = probe.windows(args.ceiling_windows, args.ceiling_seconds)
-                    run = measure_end_to_end(project, images, backbone_name, size, weights, runtime, args.batch_size)
-                    seconds, nodes = run.seconds, run.nodes
-                    windows += probe.windows(args.ceiling_windows, args.ceiling_seconds)
-                    ceiling = statistics.median(windows)
-                    stage = n / nodes[CNN_NODE] if nodes.get(CNN_NODE) else 0.0
-                    row = BenchRow(
-                        backbone_name,
-                        runtime,
-                        size,
-                        weights,
-                        n,
-                        ceiling,
-                        n / seconds,
-                        (n / seconds) / ceiling,
-                        seconds,
-                        run.driver_mb,
-                        run.workers_mb,
-                        stage,
-                        stage / ceiling,
-                        nodes,
-                        windows,
-                    )
+        for n in args.n if backbones else []:
+            photos = photo_set(n, args.photos_cache)
+            photo_sets[n] = photos.describe()
+            print(f"N={n}: {photo_sets[n]}")
+            for backbone_name in backbones:
+                size = resolve_input_size(get_backbone(backbone_name), args.input_size)
+                script_out = work / f"script_{backbone_name}_{n}.npy"
+                script_args = (photos.root, script_out, backbone_name, size, weights, args.batch_size)
+                script_runs = [run_script(*script_args)]
+                for runtime in args.runtimes:
+                    runs = []
+                    for pair in range(args.pairs):
+                        project = make_project(work / f"project_{backbone_name}_{runtime}_{n}_{pair}")
+                        params = {
+                            "images_root": str(photos.root),
+                            "backbone": {"name": backbone_name, "input_size": size, "weights": weights},
+                            "feature_extraction": {"runtime": runtime, "batch_size": args.batch_size},
+                        }
+                        runs.append((project, run_kedro(project, params)))
+                        script_runs.append(run_script(*script_args))
+                    row = _row(backbone_name, runtime, size, weights, n, photo_sets[n], script_runs, runs, script_out)
                     rows.append(row)
                     print(
-                        f"{backbone_name}/{runtime} at {size}px, N={n}: ceiling {ceiling:.1f} images/s "
-                        f"(windows {min(windows):.0f}-{max(windows):.0f}); "
-                        f"{row.end_to_end_images_per_s:.1f} images/s end to end "
-                        f"({row.ratio:.2f} of the ceiling; CNN stage {stage:.1f} images/s, "
-                        f"{row.cnn_stage_ratio:.2f}), driver {row.peak_driver_mb:.0f} MB, "
-                        f"workers {row.peak_workers_mb:.0f} MB; nodes (s): {nodes}"
+                        f"{backbone_name}/{runtime} at {size}px, N={n}: script {row.script_images_per_s:.1f} images/s, "
+                        f"kedro run {row.run_images_per_s:.1f} images/s ({row.ratio:.2f}); CNN stage "
+                        f"{row.cnn_stage_images_per_s:.1f} images/s ({row.cnn_stage_ratio:.2f}); driver "
+                        f"{row.peak_driver_mb:.0f} MB, workers {row.peak_workers_mb:.0f} MB; features within "
+                        f"{row.features_max_abs_diff:.1e}; nodes (s): {row.node_seconds}"
                     )
-        serving = (
-            measure_serving(source, args.backbones[0], args.input_size, weights, args.serve_requests, work)
-            if args.serve_requests
-            else None
-        )
+        if args.pca_rows:
+            pca = measure_pca(args.pca_rows, args.pca_width, work)
+        if args.serve_requests and backbones:
+            source = photo_set(min(args.n), args.photos_cache).root
+            serving = measure_serving(source, backbones[0], args.input_size, weights, args.serve_requests, work)
     finally:
         os.chdir(PROJECT_ROOT)
         shutil.rmtree(work, ignore_errors=True)
     print()
+    for n, description in photo_sets.items():
+        print(f"Photos, N={n:,}: {description}")
     print(format_table(rows))
+    if pca:
+        print(
+            f"\nPCA + CSV on {pca['rows']:,} x {pca['width']:,} synthetic features (k={pca['k']}): fit_pca "
+            f"{pca['fit_pca_s']:.1f} s + export_pca_csv {pca['export_pca_csv_s']:.1f} s = {pca['pca_and_csv_s']:.1f} s "
+            f"(CSV {pca['csv_mb']:.0f} MB; whole kedro run {pca['run_s']:.1f} s, driver {pca['peak_driver_mb']} MB, "
+            f"workers {pca['peak_workers_mb']} MB)"
+        )
     if serving:
         print(
-            f"\nfruits-kedro serve ({args.backbones[0]}): start-up {serving['startup_s']:.1f} s; "
+            f"\nfruits-kedro serve ({backbones[0]}): start-up {serving['startup_s']:.1f} s; "
             f"{serving['requests']} photo uploads, median {serving['median_ms']:.0f} ms, p90 {serving['p90_ms']:.0f} ms"
         )
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(
-        json.dumps(
-            {"source": source_name, "cores": os.cpu_count(), "rows": [asdict(r) for r in rows], "serve": serving},
-            indent=2,
-        )
-    )
+    report = {
+        "cores": os.cpu_count(),
+        "photos": photo_sets,
+        "skipped_backbones": skipped,
+        "rows": [asdict(r) for r in rows],
+        "pca": pca,
+        "serve": serving,
+    }
+    output.write_text(json.dumps(report, indent=2))
     print(f"\nWritten to {output}")
     return rows
+
+
+def _row(backbone, runtime, size, weights, n, photos, script_runs, runs, script_out) -> BenchRow:
+    """One table row: medians over the interleaved runs."""
+    script_seconds = [seconds for seconds, _ in script_runs]
+    run_seconds = [run.seconds for _, run in runs]
+    script_rate = n / statistics.median(script_seconds)
+    run_rate = n / statistics.median(run_seconds)
+    nodes = {name: statistics.median(run.nodes.get(name, 0.0) for _, run in runs) for name in runs[0][1].nodes}
+    stage_rate = n / nodes[CNN_NODE] if nodes.get(CNN_NODE) else 0.0
+    return BenchRow(
+        backbone,
+        runtime,
+        size,
+        weights,
+        n,
+        photos,
+        script_rate,
+        run_rate,
+        run_rate / script_rate,
+        stage_rate,
+        stage_rate / script_rate,
+        max(run.driver_mb for _, run in runs),
+        max(run.workers_mb for _, run in runs),
+        max(mb for _, mb in script_runs),
+        max(features_difference(project, script_out) for project, _ in runs),
+        script_seconds,
+        run_seconds,
+        nodes,
+    )
 
 
 if __name__ == "__main__":
