@@ -7,12 +7,13 @@ from fruits_kedro.datasets.arrow_source import arrow_source, map_in_arrow, with_
 from fruits_kedro.datasets.spark_parquet import SparkParquetFsspecDataset
 
 
-def _doubled(batches):
-    for batch in batches:
-        yield pa.RecordBatch.from_arrays([batch.column("id"), pa.compute.multiply(batch.column("x"), 2)], ["id", "x"])
-
-
 def test_a_loaded_dataset_is_mapped_in_its_reading_tasks(spark, tmp_path):
+    def _doubled(batches):  # local: pickled by value, as the workers cannot import tests/
+        for batch in batches:
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("id"), pa.compute.multiply(batch.column("x"), 2)], ["id", "x"]
+            )
+
     frame = spark.createDataFrame([(i, float(i)) for i in range(100)], "id long, x double").repartition(7)
     dataset = SparkParquetFsspecDataset(filepath=str(tmp_path / "table.parquet"))
     dataset.save(frame)

@@ -135,5 +135,7 @@ def test_the_keras_runtime_refuses_a_pytorch_backbone():
     from fruits_kedro.inference.onnx_export import inference_payload
     from fruits_kedro.inference.registry import UnsupportedRuntimeError
 
-    with pytest.raises(UnsupportedRuntimeError, match=r"efficientnet_lite0.*onnx only.*feature_extraction\.runtime"):
+    with pytest.raises(
+        UnsupportedRuntimeError, match=r"efficientnet_lite0.*onnx, onnx_int8 only.*feature_extraction\.runtime"
+    ):
         inference_payload(BACKBONE, SIZE, "imagenet", "keras")

@@ -85,7 +85,7 @@ def test_a_pytorch_backbone_is_skipped_on_the_keras_runtime_and_without_its_extr
         raw, settings, params("preprocessing"), params("feature_extraction", runtime="keras")
     )
     assert features == {} and report["efficientnet_lite0"]["status"] == "skipped"
-    assert "onnx only" in report["efficientnet_lite0"]["reason"]
+    assert "onnx, onnx_int8 only" in report["efficientnet_lite0"]["reason"]
     assert "feature_extraction.runtime" in report["efficientnet_lite0"]["reason"]
     monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(onnx_export, "_onnx_models", {})
