@@ -29,6 +29,8 @@ def test_bench_compares_the_whole_run_with_the_plain_script(tmp_path):
             "5",
             "--photos-cache",
             str(tmp_path / "photos"),
+            "--int8-photos",
+            "none",
             "--output",
             str(output),
         ]
@@ -83,3 +85,15 @@ def test_augmentations_are_the_dihedral_group_and_small_changes():
     outputs = {augment(rgb, *variant).tobytes() for variant in _variants()}
     assert len(outputs) == len(_variants())
     assert np.array_equal(augment(rgb, 0, 0, None), rgb)
+
+
+def test_the_int8_comparison_runs_the_evaluation_on_each_runtime(tmp_path, generated_sample):
+    from tools.bench_int8 import compare, format_comparison
+
+    result = compare(generated_sample, tmp_path, "mobilenet_v2", "evaluation.input_size=32,evaluation.weights=null")
+    fp32, int8 = result["runtimes"]["onnx"], result["runtimes"]["onnx_int8"]
+    assert 0 < fp32["accuracy"] <= 1 and 0 < int8["accuracy"] <= 1
+    assert fp32["images_per_second"] > 0 and int8["images_per_second"] > 0
+    assert result["accuracy_change_points"] == round(100 * (int8["accuracy"] - fp32["accuracy"]), 2)
+    assert result["int8_could_be_default"] == (result["accuracy_change_points"] >= -0.5)
+    assert "| onnx_int8 |" in format_comparison(result)

@@ -14,7 +14,8 @@ JVM) and Python workers, and the largest difference between the script's feature
 run's (the same work, to float rounding). The photos are real and distinct
 (:mod:`tools.bench_photos`). Then PCA + CSV on a synthetic feature table of the full
 dataset's size (:mod:`tools.bench_features`, ``kedro run --pipeline dimensionality_reduction``),
-and ``fruits-kedro serve``'s start-up and latency.
+``fruits-kedro serve``'s start-up and latency, and the INT8 runtime against FP32 on real photos
+(:mod:`tools.bench_int8`).
 
     python -m tools.bench                                  # N = 1000 5000 20000
     python -m tools.bench --n 1000 --pca-rows 0 --serve-requests 0
@@ -405,6 +406,13 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     parser.add_argument("--pca-width", type=int, default=1280)
     parser.add_argument("--serve-requests", type=int, default=50, help="photo uploads to time (0: no serve figures)")
     parser.add_argument("--photos-cache", type=Path, default=CACHE / "bench_photos")
+    parser.add_argument(
+        "--int8-photos",
+        default=None,
+        help="real photos (Training and Test) to compare the INT8 runtime with FP32 on (default: the shared "
+        "sample where it is beside the checkout; 'none': skip)",
+    )
+    parser.add_argument("--int8-params", default="", help="more --params for those evaluation runs")
     parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
     args = parser.parse_args(argv)
 
@@ -413,14 +421,16 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         _run_and_report(json.loads(args.run))
         return []
     from fruits_kedro.inference.registry import get_backbone, resolve_input_size
-    from tools.bench_photos import photo_set
+    from tools.bench_int8 import compare as compare_int8
+    from tools.bench_int8 import format_comparison
+    from tools.bench_photos import SHARED_PHOTOS, photo_set
 
     weights = None if str(args.weights).lower() in ("none", "null") else args.weights
     print(f"{os.cpu_count()} cores; {platform.processor() or platform.machine()}")
     backbones, skipped = available_backbones(args.backbones, args.input_size, weights)
     rows: list[BenchRow] = []
     photo_sets: dict[int, str] = {}
-    pca = serving = None
+    pca = serving = int8 = None
     work = Path(tempfile.mkdtemp(prefix="fruits_bench_"))
     try:
         for n in args.n if backbones else []:
@@ -457,6 +467,9 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         if args.serve_requests and backbones:
             source = photo_set(min(args.n), args.photos_cache).root
             serving = measure_serving(source, backbones[0], args.input_size, weights, args.serve_requests, work)
+        int8_photos = args.int8_photos or (str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else "none")
+        if int8_photos.lower() != "none" and backbones:
+            int8 = compare_int8(Path(int8_photos).resolve(), work, backbones[0], args.int8_params)
     finally:
         os.chdir(PROJECT_ROOT)
         shutil.rmtree(work, ignore_errors=True)
@@ -476,6 +489,8 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
             f"\nfruits-kedro serve ({backbones[0]}): start-up {serving['startup_s']:.1f} s; "
             f"{serving['requests']} photo uploads, median {serving['median_ms']:.0f} ms, p90 {serving['p90_ms']:.0f} ms"
         )
+    if int8:
+        print(f"\n{format_comparison(int8)}")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -485,6 +500,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         "rows": [asdict(r) for r in rows],
         "pca": pca,
         "serve": serving,
+        "int8": int8,
     }
     output.write_text(json.dumps(report, indent=2))
     print(f"\nWritten to {output}")
