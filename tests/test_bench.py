@@ -31,12 +31,17 @@ def test_bench_compares_the_whole_run_with_the_plain_script(tmp_path):
             str(tmp_path / "photos"),
             "--int8-photos",
             "none",
+            "--compare-backbones",
+            "mobilenet_v2",
+            "efficientnet_lite0",
             "--output",
             str(output),
         ]
     )
     report = json.loads(output.read_text())
     [row] = report["rows"]
+    assert set(report["backbone_images_per_s"]) == {"mobilenet_v2", "efficientnet_lite0"}
+    assert all(rate > 0 for rate in report["backbone_images_per_s"].values())
     assert row["n_images"] == 40 and row["input_size"] == 32 and row["runtime"] == "onnx"
     assert "distinct" in report["photos"]["40"]
     # Interleaved: script, run, script; the ratio is of their medians.

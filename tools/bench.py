@@ -413,6 +413,12 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         "sample where it is beside the checkout; 'none': skip)",
     )
     parser.add_argument("--int8-params", default="", help="more --params for those evaluation runs")
+    parser.add_argument(
+        "--compare-backbones",
+        nargs="*",
+        default=["mobilenet_v2", "efficientnet_lite0"],
+        help="backbones whose plain-script throughput is compared at the smallest N (none: skip)",
+    )
     parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
     args = parser.parse_args(argv)
 
@@ -431,6 +437,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     rows: list[BenchRow] = []
     photo_sets: dict[int, str] = {}
     pca = serving = int8 = None
+    backbone_rates: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="fruits_bench_"))
     try:
         for n in args.n if backbones else []:
@@ -467,6 +474,12 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         if args.serve_requests and backbones:
             source = photo_set(min(args.n), args.photos_cache).root
             serving = measure_serving(source, backbones[0], args.input_size, weights, args.serve_requests, work)
+        compared, _ = available_backbones(args.compare_backbones, args.input_size, weights)
+        for name in compared:  # the network's own speed, decode included, without Spark
+            size = resolve_input_size(get_backbone(name), args.input_size)
+            photos = photo_set(min(args.n), args.photos_cache)
+            seconds, _ = run_script(photos.root, work / f"compare_{name}.npy", name, size, weights, args.batch_size)
+            backbone_rates[name] = round(min(args.n) / seconds, 1)
         int8_photos = args.int8_photos or (str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else "none")
         if int8_photos.lower() != "none" and backbones:
             int8 = compare_int8(Path(int8_photos).resolve(), work, backbones[0], args.int8_params)
@@ -489,6 +502,9 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
             f"\nfruits-kedro serve ({backbones[0]}): start-up {serving['startup_s']:.1f} s; "
             f"{serving['requests']} photo uploads, median {serving['median_ms']:.0f} ms, p90 {serving['p90_ms']:.0f} ms"
         )
+    if backbone_rates:
+        rates = ", ".join(f"{name} {rate:.1f}" for name, rate in backbone_rates.items())
+        print(f"\nBackbones, plain script at N={min(args.n):,} (images/s, model loading included): {rates}")
     if int8:
         print(f"\n{format_comparison(int8)}")
     output = Path(args.output)
@@ -500,6 +516,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         "rows": [asdict(r) for r in rows],
         "pca": pca,
         "serve": serving,
+        "backbone_images_per_s": backbone_rates,
         "int8": int8,
     }
     output.write_text(json.dumps(report, indent=2))
