@@ -92,10 +92,18 @@ def test_augmentations_are_the_dihedral_group_and_small_changes():
     assert np.array_equal(augment(rgb, 0, 0, None), rgb)
 
 
-def test_the_int8_comparison_runs_the_evaluation_on_each_runtime(tmp_path, generated_sample):
+def test_the_int8_comparison_runs_the_evaluation_on_each_runtime(tmp_path, generated_sample, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import run_kedro
     from tools.bench_int8 import compare, format_comparison
 
-    result = compare(generated_sample, tmp_path, "mobilenet_v2", "evaluation.input_size=32,evaluation.weights=null")
+    def in_this_process(project, params):  # --params read as kedro run reads them, without a new JVM
+        runtime_params = OmegaConf.to_container(OmegaConf.from_dotlist(params.split(",")))
+        run_kedro(project, monkeypatch, pipeline="evaluation", **runtime_params)
+
+    extra = "evaluation.input_size=32,evaluation.weights=null"
+    result = compare(generated_sample, tmp_path, "mobilenet_v2", extra, run=in_this_process)
     fp32, int8 = result["runtimes"]["onnx"], result["runtimes"]["onnx_int8"]
     assert 0 < fp32["accuracy"] <= 1 and 0 < int8["accuracy"] <= 1
     assert fp32["images_per_second"] > 0 and int8["images_per_second"] > 0

@@ -20,18 +20,27 @@ RUNTIMES = ("onnx", "onnx_int8")
 TOLERATED_POINTS = 0.5
 
 
-def compare(photos: Path, work: Path, backbone: str = "mobilenet_v2", extra_params: str = "") -> dict:
+def run_evaluation(project: Path, params: str) -> None:
+    """``kedro run --pipeline evaluation --params <params>`` in ``project``, as a user runs it."""
+    from tools.bench import _env
+
+    command = [str(Path(sys.executable).parent / "kedro"), "run", "--pipeline", "evaluation", "--params", params]
+    subprocess.run(command, cwd=project, env=_env(), check=True, capture_output=True, text=True)
+
+
+def compare(
+    photos: Path, work: Path, backbone: str = "mobilenet_v2", extra_params: str = "", run=run_evaluation
+) -> dict:
     """The evaluation's figures of ``backbone`` on each runtime, and the verdict
-    (``extra_params``: more ``--params``, e.g. a smaller ``evaluation.input_size``)."""
-    from tools.bench import _env, make_project
+    (``extra_params``: more ``--params``, e.g. a smaller ``evaluation.input_size``; ``run``: how
+    the evaluation is run, given a project folder and the ``--params`` string)."""
+    from tools.bench import make_project
 
     figures = {}
     for runtime in RUNTIMES:
         project = make_project(work / f"int8_{runtime}")
         params = f"images_root={photos},evaluation.feature_sets=[{backbone}],feature_extraction.runtime={runtime}"
-        params = f"{params},{extra_params}" if extra_params else params
-        command = [str(Path(sys.executable).parent / "kedro"), "run", "--pipeline", "evaluation", "--params", params]
-        subprocess.run(command, cwd=project, env=_env(), check=True, capture_output=True, text=True)
+        run(project, f"{params},{extra_params}" if extra_params else params)
         metrics = json.loads((project / "data" / "08_reporting" / "evaluation_metrics.json").read_text())
         entry = metrics["feature_sets"][backbone]
         figures[runtime] = {key: entry[key] for key in ("accuracy", "macro_f1", "images_per_second", "n_features")}
