@@ -10,6 +10,7 @@ import pytest
 from kedro.io.core import DatasetError
 
 from fruits_kedro.datasets import SparkParquetFsspecDataset
+from fruits_kedro.datasets.spark_parquet import row_count
 
 SCHEMA = "path string, label string, features array<float>, pc_1 float"
 
@@ -44,6 +45,8 @@ def test_local_round_trip_commits_one_file_per_nonempty_partition(spark, tmp_pat
     assert loaded.schema == frame.schema
     assert loaded.rdd.getNumPartitions() == len(manifest["files"])
     assert _sorted_rows(loaded) == _sorted_rows(frame)
+    assert row_count(loaded) == 50  # from the manifest
+    assert row_count(loaded.where("pc_1 < 10")) == 10  # a derived frame is counted
     # Plain pyarrow reads the folder too (it skips the _-prefixed manifest).
     assert pq.read_table(str(target)).num_rows == 50
 

@@ -5,6 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fruits_kedro.datasets import SparkParquetFsspecDataset
+from fruits_kedro.datasets.arrow_source import map_in_arrow
+from fruits_kedro.datasets.spark_parquet import row_count
+from fruits_kedro.feature_settings import SETTINGS_COLUMN
 from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference.featurize import featurize_images
 from tests.inference.raw_images import FEATURE_EXTRACTION, PREPROCESSING, RAW_SCHEMA, png, random_images, raw_images
@@ -31,6 +35,34 @@ def test_featurize_images_gives_one_vector_per_image(spark, tmp_path, backbone, 
     # Random weights shrink activations by orders of magnitude: compare relative to the largest.
     scaled = matrix / np.abs(matrix).max()
     assert len({tuple(np.round(v, 4)) for v in scaled}) == 5
+
+
+def test_saving_features_runs_network_and_parquet_writer_in_one_python_function(spark, tmp_path):
+    """The features go from the network to the Parquet writer inside one Python worker per
+    task (never JVM rows in between, one model per task's worker), and are saved as computed."""
+    images = random_images(spark, tmp_path / "photos", n=6, size=64)
+    backbone_params = {"name": "mobilenet_v2", "input_size": 64, "weights": None}
+    features, rejected = featurize_images(
+        images, backbone_params, PREPROCESSING, {**FEATURE_EXTRACTION, "batch_size": 2}
+    )
+
+    def passthrough(batches):  # stands for the dataset's writer, which map_in_arrow composes alike
+        yield from batches
+
+    plan = map_in_arrow(features, passthrough, features.schema)._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("MapInArrow") == 1, plan
+    assert features.rdd.getNumPartitions() == images.rdd.getNumPartitions()  # the waves are kept
+
+    target = tmp_path / "features.parquet"
+    SparkParquetFsspecDataset(filepath=str(target)).save(features)
+    saved = SparkParquetFsspecDataset(filepath=str(target)).load()
+    assert row_count(saved) == 6
+    assert rejected.reasons == {}
+    expected = {row.path: (row.features, row[SETTINGS_COLUMN]) for row in features.collect()}
+    assert {row.path for row in saved.collect()} == set(expected)
+    for row in saved.collect():
+        np.testing.assert_allclose(row.features, expected[row.path][0], rtol=1e-6)
+        assert row[SETTINGS_COLUMN] == expected[row.path][1]
 
 
 @pytest.mark.parametrize("runtime", ["keras", "onnx"])

@@ -7,6 +7,8 @@ features of 1,280 floats or tables of hundreds of columns, that copying costs fa
 the work itself. :func:`map_in_arrow` composes the function with the reader instead, so it
 runs on the batches as they come out of the part files; its result is such a frame again,
 so a chain (read, project, write) stays one pass of Arrow batches in one Python worker.
+The featurization's frame is made so too (its function over the photo listing's partitions):
+saving it runs network and Parquet writer in one worker, the features never becoming JVM rows.
 Any other DataFrame gets plain ``mapInArrow``: the results are the same either way.
 """
 
@@ -24,15 +26,17 @@ _SOURCE_ATTRIBUTE = "_fruits_kedro_arrow_source"
 @dataclass(frozen=True)
 class ArrowSource:
     """How a frame's rows are made: ``read`` applied to the batches of ``files`` (a frame of
-    one row per part file, one partition each)."""
+    one row per part file, one partition each, unless ``fixed_partitions``: then any frame
+    whose partitioning is the work's own, never coalesced)."""
 
     files: Any  # a Spark DataFrame
     read: ArrowFunction
+    fixed_partitions: bool = False
 
 
-def with_arrow_source(frame, files, read: ArrowFunction):
+def with_arrow_source(frame, files, read: ArrowFunction, *, fixed_partitions: bool = False):
     """Mark ``frame`` as ``files.mapInArrow(read, frame.schema)``; returns ``frame``."""
-    setattr(frame, _SOURCE_ATTRIBUTE, ArrowSource(files, read))
+    setattr(frame, _SOURCE_ATTRIBUTE, ArrowSource(files, read, fixed_partitions))
     return frame
 
 
@@ -48,10 +52,13 @@ def map_in_arrow(frame, function: ArrowFunction, schema, partitions: int | None 
     if source is None:
         narrowed = frame.coalesce(partitions) if partitions else frame
         return narrowed.mapInArrow(function, schema)
-    # A Python task costs tens of ms to start: a few long ones stream the part files in turn.
-    files = source.files.coalesce(partitions or frame.sparkSession.sparkContext.defaultParallelism)
+    files = source.files
+    if partitions or not source.fixed_partitions:
+        # A Python task costs tens of ms to start: a few long ones stream the part files in turn.
+        files = files.coalesce(partitions or frame.sparkSession.sparkContext.defaultParallelism)
     composed = _compose(function, source.read)
-    return with_arrow_source(files.mapInArrow(composed, schema), files, composed)
+    fixed = source.fixed_partitions and not partitions
+    return with_arrow_source(files.mapInArrow(composed, schema), files, composed, fixed_partitions=fixed)
 
 
 def with_constant_column(frame, name: str, value: str):
@@ -77,6 +84,8 @@ def _compose(outer: ArrowFunction, inner: ArrowFunction) -> ArrowFunction:
     def composed(batches):
         return outer(inner(batches))
 
+    # Spark's plans and UI name the function: say what it is made of.
+    composed.__name__ = composed.__qualname__ = f"{outer.__name__}_of_{inner.__name__}"
     return composed
 
 

@@ -59,6 +59,15 @@ MANIFEST_NAME = "_SUCCESS"
 STAGING_FOLDER = "_temporary"
 MANIFEST_FORMAT = "fruits_kedro.parquet/1"
 WRITTEN_FILES_SCHEMA = "file string, rows long"
+_ROWS_ATTRIBUTE = "_fruits_kedro_rows"
+
+
+def row_count(frame) -> int:
+    """``frame.count()``, without reading a single part where ``frame`` is what
+    :meth:`SparkParquetFsspecDataset.load` returned: its manifest counted the rows as they
+    were written (a count would read every feature through the JVM)."""
+    rows = getattr(frame, _ROWS_ATTRIBUTE, None)
+    return frame.count() if rows is None else rows
 
 
 class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
@@ -248,7 +257,9 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
             spark.sparkContext.parallelize([(f,) for f in files], len(files)), "file string"
         )
         reader = _part_reader(self._storage_options, int(self._load_args["batch_rows"]))
-        return with_arrow_source(file_rows.mapInArrow(reader, schema), file_rows, reader)
+        frame = with_arrow_source(file_rows.mapInArrow(reader, schema), file_rows, reader)
+        setattr(frame, _ROWS_ATTRIBUTE, int(manifest["rows"]))
+        return frame
 
     def _read_manifest(self, fs, root: str) -> dict[str, Any]:
         with fs.open(f"{root}/{MANIFEST_NAME}", "r", encoding="utf-8") as handle:

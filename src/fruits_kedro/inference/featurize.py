@@ -34,6 +34,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from fruits_kedro import progress
+from fruits_kedro.datasets.arrow_source import with_arrow_source, with_constant_column
 from fruits_kedro.datasets.files import Unreadable, read_files
 from fruits_kedro.feature_settings import SETTINGS_COLUMN, feature_settings
 from fruits_kedro.imaging.decode import ImageDecoder
@@ -204,8 +205,12 @@ def featurize_images(
     schema = T.StructType([*ids.schema.fields, T.StructField("features", T.ArrayType(T.FloatType()), True)])
     features_type = to_arrow_schema(schema).field("features").type
     settings = feature_settings(backbone_params, preprocessing_params, runtime)
-    featurized = ids.mapInArrow(featurize_partition, schema).withColumn(SETTINGS_COLUMN, F.lit(settings))
-    return featurized, rejected
+    # Marked as an Arrow function of the listing's partitions: the Parquet writer runs in the
+    # same worker, so features never become JVM rows and each task holds one ONNX session.
+    featurized = with_arrow_source(
+        ids.mapInArrow(featurize_partition, schema), ids, featurize_partition, fixed_partitions=True
+    )
+    return with_constant_column(featurized, SETTINGS_COLUMN, settings), rejected
 
 
 def calibration_pixels(raw_images: DataFrame, decoder: ImageDecoder, n: int, retry_seconds: float) -> np.ndarray:

@@ -158,3 +158,16 @@ def test_files_over_the_size_limit_are_never_kept(spark):
         listing, label_images(listing, params("ingestion", max_file_bytes=99)), params("ingestion", max_file_bytes=99)
     )
     assert account["skipped_by_reason"] == {"larger than ingestion.max_file_bytes (99 bytes)": 1}
+
+
+def test_images_left_out_by_sampling_are_accounted_for_as_not_drawn(spark):
+    listing = _listing(spark, [f"Training/Kiwi/{i}.jpg" for i in range(4)] + ["Training/Kiwi/notes.txt"])
+    for n, drawn in ((2, 2), (None, 4)):
+        settings = params("ingestion", sample_per_class=n)
+        sampled = sample_per_class(label_images(listing, settings), settings)
+        account = account_for_listing(listing, sampled, settings)
+        assert sampled.count() == drawn
+        expected = {"not an image (extension)": 1}
+        if n is not None:
+            expected["not drawn by ingestion.sample_per_class"] = 4 - drawn
+        assert account == {"listed": 5, "skipped_by_reason": expected}

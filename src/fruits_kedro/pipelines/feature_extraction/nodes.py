@@ -15,6 +15,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
+from fruits_kedro.datasets.spark_parquet import row_count
 from fruits_kedro.feature_settings import IMAGE_KEY, ReusableFeatures
 from fruits_kedro.inference.featurize import RejectedImages, featurize_images
 
@@ -84,7 +85,7 @@ def report_feature_extraction(
     Runs after the features are saved (they are an input), when the featurization has
     filled ``rejected_images``; no CNN runs here.
     """
-    total = image_features.count()
+    total = row_count(image_features)
     reasons = rejected_images.reasons
     skipped = listing_account["skipped_by_reason"]
     report = {

@@ -124,18 +124,16 @@ def account_for_listing(image_files: DataFrame, sampled_images: DataFrame, param
     reasons :func:`label_images` applies, then sampling). Feature extraction's report
     completes the account."""
     excluded = _excluded_folders(image_files, params, warn=False)
-    sampled = sampled_images.select("path", F.lit(True).alias("_sampled"))
-    reason = F.coalesce(
-        _skip_reason(params, excluded),
-        F.when(F.col("_sampled").isNull(), F.lit("not drawn by ingestion.sample_per_class")),
-    )
-    counts = (
-        image_files.select("path", "relative_path", "size", "skipped")
-        .join(sampled, on="path", how="left")
-        .groupBy(reason.alias("reason"))
-        .count()
-        .collect()
-    )
+    listed = image_files.select("path", "relative_path", "size", "skipped")
+    reason = _skip_reason(params, excluded)
+    if section("ingestion", params).sample_per_class is not None:
+        # Without sampling, every image label_images keeps goes on: no join needed.
+        sampled = sampled_images.select("path", F.lit(True).alias("_sampled"))
+        listed = listed.join(sampled, on="path", how="left")
+        reason = F.coalesce(
+            reason, F.when(F.col("_sampled").isNull(), F.lit("not drawn by ingestion.sample_per_class"))
+        )
+    counts = listed.groupBy(reason.alias("reason")).count().collect()
     skipped = {row["reason"]: int(row["count"]) for row in counts if row["reason"] is not None}
     return {"listed": sum(int(row["count"]) for row in counts), "skipped_by_reason": dict(sorted(skipped.items()))}
 
