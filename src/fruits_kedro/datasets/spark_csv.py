@@ -215,8 +215,10 @@ def _row_lengths(data: bytes):
     import numpy as np
 
     raw = np.frombuffer(data, dtype=np.uint8)
-    quotes = np.cumsum(raw == ord('"'))
-    ends = np.flatnonzero((raw == ord("\n")) & (quotes % 2 == 0))
+    # Positions only (not a running count per byte): memory stays a small multiple of the text.
+    quotes = np.flatnonzero(raw == ord('"'))
+    feeds = np.flatnonzero(raw == ord("\n"))
+    ends = feeds[np.searchsorted(quotes, feeds) % 2 == 0]
     return np.diff(ends + 1, prepend=0)
 
 
