@@ -34,3 +34,19 @@ def test_a_loaded_dataset_is_mapped_in_its_reading_tasks(spark, tmp_path):
     assert sorted(again.load().collect()) == sorted(
         with_constant_column(frame, "run_id", "r1").selectExpr("id", "x * 2 as x", "run_id").collect()
     )
+
+
+def test_a_cached_frame_is_mapped_from_its_cache_not_recomputed_from_its_source(spark, tmp_path):
+    def _same(batches):
+        yield from batches
+
+    dataset = SparkParquetFsspecDataset(filepath=str(tmp_path / "table.parquet"))
+    dataset.save(spark.createDataFrame([(i,) for i in range(10)], "id long"))
+    loaded = dataset.load()
+    cached = loaded.persist()  # the same object, with its marks
+    try:
+        assert arrow_source(cached) is None
+        plan = map_in_arrow(cached, _same, "id long")._jdf.queryExecution().executedPlan().toString()
+        assert "InMemoryTableScan" in plan, plan
+    finally:
+        cached.unpersist()

@@ -41,6 +41,10 @@ def with_arrow_source(frame, files, read: ArrowFunction, *, fixed_partitions: bo
 
 
 def arrow_source(frame) -> ArrowSource | None:
+    """How ``frame``'s rows are made, unless it is cached (then its rows come from the cache:
+    ``persist()`` returns the same object, marks included)."""
+    if getattr(frame, "is_cached", False):
+        return None
     return getattr(frame, _SOURCE_ATTRIBUTE, None)
 
 

@@ -87,8 +87,10 @@ def _skip_reason(params: dict[str, Any], excluded_folders: list[str]) -> F.Colum
 
 
 def _excluded_folders(image_files: DataFrame, params: dict[str, Any], warn: bool) -> list[str]:
-    folders = unsplit_folders(image_files, params)
     exclude = section("ingestion", params).unsplit_folders == "exclude"
+    if not (exclude or warn):
+        return []  # kept folders change no count: no query
+    folders = unsplit_folders(image_files, params)
     if folders and warn:
         logger.warning(
             "Images directly in %s, beside split folders: %s (ingestion.unsplit_folders: %s)",
