@@ -10,7 +10,7 @@ from fruits_kedro.datasets.arrow_source import map_in_arrow
 from fruits_kedro.datasets.spark_parquet import row_count
 from fruits_kedro.feature_settings import SETTINGS_COLUMN
 from fruits_kedro.imaging.decode import ImageDecoder
-from fruits_kedro.inference.featurize import featurize_images
+from fruits_kedro.inference.featurize import RejectedImages, featurize_images
 from tests.inference.raw_images import FEATURE_EXTRACTION, PREPROCESSING, RAW_SCHEMA, png, random_images, raw_images
 
 
@@ -188,3 +188,14 @@ def test_auto_infers_on_the_gpu_only_where_onnx_runtime_offers_one_and_cuda_insi
         assert execution_providers("auto") == ["CPUExecutionProvider"]
         with pytest.raises(ProviderUnavailableError, match="execution_provider = 'cuda'.*onnxruntime-gpu"):
             execution_providers("cuda")
+
+
+def test_rejected_images_have_the_same_columns_whether_there_are_any_or_not(spark):
+    images = spark.createDataFrame(
+        [("/a.jpg", "A", "Training"), ("/b.jpg", "B", None)], "path string, label string, split string"
+    )
+    none, some = RejectedImages(spark.sparkContext), RejectedImages(spark.sparkContext)
+    some.accumulator.add({"/b.jpg": "empty file"})  # as an inference task does
+    assert none.to_frame(images).schema == some.to_frame(images).schema
+    assert none.to_frame(images).collect() == []
+    assert [tuple(row) for row in some.to_frame(images).collect()] == [("/b.jpg", "B", None, "empty file")]

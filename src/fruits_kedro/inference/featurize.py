@@ -92,6 +92,8 @@ class RejectedImages:
     def to_frame(self, images: DataFrame) -> DataFrame:
         """The rejected images as rows of ``REJECTED_COLUMNS``, labels taken from ``images``."""
         spark = images.sparkSession
+        if not self.reasons:  # the usual case: nothing to join, no query
+            return spark.createDataFrame([], "path string, label string, split string, reason string")
         reasons = spark.createDataFrame(sorted(self.reasons.items()), "path string, reason string")
         # One partition: saving a few rows must not start a writer task per input partition.
         return (
