@@ -93,7 +93,7 @@ class RejectedImages:
         """The rejected images as rows of ``REJECTED_COLUMNS``, labels taken from ``images``."""
         spark = images.sparkSession
         if not self.reasons:  # the usual case: nothing to join, no query
-            return spark.createDataFrame([], "path string, label string, split string, reason string")
+            return spark.createDataFrame([], ", ".join(f"{column} string" for column in REJECTED_COLUMNS))
         reasons = spark.createDataFrame(sorted(self.reasons.items()), "path string, reason string")
         # One partition: saving a few rows must not start a writer task per input partition.
         return (
