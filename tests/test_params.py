@@ -22,6 +22,7 @@ def test_the_base_parameters_are_valid():
         ("dimensionality_reduction", {"variance_threshold": 0}, "dimensionality_reduction.variance_threshold"),
         ("ingestion", {"sample_per_class": 0}, "ingestion.sample_per_class"),
         ("feature_extraction", {"batch_sise": 8}, "feature_extraction.batch_sise"),
+        ("feature_extraction", {"batch_size": 0}, "feature_extraction.batch_size"),
     ],
 )
 def test_bad_settings_are_named(section_name, override, setting):

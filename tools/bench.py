@@ -400,7 +400,12 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     parser.add_argument("--runtimes", nargs="+", default=["onnx"], help="the run's runtime (the script: onnx)")
     parser.add_argument("--input-size", type=int, default=None, help="default: each backbone's own")
     parser.add_argument("--weights", default="imagenet", help="imagenet | path | none (speed does not depend on it)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per inference call, run and script (default: the run's own)",
+    )
     parser.add_argument("--pairs", type=int, default=1, help="kedro runs per N, each followed by a script run")
     parser.add_argument("--pca-rows", type=int, default=71_000, help="synthetic features for PCA + CSV (0: skip)")
     parser.add_argument("--pca-width", type=int, default=1280)
@@ -427,12 +432,16 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         _run_and_report(json.loads(args.run))
         return []
     from fruits_kedro.inference.registry import get_backbone, resolve_input_size
+    from fruits_kedro.inference.runtime import CPU_BATCH_SIZE
     from tools.bench_int8 import compare as compare_int8
     from tools.bench_int8 import format_comparison
     from tools.bench_photos import SHARED_PHOTOS, photo_set
 
     weights = None if str(args.weights).lower() in ("none", "null") else args.weights
     print(f"{os.cpu_count()} cores; {platform.processor() or platform.machine()}")
+    # The script runs on the CPU with the batch size the run uses there.
+    script_batch = args.batch_size or CPU_BATCH_SIZE
+    print(f"{script_batch} images per inference call, in the run and in the script")
     backbones, skipped = available_backbones(args.backbones, args.input_size, weights)
     rows: list[BenchRow] = []
     photo_sets: dict[int, str] = {}
@@ -447,7 +456,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
             for backbone_name in backbones:
                 size = resolve_input_size(get_backbone(backbone_name), args.input_size)
                 script_out = work / f"script_{backbone_name}_{n}.npy"
-                script_args = (photos.root, script_out, backbone_name, size, weights, args.batch_size)
+                script_args = (photos.root, script_out, backbone_name, size, weights, script_batch)
                 script_runs = [run_script(*script_args)]
                 for runtime in args.runtimes:
                     runs = []
@@ -478,7 +487,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         for name in compared:  # the network's own speed, decode included, without Spark
             size = resolve_input_size(get_backbone(name), args.input_size)
             photos = photo_set(min(args.n), args.photos_cache)
-            seconds, _ = run_script(photos.root, work / f"compare_{name}.npy", name, size, weights, args.batch_size)
+            seconds, _ = run_script(photos.root, work / f"compare_{name}.npy", name, size, weights, script_batch)
             backbone_rates[name] = round(min(args.n) / seconds, 1)
         int8_photos = args.int8_photos or (str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else "none")
         if int8_photos.lower() != "none" and backbones:

@@ -61,7 +61,7 @@ def featurize(
     input_size: int | None = None,
     weights: str | None = "imagenet",
     processes: int | None = None,
-    batch_size: int = 64,
+    batch_size: int = 2,
 ) -> tuple[list[Path], np.ndarray]:
     """(the photos under ``root``, sorted; their features), ``processes`` at a time."""
     from fruits_kedro.inference.onnx_export import inference_payload
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--weights", default="imagenet", help="imagenet | path | none")
     parser.add_argument("--processes", type=int, default=None, help="default: one per core")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=2, help="images per inference call (the run's on a CPU)")
     args = parser.parse_args(argv)
     weights = None if str(args.weights).lower() in ("none", "null") else args.weights
     photos, features = featurize(args.root, args.backbone, args.input_size, weights, args.processes, args.batch_size)

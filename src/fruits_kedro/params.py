@@ -61,7 +61,7 @@ class FeatureExtractionParams(_Section):
     int8_calibration_photos: int = Field(gt=0, le=100_000)
     execution_provider: Literal["auto", "cpu", "cuda", "tensorrt"]
     incremental: bool
-    batch_size: int = Field(gt=0, le=4096)
+    batch_size: int | None = Field(gt=0, le=4096)
     threads_per_task: int | None = Field(gt=0)
     read_retry_seconds: float = Field(ge=0.0, le=3600.0)
 

@@ -37,6 +37,38 @@ def test_featurize_images_gives_one_vector_per_image(spark, tmp_path, backbone, 
     assert len({tuple(np.round(v, 4)) for v in scaled}) == 5
 
 
+def test_the_default_batch_size_gives_the_same_features_as_a_large_one(spark, tmp_path):
+    """``batch_size: null`` (the default) infers a few images per call on the CPU: each image's
+    features are those a batch of 64 gives."""
+    assert FEATURE_EXTRACTION["batch_size"] is None
+    images = random_images(spark, tmp_path, n=7, size=64)
+    backbone_params = {"name": "mobilenet_v2", "input_size": 64, "weights": None}
+    by_default, _ = featurize_images(images, backbone_params, PREPROCESSING, FEATURE_EXTRACTION)
+    by_64, _ = featurize_images(images, backbone_params, PREPROCESSING, {**FEATURE_EXTRACTION, "batch_size": 64})
+    expected = {row.path: row.features for row in by_64.collect()}
+    got = {row.path: row.features for row in by_default.collect()}
+    assert len(got) == 7 and got.keys() == expected.keys()
+    for path, features in got.items():
+        np.testing.assert_array_equal(features, expected[path])
+
+
+def test_a_null_batch_size_is_the_devices_own():
+    from fruits_kedro.inference.onnx_export import inference_payload
+    from fruits_kedro.inference.registry import get_backbone
+    from fruits_kedro.inference.runtime import CPU_BATCH_SIZE, GPU_BATCH_SIZE, inference_batch_size, onnx_features
+
+    infer = onnx_features(inference_payload(get_backbone("mobilenet_v2"), 32, None, "onnx"), 1, "cpu")
+    assert infer.on_gpu is False
+    assert inference_batch_size(infer, None) == CPU_BATCH_SIZE == 2
+    assert inference_batch_size(infer, 16) == 16
+
+    def on_a_gpu(pixels):
+        return pixels
+
+    on_a_gpu.on_gpu = True  # what onnx_features marks when its session's first provider is a GPU's
+    assert inference_batch_size(on_a_gpu, None) == GPU_BATCH_SIZE == 64
+
+
 def test_saving_features_runs_network_and_parquet_writer_in_one_python_function(spark, tmp_path):
     """The features go from the network to the Parquet writer inside one Python worker per
     task (never JVM rows in between, one model per task's worker), and are saved as computed."""

@@ -41,7 +41,13 @@ from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference.onnx_export import inference_payload
 from fruits_kedro.inference.quantize import cached_int8_model
 from fruits_kedro.inference.registry import get_backbone
-from fruits_kedro.inference.runtime import INT8_RUNTIME, worker_feature_fn
+from fruits_kedro.inference.runtime import (
+    CPU_BATCH_SIZE,
+    GPU_BATCH_SIZE,
+    INT8_RUNTIME,
+    inference_batch_size,
+    worker_feature_fn,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +149,7 @@ def featurize_images(
     rejected_accumulator = rejected.accumulator
     progress.count_rejected(lambda: len(rejected_accumulator.value))
     job_token = uuid.uuid4().hex
-    batch_size = int(params["batch_size"])
+    batch_size = params["batch_size"]
     provider = params["execution_provider"]
     retry_seconds = float(params["read_retry_seconds"])
     # Each Spark task gets spark.task.cpus cores; inference uses exactly that many threads,
@@ -151,25 +157,25 @@ def featurize_images(
     threads = int(params["threads_per_task"] or spark.conf.get("spark.task.cpus", "1"))
     name = backbone.name
     logger.info(
-        "Feature extraction: %s at %dx%d (%s), %d features, batch %d, %d thread(s) per task",
+        "Feature extraction: %s at %dx%d (%s), %d features, batch %s, %d thread(s) per task",
         name,
         size,
         size,
         runtime,
         backbone.feature_dim(size),
-        batch_size,
+        batch_size or f"{CPU_BATCH_SIZE} on the CPU, {GPU_BATCH_SIZE} on a GPU",
         threads,
     )
 
-    def featurize(batch: pa.RecordBatch, files: list[bytes | Unreadable], infer) -> pa.RecordBatch:
+    def featurize(batch: pa.RecordBatch, files: list[bytes | Unreadable], infer, per_call: int) -> pa.RecordBatch:
         """The batch's decodable images with their features; the others go to ``rejected``."""
         paths = batch.column("path").to_pylist()
         contents = [None if isinstance(data, Unreadable) else data for data in files]
         kept: list[int] = []
         vectors: list[np.ndarray] = []
         rejected_here: dict[str, str] = {}
-        for start in range(0, len(contents), batch_size):
-            pixels, decoded, reasons = decoder.decode_valid(contents[start : start + batch_size])
+        for start in range(0, len(contents), per_call):
+            pixels, decoded, reasons = decoder.decode_valid(contents[start : start + per_call])
             for offset, reason in enumerate(reasons):
                 if reason is not None:
                     data = files[start + offset]
@@ -188,17 +194,18 @@ def featurize_images(
 
     def featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         infer = worker_feature_fn(name, size, payload_broadcast, threads, job_token, runtime, provider)
+        per_call = inference_batch_size(infer, batch_size)
         # Reading releases the GIL (file and network I/O), inference too (ONNX Runtime,
         # TensorFlow): one reader thread fetches batch k+1 while batch k is inferred.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as reader:
             pending = None
-            for batch in batches:  # Arrow batches; inference re-slices them to batch_size
+            for batch in batches:  # Arrow batches; inference re-slices them to per_call
                 upcoming = (batch, reader.submit(read_files, batch.column("path").to_pylist(), retry_seconds))
                 if pending is not None:
-                    yield featurize(pending[0], pending[1].result(), infer)
+                    yield featurize(pending[0], pending[1].result(), infer, per_call)
                 pending = upcoming
             if pending is not None:
-                yield featurize(pending[0], pending[1].result(), infer)
+                yield featurize(pending[0], pending[1].result(), infer, per_call)
 
     # Arrow in, Arrow out (mapInArrow, not a pandas UDF): the tasks never import pandas,
     # which slows each Python worker's start, and the features go from NumPy to

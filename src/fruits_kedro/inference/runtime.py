@@ -96,7 +96,21 @@ def onnx_features(onnx_model: bytes, threads: int, provider: str = "cpu"):
     def features(pixels: np.ndarray) -> np.ndarray:
         return session.run(None, {input_name: pixels})[0]
 
+    features.on_gpu = session.get_providers()[0] != "CPUExecutionProvider"
     return features
+
+
+# Images per inference call when feature_extraction.batch_size is null: on a CPU core a small
+# batch's activations stay in its caches; a GPU needs many images per call to be kept busy.
+CPU_BATCH_SIZE = 2
+GPU_BATCH_SIZE = 64
+
+
+def inference_batch_size(infer: Callable[[np.ndarray], np.ndarray], configured: int | None) -> int:
+    """``configured`` where set, else the default of the device ``infer`` runs on."""
+    if configured:
+        return int(configured)
+    return GPU_BATCH_SIZE if getattr(infer, "on_gpu", False) else CPU_BATCH_SIZE
 
 
 # The ONNX model quantized to INT8 on the driver (:mod:`.quantize`): the workers run it as any ONNX model.
