@@ -18,6 +18,7 @@ reads of photos retry the failed part of each batch on top, with backoff, up to 
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 S3_RETRY_SETTINGS: dict[str, Any] = {
@@ -30,25 +31,37 @@ S3_RETRY_SETTINGS: dict[str, Any] = {
 S3FS_RETRIES = 1
 
 
-_applied = False
+_S3_PROTOCOLS = frozenset({"s3", "s3a", "s3n"})
+_config_applied = False
+_s3fs_configured = False
 
 
-def use_s3_retry_settings() -> dict[str, Any]:
+def use_s3_retry_settings(*urls: str) -> dict[str, Any]:
     """Make :data:`S3_RETRY_SETTINGS` the defaults of new S3 filesystems in this process;
-    returns the defaults now in force. Cheap and idempotent: called before each batch."""
-    global _applied
+    returns the defaults now in force. Cheap and idempotent: called before each batch, with
+    the URLs it is about to open. s3fs itself is imported (to turn its own retries down) only
+    for an S3 URL, when no URL is given, or where it is already imported: a local run's Python
+    workers never pay for its import."""
+    global _config_applied, _s3fs_configured
     import fsspec.config
 
     current = fsspec.config.conf.setdefault("s3", {})
-    if _applied:
-        return current
-    try:
-        import s3fs
+    if not _config_applied:
+        config_kwargs = {**S3_RETRY_SETTINGS["config_kwargs"], **current.get("config_kwargs", {})}
+        current.update({**S3_RETRY_SETTINGS, **current, "config_kwargs": config_kwargs})
+        _config_applied = True
+    if not _s3fs_configured and (not urls or "s3fs" in sys.modules or any(map(is_s3_url, urls))):
+        try:
+            import s3fs
 
-        s3fs.S3FileSystem.retries = S3FS_RETRIES  # a class attribute: no keyword sets it
-    except ImportError:  # no S3 support installed: nothing to configure
-        pass
-    config_kwargs = {**S3_RETRY_SETTINGS["config_kwargs"], **current.get("config_kwargs", {})}
-    current.update({**S3_RETRY_SETTINGS, **current, "config_kwargs": config_kwargs})
-    _applied = True
+            s3fs.S3FileSystem.retries = S3FS_RETRIES  # a class attribute: no keyword sets it
+        except ImportError:  # no S3 support installed: nothing to configure
+            pass
+        _s3fs_configured = True
     return current
+
+
+def is_s3_url(url: str) -> bool:
+    """Whether ``url`` names an object on S3 (``s3://``, ``s3a://``, ``s3n://``)."""
+    protocol, separator, _ = str(url).partition("://")
+    return bool(separator) and protocol.lower() in _S3_PROTOCOLS

@@ -58,7 +58,7 @@ def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECOND
     """
     if not paths:
         return []
-    use_s3_retry_settings()
+    use_s3_retry_settings(paths[0])
     fs, _ = fsspec.core.url_to_fs(paths[0])  # one listing, one filesystem
     remote = not _is_local(fs)
     results: list[bytes | Unreadable | None] = [None] * len(paths)

@@ -292,7 +292,7 @@ def _part_writer(staging_uri: str, options: dict[str, Any], compression: str, ro
         import pyarrow.parquet as pq
         from pyspark import TaskContext
 
-        use_s3_retry_settings()
+        use_s3_retry_settings(staging_uri)
         context = TaskContext.get()
         partition = context.partitionId() if context is not None else 0
         # Each attempt its own name: a retried or speculative attempt never overwrites another's.
@@ -331,9 +331,9 @@ def _part_reader(options: dict[str, Any], batch_rows: int):
     def read_files(batches: Iterator) -> Iterator:
         import pyarrow.parquet as pq
 
-        use_s3_retry_settings()
         for batch in batches:
             for uri in batch.column(0).to_pylist():
+                use_s3_retry_settings(uri)
                 with _storage_errors("read", uri), fsspec.open(uri, "rb", **options) as handle:
                     yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_rows)
 
