@@ -64,6 +64,9 @@ def test_plot_scree_draws_the_chosen_k():
     }
     figure = plot_scree(report)
     assert "k=2" in figure.axes[0].get_title()
+    (bars,) = figure.axes[0].patches  # every component's share, drawn as one outline
+    np.testing.assert_array_equal(bars.get_data().values, report["explained_variance"])
+    np.testing.assert_array_equal(bars.get_data().edges, [0.5, 1.5, 2.5, 3.5])
 
 
 def test_fit_pca_refuses_a_single_image(spark):

@@ -88,7 +88,8 @@ def plot_scree(report: dict[str, Any]):
     shown = min(len(ratios), max(k * 2, 20))
     x = np.arange(1, shown + 1)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.bar(x, ratios[:shown], color="#7aa6c2", label="explained variance ratio")
+    # One filled outline, not a bar patch per component: hundreds of bars draw slowly, too thin to show.
+    ax.stairs(ratios[:shown], np.arange(shown + 1) + 0.5, fill=True, color="#7aa6c2", label="explained variance ratio")
     ax.set_xlabel("principal component")
     ax.set_ylabel("explained variance ratio")
     twin = ax.twinx()
