@@ -80,16 +80,20 @@ class RunFigures:
 
 
 class PeakMemory:
-    """Polls the resident memory of a process tree (this one by default): the driver (Python +
-    JVM) and the PySpark Python workers (the daemon and its forks)."""
+    """Polls the peak resident memory of a process tree (this one by default): the driver
+    (Python + JVM) and the PySpark Python workers (the daemon and its forks).
 
-    def __init__(self, interval: float = 0.2, pid: int | None = None) -> None:
+    Each process's own peak (Linux's ``VmHWM``; elsewhere its current size) is read, so a
+    poll a second is enough to see it, and the poller costs the measured run little CPU."""
+
+    def __init__(self, interval: float = 1.0, pid: int | None = None) -> None:
         import psutil
 
         self._me = psutil.Process(pid)
         self._interval = interval
         self.driver_mb = 0.0
         self.workers_mb = 0.0
+        self._is_worker: dict[int, bool] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -100,33 +104,50 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._measure()  # the last peaks, before the processes are gone
 
     def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._measure()
+            self._stop.wait(self._interval)
+
+    def _measure(self) -> None:
         import psutil
 
-        while not self._stop.is_set():
-            driver = workers = 0
-            try:
-                driver = self._me.memory_info().rss
-                for child in self._me.children(recursive=True):
-                    try:
-                        rss = child.memory_info().rss
+        driver = workers = 0
+        try:
+            driver = _peak_rss(self._me)
+            for child in self._me.children(recursive=True):
+                try:
+                    if child.pid not in self._is_worker:
                         # Workers are forks of `python -m <daemon module> pyspark.worker`
                         # (pyspark.daemon, or the project's fruits_kedro.pyspark_daemon);
                         # the JVM's command line also mentions pyspark (its jars).
                         command = " ".join(child.cmdline())
-                        is_worker = "pyspark.worker" in command or "pyspark.daemon" in command
-                    except psutil.Error:
-                        continue
-                    if is_worker:
-                        workers += rss
-                    else:
-                        driver += rss
-            except psutil.Error:
-                pass
-            self.driver_mb = max(self.driver_mb, driver / 2**20)
-            self.workers_mb = max(self.workers_mb, workers / 2**20)
-            self._stop.wait(self._interval)
+                        self._is_worker[child.pid] = "pyspark.worker" in command or "pyspark.daemon" in command
+                    rss = _peak_rss(child)
+                except psutil.Error:
+                    continue
+                if self._is_worker[child.pid]:
+                    workers += rss
+                else:
+                    driver += rss
+        except psutil.Error:
+            pass
+        self.driver_mb = max(self.driver_mb, driver / 2**20)
+        self.workers_mb = max(self.workers_mb, workers / 2**20)
+
+
+def _peak_rss(process) -> int:
+    """The process's peak resident memory in bytes: ``VmHWM`` where /proc has it, else its RSS now."""
+    try:
+        with open(f"/proc/{process.pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return process.memory_info().rss
 
 
 class NodeTimes(logging.Handler):
