@@ -127,3 +127,24 @@ def test_a_commit_file_of_another_kind_is_refused_naming_it(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text('{"something": "else"}')
     with pytest.raises(DatasetError, match=MANIFEST_NAME):
         _json(tmp_path).load()
+
+
+def test_the_wrapped_type_is_imported_when_used_not_when_the_catalog_is_made(tmp_path):
+    """A run creates every output's dataset before its first node: a plot's matplotlib is
+    imported by its save (or kedro-viz's preview), not then."""
+    import subprocess
+    import sys
+
+    code = f"""
+import json, sys
+from fruits_kedro.datasets import OutputSetDataset
+plot = OutputSetDataset(path={str(tmp_path)!r}, dataset={{"type": "matplotlib.MatplotlibDataset",
+                        "filepath": {str(tmp_path / "08_reporting" / "scree.png")!r}}})
+at_creation = "matplotlib" in sys.modules
+has_preview = hasattr(plot, "preview")
+pickled = OutputSetDataset(path={str(tmp_path)!r}, dataset={{"type": "pickle.PickleDataset",
+                           "filepath": {str(tmp_path / "model.pkl")!r}}})
+print(json.dumps([at_creation, has_preview, "matplotlib" in sys.modules, hasattr(pickled, "preview")]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(result) == [False, True, True, False]

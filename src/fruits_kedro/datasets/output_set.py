@@ -112,9 +112,17 @@ class OutputSetDataset(AbstractDataset[Any, Any]):
         self.saved_run: str | None = None
         self.held = False
         self.metadata = metadata
-        inner_preview = getattr(parse_dataset_definition(dict(dataset))[0], "preview", None)
-        if inner_preview is not None:  # kedro-viz shows a dataset's preview if it has one
-            self.preview = self._current_preview(inspect.signature(inner_preview).return_annotation)
+
+    def __getattr__(self, name: str) -> Any:
+        # kedro-viz shows a dataset's preview if it has one: the wrapped type is looked up only
+        # then, so that a run does not import every wrapped dataset's module (matplotlib) up front.
+        if name != "preview" or "_config" not in self.__dict__:
+            raise AttributeError(name)
+        inner_preview = getattr(parse_dataset_definition(dict(self._config))[0], "preview", None)
+        if inner_preview is None:
+            raise AttributeError(name)
+        self.preview = self._current_preview(inspect.signature(inner_preview).return_annotation)
+        return self.preview
 
     @property
     def output_set(self) -> OutputSet:
