@@ -61,3 +61,27 @@ def test_project_workers_import_compiled_pyspark_not_its_zip(spark):
         module_file, archives = row.origin.split("|")
         assert ".zip" not in module_file and module_file.endswith("pyspark/__init__.py")
         assert "pyspark.zip" not in archives
+
+
+def test_a_reused_worker_freezes_what_it_holds_after_its_first_task(spark):
+    """PySpark collects garbage after every task of a reused worker: from its second task on,
+    the modules and model it keeps are frozen, out of those collections."""
+
+    @F.pandas_udf("string")
+    def worker_state(ids: pd.Series) -> pd.Series:
+        import gc
+        import os
+
+        return pd.Series([f"{os.getpid()}:{gc.get_freeze_count()}"] * len(ids))
+
+    states = []
+    for _ in range(3):  # more tasks than cores: each worker runs more than one
+        rows = spark.range(2, numPartitions=2).select(worker_state("id").alias("state")).distinct().collect()
+        states += [tuple(int(x) for x in row.state.split(":")) for row in rows]
+    by_worker: dict[int, list[int]] = {}
+    for pid, frozen in states:
+        by_worker.setdefault(pid, []).append(frozen)
+    reused = {pid: counts for pid, counts in by_worker.items() if len(counts) > 1}
+    assert reused, states
+    for counts in reused.values():  # its first task seen here may be its first ever: then 0
+        assert all(c > 1000 for c in counts[1:]), counts
