@@ -143,3 +143,28 @@ def test_a_failed_run_commits_nothing_and_removes_what_it_saved(default_run, tmp
     assert not [t for t in threading.enumerate() if t.name.startswith("progress-") and t.is_alive()]
     named = {p.split("/runs/")[1].split("/")[0] for p in before["outputs"].values()}
     assert {p.name for p in (project / "data").glob("*/runs/*")} == named
+
+
+def test_the_output_sets_are_found_without_creating_the_other_datasets(tmp_path):
+    """As a run starts, the hooks find the output sets from the catalog's configuration: no
+    other dataset is created, so none imports its libraries first (or fails for want of them)."""
+    from kedro.io import DataCatalog
+
+    from fruits_kedro.datasets import OutputSetDataset
+    from fruits_kedro.hooks import _output_set_members
+
+    catalog = DataCatalog.from_config(
+        {
+            "report": {
+                "type": "fruits_kedro.datasets.OutputSetDataset",
+                "path": str(tmp_path),
+                "dataset": {"type": "json.JSONDataset", "filepath": str(tmp_path / "report.json")},
+            },
+            "plugin_output": {"type": "a_plugin_not_installed.SomeDataset", "filepath": str(tmp_path / "x")},
+        }
+    )
+    with pytest.raises(DatasetError, match="a_plugin_not_installed"):
+        catalog.get("plugin_output")  # what creating it would do
+    members = _output_set_members(catalog, catalog.keys())
+    assert [name for name, _ in members] == ["report"]
+    assert isinstance(members[0][1], OutputSetDataset)

@@ -140,9 +140,14 @@ def _log_summary(reports: dict[str, Any]) -> None:
 def _output_set_members(catalog, names) -> list[tuple[str, Any]]:
     from fruits_kedro.datasets.output_set import OutputSetDataset
 
+    # Types read from the configuration: creating every dataset would import each one's
+    # libraries (matplotlib, Spark ML...) before the run's first node.
+    configured = catalog.to_config()[0]
     found = []
     for name in sorted(set(names)):
         if name.startswith("params:") or name == "parameters" or name not in catalog:
+            continue
+        if name in configured and not str(configured[name].get("type", "")).endswith(OutputSetDataset.__name__):
             continue
         dataset = catalog.get(name)
         if isinstance(dataset, OutputSetDataset):
