@@ -49,6 +49,12 @@ def test_local_round_trip_commits_one_file_per_nonempty_partition(spark, tmp_pat
     assert row_count(loaded.where("pc_1 < 10")) == 10  # a derived frame is counted
     # Plain pyarrow reads the folder too (it skips the _-prefixed manifest).
     assert pq.read_table(str(target)).num_rows == 50
+    # Text is dictionary-encoded; floats, which rarely repeat, are not.
+    part = pq.ParquetFile(str(target / manifest["files"][0])).metadata.row_group(0)
+    encodings = {part.column(i).path_in_schema: part.column(i).encodings for i in range(part.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["path"] and "RLE_DICTIONARY" in encodings["label"]
+    assert "RLE_DICTIONARY" not in encodings["features.list.element"]
+    assert "RLE_DICTIONARY" not in encodings["pc_1"]
 
 
 def test_overwrite_replaces_previous_parts(spark, tmp_path):

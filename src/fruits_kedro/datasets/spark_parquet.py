@@ -309,7 +309,12 @@ def _part_writer(staging_uri: str, options: dict[str, Any], compression: str, ro
                     if writer is None:
                         # No bucket check and creation per part: the driver checked the bucket.
                         handle = fsspec.open(uri, "wb", auto_mkdir=False, **options).open()
-                        writer = pq.ParquetWriter(handle, batch.schema, compression=compression)
+                        writer = pq.ParquetWriter(
+                            handle,
+                            batch.schema,
+                            compression=compression,
+                            use_dictionary=dictionary_columns(batch.schema),
+                        )
                     writer.write_batch(batch, row_group_size=row_group_rows)
                 rows += batch.num_rows
             with _storage_errors("write", uri):
@@ -325,6 +330,19 @@ def _part_writer(staging_uri: str, options: dict[str, Any], compression: str, ro
             yield pa.RecordBatch.from_pydict({"file": [name], "rows": [rows]})
 
     return write_partition
+
+
+def dictionary_columns(schema) -> list[str]:
+    """The columns worth dictionary-encoding: all but floating-point ones (and lists of them),
+    whose values rarely repeat: there the encoding costs time and makes the file larger."""
+    import pyarrow.types as pat
+
+    def floating(data_type) -> bool:
+        while pat.is_list(data_type) or pat.is_large_list(data_type) or pat.is_fixed_size_list(data_type):
+            data_type = data_type.value_type
+        return pat.is_floating(data_type)
+
+    return [field.name for field in schema if not floating(field.type)]
 
 
 def _part_reader(options: dict[str, Any], batch_rows: int):
