@@ -174,8 +174,8 @@ def detect_orb_descriptors(raw_images: DataFrame, params: dict[str, Any]) -> tup
 
 _SAMPLE_BUCKETS = 1_000_000
 # KMeans' input partitions: a constant, so that its seeded initialisation sees the same
-# partitions on a laptop and on a cluster.
-_KMEANS_PARTITIONS = 8
+# partitions on a laptop and on a cluster (20,000 descriptors need no more).
+_KMEANS_PARTITIONS = 2
 
 
 def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, Any]) -> dict[str, Any]:
