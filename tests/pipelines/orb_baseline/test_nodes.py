@@ -108,20 +108,3 @@ def test_bad_settings_name_the_parameter(spark, setting, value):
     )
     with pytest.raises(ValueError, match=f"orb_baseline.{setting}"):
         detect_orb_descriptors(frame, {**SMALL, setting: value})
-
-
-def test_the_vocabulary_is_the_same_whatever_the_partitioning(spark):
-    """The sample of descriptors and KMeans' input do not depend on how the descriptors are
-    partitioned, so a laptop and a cluster of any size build the same words."""
-    rng = np.random.default_rng(5)
-    rows = [
-        (f"/p/{i}.jpg", "A", "Training", 40, [rng.integers(0, 256, 32, dtype=np.uint8).tobytes() for _ in range(40)])
-        for i in range(60)
-    ]
-    frame = spark.createDataFrame(
-        rows, "path string, label string, split string, n_keypoints int, descriptors array<binary>"
-    )
-    settings = {**SMALL, "vocabulary_sample_size": 600}  # of 2,400: a sample is drawn
-    vocabularies = [fit_visual_vocabulary(frame.repartition(n), settings) for n in (1, 5)]
-    assert vocabularies[0]["n_descriptors_sampled"] == vocabularies[1]["n_descriptors_sampled"] < 2400
-    np.testing.assert_array_equal(np.array(vocabularies[0]["centres"]), np.array(vocabularies[1]["centres"]))

@@ -172,12 +172,6 @@ def detect_orb_descriptors(raw_images: DataFrame, params: dict[str, Any]) -> tup
     return accepted, report
 
 
-_SAMPLE_BUCKETS = 1_000_000
-# KMeans' input partitions: a constant, so that its seeded initialisation sees the same
-# partitions on a laptop and on a cluster (20,000 descriptors need no more).
-_KMEANS_PARTITIONS = 2
-
-
 def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     """Spark ML KMeans over a seeded sample of the Training descriptors -> the word centres.
 
@@ -189,7 +183,7 @@ def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, An
     k = int(settings["vocabulary_size"])
     has_training = orb_descriptors_table.where(F.col("split") == "Training").limit(1).count() > 0
     source = orb_descriptors_table.where(F.col("split") == "Training") if has_training else orb_descriptors_table
-    exploded = source.select("path", F.posexplode("descriptors").alias("index", "descriptor"))
+    exploded = source.select(F.explode("descriptors").alias("descriptor"))
     n_available = exploded.count()
     if n_available == 0 and orb_descriptors_table.limit(1).count() == 0:
         logger.info("ORB vocabulary: no photos to describe (orb is not among evaluation.feature_sets)")
@@ -207,11 +201,11 @@ def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, An
         )
     wanted = int(settings["vocabulary_sample_size"])
     fraction = min(1.0, wanted / n_available)
-    # Chosen by a hash of each descriptor's (path, index) and handed to KMeans in a fixed
-    # partitioning and order: the vocabulary does not depend on the cluster's cores.
-    key = F.xxhash64("path", "index", F.lit(int(settings["seed"])))
-    sampled = exploded.where(F.pmod(key, F.lit(_SAMPLE_BUCKETS)) < F.lit(int(fraction * _SAMPLE_BUCKETS)))
-    sampled = sampled.repartition(_KMEANS_PARTITIONS, "path", "index").sortWithinPartitions("path", "index")
+    sampled = (
+        exploded.sample(withReplacement=False, fraction=fraction, seed=int(settings["seed"]))
+        if fraction < 1
+        else exploded
+    )
 
     @F.pandas_udf("array<float>")
     def to_bits(descriptor: pd.Series) -> pd.Series:
