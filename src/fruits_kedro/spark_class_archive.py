@@ -74,22 +74,21 @@ def java_options(directory: str | Path | None = None) -> list[str]:
 
 
 def build(directory: str | Path | None = None, timeout: float = 900) -> Path:
-    """Make the archive unless it exists; returns its path."""
+    """Make the archive unless it exists, remove this installation's stale ones; returns its path."""
     target = archive_path(directory)
     if target is None:
         raise RuntimeError("No Java runtime found: set JAVA_HOME or put java on PATH (Java 17 or newer).")
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        _in_child("--dump", partial, timeout)
-        if not partial.is_file() or partial.stat().st_size == 0:
-            raise RuntimeError(f"The JVM wrote no class archive to {partial}")
-        _in_child("--check", partial, timeout)
-        os.replace(partial, target)  # atomic: no JVM ever maps a half-written archive
-    finally:
-        partial.unlink(missing_ok=True)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            _in_child("--dump", partial, timeout)
+            if not partial.is_file() or partial.stat().st_size == 0:
+                raise RuntimeError(f"The JVM wrote no class archive to {partial}")
+            _in_child("--check", partial, timeout)
+            os.replace(partial, target)  # atomic: no JVM ever maps a half-written archive
+        finally:
+            partial.unlink(missing_ok=True)
     installation = target.name.split("-")[-2]
     for stale in target.parent.glob(f"spark-*-{installation}-*.jsa"):
         if stale != target:  # this installation's, made for an earlier Java or Spark release
