@@ -39,8 +39,9 @@ from tests.s3_server import forget_cached_s3_clients, free_port, new_bucket, set
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 MIN_PHOTOS = 4000
-# With speculation, smaller partitions: more tasks, so more stragglers to copy.
-SPECULATION_PARAMS = "ingestion.images_per_partition=512"
+# 8 tasks of 500 photos: the first ends, and the kill comes, a quarter into the stage; with
+# speculation, more tasks are more stragglers to copy.
+PARTITION_PARAMS = "ingestion.images_per_partition=500"
 SPECULATION = {
     "spark.speculation": True,
     "spark.speculation.interval": "100ms",
@@ -159,7 +160,7 @@ def _assert_exactly_once(fs, bucket: str, urls: list[str]) -> None:
 
 def test_an_executor_killed_during_inference_loses_and_duplicates_no_photo(cluster, photos, s3_endpoint, tmp_path):
     project = make_project_copy(tmp_path / "project")
-    fs, log = _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path)
+    fs, log = _run_and_kill_an_executor(project, cluster, photos, s3_endpoint, tmp_path, f",{PARTITION_PARAMS}")
 
     removed = events(log, "SparkListenerExecutorRemoved")
     lost = [e for e in events(log, "SparkListenerTaskEnd") if e["Task End Reason"]["Reason"] == "ExecutorLostFailure"]
@@ -178,7 +179,7 @@ def test_speculative_copies_and_a_killed_executor_commit_each_partition_once(clu
         spark_yml.read_text() + "".join(f"\n{k}: {str(v).lower()}" for k, v in settings.items()) + "\n"
     )
     fs, log = _run_and_kill_an_executor(
-        project, cluster, photos, s3_endpoint, tmp_path, f",{SPECULATION_PARAMS}", ui_port=ui_port
+        project, cluster, photos, s3_endpoint, tmp_path, f",{PARTITION_PARAMS}", ui_port=ui_port
     )
 
     speculative = [e for e in events(log, "SparkListenerTaskStart") if e["Task Info"]["Speculative"]]
