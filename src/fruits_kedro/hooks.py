@@ -114,8 +114,14 @@ class OutputSetHooks:
         for output_set, members in _by_set(_output_set_members(catalog, pipeline.datasets())).items():
             try:
                 output_set.remove_runs([d.member for _, d in members], only=run_params["run_id"])
-            except Exception:  # noqa: BLE001 - the run's own error is the one to report
-                logger.warning("Could not remove the failed run's outputs under %s", output_set.root, exc_info=True)
+            except Exception as error:  # noqa: BLE001 - the run's own error is the one to report
+                # One line: a traceback here would bury the run's own error (S3 is often down for both).
+                logger.warning(
+                    "Could not remove the failed run's outputs under %s (%s: %s); the next run removes them.",
+                    output_set.root,
+                    type(error).__name__,
+                    error,
+                )
 
 
 def _log_summary(reports: dict[str, Any]) -> None:

@@ -118,6 +118,10 @@ def test_an_outage_longer_than_the_retries_fails_loudly_and_leaves_the_previous_
     assert "still failed" in run.stdout and "was not replaced" in run.stdout
     assert "failed 4 times" in run.stdout  # Spark retried the task before giving up
     assert "Rejected s3://" not in run.stdout  # an outage is not a property of any photo
+    # S3 is down for the failed run's clean-up too: one line says so, no traceback buries the error.
+    flat = " ".join(run.stdout.split())  # the console wraps log lines
+    assert "Could not remove the failed run's" in flat and "the next run removes them." in flat
+    assert "╭─ Traceback" not in run.stdout
     after = snapshot(fs, root)
     changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
     assert not changed, f"a failed run changed the previous outputs: {changed[:5]}"

@@ -86,9 +86,10 @@ def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECOND
         elapsed = time.monotonic() - started
         if elapsed + backoff > retry_seconds:
             index, error = failed[0]
+            tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
             raise StorageUnavailableError(
                 f"Cannot read {paths[index]} (and {len(failed) - 1} more of this batch): the storage "
-                f"still failed after {attempts} attempts over {elapsed:.0f} s: {type(error).__name__}: {error}"
+                f"still failed after {tries} over {elapsed:.0f} s: {type(error).__name__}: {error}"
             ) from error
         time.sleep(backoff * random.uniform(0.5, 1.0))
         backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
