@@ -234,3 +234,20 @@ def test_orb_left_out_of_the_feature_sets_describes_no_photo_and_is_not_reported
         {"mobilenet_v2": _clusters(spark)}, report, histograms, orb_report, settings, params("dimensionality_reduction")
     )
     assert list(metrics["feature_sets"]) == ["mobilenet_v2"]
+
+
+def test_the_classifier_is_the_same_whatever_the_partitioning(spark):
+    """Overlapping classes (L-BFGS runs all its iterations): the coefficients, to the last bit,
+    do not depend on how the Training rows were split into partitions."""
+    rng = np.random.default_rng(5)
+    rows = [
+        (f"/{split}/{i}.jpg", f"class_{i % 5}", split, [float(v) for v in rng.normal(i % 5 * 0.2, 1.0, 16)])
+        for split in ("Training", "Test")
+        for i in range(200)
+    ]
+    frame = spark.createDataFrame(rows, "path string, label string, split string, features array<float>")
+    vectors = frame.select("path", "label", "split", array_to_vector("features").alias("vector"))
+    models = [fit_classifier(vectors.repartition(n), LR, reduce_dimensions=False)[0] for n in (1, 6)]
+    coefficients = [m.stages[0].coefficientMatrix.toArray() for m in models]
+    assert np.array_equal(coefficients[0], coefficients[1])
+    assert np.array_equal(models[0].stages[0].interceptVector.toArray(), models[1].stages[0].interceptVector.toArray())

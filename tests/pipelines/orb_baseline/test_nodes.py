@@ -108,3 +108,21 @@ def test_bad_settings_name_the_parameter(spark, setting, value):
     )
     with pytest.raises(ValueError, match=f"orb_baseline.{setting}"):
         detect_orb_descriptors(frame, {**SMALL, setting: value})
+
+
+def test_the_vocabulary_is_the_same_whatever_the_partitioning(spark):
+    """The same photos give the same words on one core or many: the sample and KMeans' input
+    do not depend on how the descriptors were split into partitions."""
+    rng = np.random.default_rng(3)
+    rows = [
+        (f"/Training/c{i % 4}/{i}.jpg", f"c{i % 4}", "Training", 40, [rng.bytes(32) for _ in range(40)])
+        for i in range(150)
+    ]
+    frame = spark.createDataFrame(
+        rows, "path string, label string, split string, n_keypoints int, descriptors array<binary>"
+    )
+    settings = {**SMALL, "vocabulary_sample_size": 1500}
+    one, seven = (fit_visual_vocabulary(frame.repartition(n), settings) for n in (1, 7))
+    assert one["n_descriptors_sampled"] == seven["n_descriptors_sampled"]
+    assert 1000 < one["n_descriptors_sampled"] < 2000 and one["n_descriptors_available"] == 6000
+    assert np.array_equal(np.asarray(one["centres"]), np.asarray(seven["centres"]))

@@ -45,6 +45,8 @@ TRAIN_SPLIT, TEST_SPLIT = "Training", "Test"
 # Column names of the persisted PipelineModel (input vector, output label).
 VECTOR_COLUMN = "vector"
 PREDICTED_LABEL_COLUMN = "predicted_label"
+# The classifier's training partitions: a constant, so the metrics are the same on any cluster.
+CLASSIFIER_PARTITIONS = 2
 
 
 def _settings(params: dict[str, Any]) -> dict[str, Any]:
@@ -216,9 +218,11 @@ def fit_classifier(
         info.update(n_features=int(k), explained_variance_at_k=float(np.cumsum(ratios)[k - 1]))
     else:
         info.update(n_features=int(n_input))
-    # Persisted: otherwise every L-BFGS iteration would recompute the PCA projection
-    # (and ship its k_max x d matrix to the executors again).
-    prepared = (PipelineModel(stages).transform(train) if stages else train).persist(StorageLevel.MEMORY_AND_DISK)
+    # In a fixed partitioning and order: L-BFGS adds up per-partition gradients, and the rounding
+    # of those sums must not depend on the cluster's cores (two partial sums add up the same in
+    # either order). Persisted: otherwise every iteration would recompute the PCA projection.
+    prepared = (PipelineModel(stages).transform(train) if stages else train).repartition(CLASSIFIER_PARTITIONS, "path")
+    prepared = prepared.sortWithinPartitions("path").persist(StorageLevel.MEMORY_AND_DISK)
     prepared.count()
     classifier = _logistic_regression(lr_params, features_column).fit(prepared)
     prepared.unpersist()
@@ -416,7 +420,8 @@ def results_table(metrics: dict[str, Any]) -> str:
             source = f"{entry['input_size']} px"
             k = str(entry["n_features"])
         else:
-            source = f"ORB words ({entry['n_images_without_keypoints']} photos without keypoints)"
+            missing = entry["n_images_without_keypoints"]
+            source = f"ORB words ({missing} photo{'' if missing == 1 else 's'} without keypoints)"
             k = "-"
         lines.append(
             f"| {name} | {source} | {entry['n_input_features']} | {k} | {entry['accuracy']:.1%} "

@@ -172,6 +172,9 @@ def detect_orb_descriptors(raw_images: DataFrame, params: dict[str, Any]) -> tup
     return accepted, report
 
 
+_SAMPLE_BUCKETS = 1_000_000
+
+
 def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, Any]) -> dict[str, Any]:
     """Spark ML KMeans over a seeded sample of the Training descriptors -> the word centres.
 
@@ -183,7 +186,7 @@ def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, An
     k = int(settings["vocabulary_size"])
     has_training = orb_descriptors_table.where(F.col("split") == "Training").limit(1).count() > 0
     source = orb_descriptors_table.where(F.col("split") == "Training") if has_training else orb_descriptors_table
-    exploded = source.select(F.explode("descriptors").alias("descriptor"))
+    exploded = source.select("path", F.posexplode("descriptors").alias("index", "descriptor"))
     n_available = exploded.count()
     if n_available == 0 and orb_descriptors_table.limit(1).count() == 0:
         logger.info("ORB vocabulary: no photos to describe (orb is not among evaluation.feature_sets)")
@@ -201,11 +204,12 @@ def fit_visual_vocabulary(orb_descriptors_table: DataFrame, params: dict[str, An
         )
     wanted = int(settings["vocabulary_sample_size"])
     fraction = min(1.0, wanted / n_available)
-    sampled = (
-        exploded.sample(withReplacement=False, fraction=fraction, seed=int(settings["seed"]))
-        if fraction < 1
-        else exploded
-    )
+    # A hash of each descriptor's (path, index) picks the sample, and KMeans gets it in one
+    # partition sorted by that key: its seeded start and its sums then never depend on how
+    # many cores the input was split for, so the words are the same on a laptop and a cluster.
+    key = F.xxhash64("path", "index", F.lit(int(settings["seed"])))
+    sampled = exploded.where(F.pmod(key, F.lit(_SAMPLE_BUCKETS)) < F.lit(round(fraction * _SAMPLE_BUCKETS)))
+    sampled = sampled.repartition(1).sortWithinPartitions("path", "index")
 
     @F.pandas_udf("array<float>")
     def to_bits(descriptor: pd.Series) -> pd.Series:
