@@ -35,6 +35,20 @@ def test_archive_name_follows_the_java_runtime(tmp_path, monkeypatch):
     assert spark_class_archive.archive_path(tmp_path) is None
 
 
+def test_archive_name_changes_when_sparks_jars_are_reinstalled(tmp_path, monkeypatch):
+    """A new virtualenv at the same path has the same jars, newer: the JVM would refuse the old
+    archive (it checks each jar's time), so the name must change and make builds a new one."""
+    jar = tmp_path / "spark" / "jars" / "spark-core.jar"
+    jar.parent.mkdir(parents=True)
+    jar.write_bytes(b"classes")
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path / "spark"))
+    before = spark_class_archive.archive_path(tmp_path)
+    os.utime(jar, ns=(jar.stat().st_atime_ns, jar.stat().st_mtime_ns + 1_000_000_000))
+    after = spark_class_archive.archive_path(tmp_path)
+    assert after != before
+    assert after.name.split("-")[-2] == before.name.split("-")[-2]  # the same installation's
+
+
 def test_driver_options_keep_the_configured_ones_and_add_the_archive(tmp_path, monkeypatch):
     monkeypatch.setattr(spark_class_archive, "DEFAULT_DIRECTORY", str(tmp_path))
     assert spark_module._with_class_archive("-Dderby.system.home=/tmp/d") == "-Dderby.system.home=/tmp/d"

@@ -59,8 +59,11 @@ def archive_path(directory: str | Path | None = None) -> Path | None:
         if path.exists():
             stat = path.stat()
             identity.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    # The JVM refuses an archive whose jars changed size or time: a reinstalled PySpark (a new
+    # virtualenv at the same path) must get a new archive, not a silently ignored one.
     for jar in sorted(jars.glob("*.jar")):
-        identity.update(f"{jar.name}:{jar.stat().st_size}\n".encode())
+        stat = jar.stat()
+        identity.update(f"{jar.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     name = f"spark-{pyspark.__version__}-{installation}-{identity.hexdigest()[:16]}.jsa"
     return Path(directory or DEFAULT_DIRECTORY).expanduser() / name
 
