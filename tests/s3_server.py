@@ -1,15 +1,21 @@
 """A real S3 API for the tests: moto in server mode, over HTTP, on a free local port.
 
-Nothing is patched: boto3 and s3fs (on the driver and in Spark's Python workers) talk to
+No client is patched: boto3 and s3fs (on the driver and in Spark's Python workers) talk to
 the server through ``AWS_ENDPOINT_URL`` exactly as they would talk to AWS or MinIO.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 DUMMY_AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -31,16 +37,53 @@ def free_port() -> int:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """Start moto's S3/EMR server; yield its endpoint URL."""
-    from moto.server import ThreadedMotoServer
+    """Start moto's S3/EMR server in a process of its own; yield its endpoint URL.
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    Its own process: the server's CPU (a few ms per request) does not queue behind the test
+    process's interpreter lock, nor the test's uploads behind the server's.
+    """
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.s3_server"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
+        port = server.stdout.readline().strip()
+        if not port.isdigit():
+            raise RuntimeError(f"the moto server did not start (exit code {server.wait(timeout=30)})")
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.stop()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _serve() -> None:
+    """The server process: moto's application on a free loopback port, printed once it listens."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    class Dispatcher(DomainDispatcherApplication):
+        """Routes remembered: moto lists its package folder and tries every service's URLs per request."""
+
+        routes: dict = {}
+
+        def get_backend_for_host(self, host):
+            if host not in self.routes:
+                self.routes[host] = super().get_backend_for_host(host)
+            return self.routes[host]
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    app = Dispatcher(create_backend_app)
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    os.environ["MOTO_PORT"] = str(server.port)  # what moto writes into the URLs it returns
+    print(server.port, flush=True)
+    server.serve_forever()
 
 
 def set_aws_environment(monkeypatch, endpoint_url: str) -> None:
@@ -69,3 +112,7 @@ def new_bucket(prefix: str = "fruits-test") -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     boto3.session.Session().client("s3").create_bucket(Bucket=name)
     return name
+
+
+if __name__ == "__main__":
+    _serve()
