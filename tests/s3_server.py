@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ def moto_server() -> Iterator[str]:
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.s3_server"],
         cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.PIPE,  # closed when this process ends, however it ends: the server then exits
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -79,6 +81,7 @@ def _serve() -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
     app = Dispatcher(create_backend_app)
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     os.environ["MOTO_PORT"] = str(server.port)  # what moto writes into the URLs it returns
