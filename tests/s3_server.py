@@ -40,8 +40,8 @@ def free_port() -> int:
 def moto_server() -> Iterator[str]:
     """Start moto's S3/EMR server in a process of its own; yield its endpoint URL.
 
-    Its own process: the server's CPU (a few ms per request) does not queue behind the test
-    process's interpreter lock, nor the test's uploads behind the server's.
+    Its own process: the server's CPU per request does not queue behind the test process's
+    interpreter lock, nor the test's uploads behind the server's.
     """
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.s3_server"],
@@ -86,6 +86,7 @@ def _serve() -> None:
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     os.environ["MOTO_PORT"] = str(server.port)  # what moto writes into the URLs it returns
     print(server.port, flush=True)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # nobody reads the pipe after the port: it must not fill
     server.serve_forever()
 
 
