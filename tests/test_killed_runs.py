@@ -33,7 +33,8 @@ STAGES = {
     "features": ("04_feature/runs/*/image_features.parquet/_temporary/*/*.parquet", "04_feature/runs/*/*.csv"),
     "pca_save": ("04_feature/runs/*/image_features_pca.parquet/_temporary/*/*.parquet", "04_feature/runs/*/*.csv"),
     "between_saves": ("04_feature/runs/*/image_features_pca.parquet/_SUCCESS", "04_feature/runs/*/*.csv"),
-    "csv_write": ("04_feature/runs/*/.image_features_pca.csv.*.tmp", "04_feature/runs/*/*.csv"),
+    # The CSV's parts folder lives through its whole save; its merged .tmp file, a few ms at most.
+    "csv_write": ("04_feature/runs/*/.image_features_pca.csv.*.parts", "04_feature/runs/*/*.csv"),
 }
 
 
