@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -72,3 +74,27 @@ def test_the_int8_runtime_featurizes_in_spark_and_quantizes_once_per_calibration
     messages = [r.getMessage() for r in caplog.records]
     assert sum(m.startswith("Quantized mobilenet_v2_64") for m in messages) == 1
     assert sum(m.startswith("INT8 model for mobilenet_v2_64 from the cache") for m in messages) == 1
+
+
+_PEAK_MEMORY_OF_QUANTIZATION = """
+import resource, sys
+import numpy as np
+from fruits_kedro.inference.quantize import quantize_int8
+pixels = np.random.default_rng(0).integers(0, 255, (int(sys.argv[2]), 112, 112, 3), dtype=np.uint8)
+quantize_int8(open(sys.argv[1], "rb").read(), pixels)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_calibration_memory_stays_flat_in_the_number_of_photos(tmp_path):
+    model = tmp_path / "mobilenet_v2_112.onnx"
+    model.write_bytes(inference_payload(get_backbone("mobilenet_v2"), 112, None, "onnx"))
+
+    def peak_mb(photos: int) -> int:
+        command = [sys.executable, "-c", _PEAK_MEMORY_OF_QUANTIZATION, str(model), str(photos)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+        return int(done.stdout.split()[-1])
+
+    few, many = peak_mb(16), peak_mb(128)
+    # Kept all at once, 112 more photos' activations took ~0.8 GB more at 112 px.
+    assert many - few < 250, f"peak {few} MB with 16 calibration photos, {many} MB with 128"
