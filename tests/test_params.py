@@ -23,6 +23,7 @@ def test_the_base_parameters_are_valid():
         ("ingestion", {"sample_per_class": 0}, "ingestion.sample_per_class"),
         ("feature_extraction", {"batch_sise": 8}, "feature_extraction.batch_sise"),
         ("feature_extraction", {"batch_size": 0}, "feature_extraction.batch_size"),
+        ("feature_extraction", {"int8_calibration_photos": 20_000}, "feature_extraction.int8_calibration_photos"),
     ],
 )
 def test_bad_settings_are_named(section_name, override, setting):
