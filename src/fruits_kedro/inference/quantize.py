@@ -46,7 +46,7 @@ def quantize_int8(fp32_model: bytes, calibration: np.ndarray) -> bytes:
 
     class Batches(CalibrationDataReader):
         """One batch per ``collect_data``: ONNX Runtime keeps every activation of a call until its
-        histograms are made (~60 MB a photo at 224 px), so the driver's memory stays flat in N."""
+        histograms are made, so the driver's memory stays flat in the number of photos."""
 
         def __init__(self) -> None:
             self.set_range(0, len(calibration))
