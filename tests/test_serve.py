@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -238,3 +239,54 @@ def test_decodes_beyond_the_slots_wait_and_beyond_the_queue_are_refused_busy():
     order, refused = asyncio.run(scenario())
     assert order == ["first", "waiting"]
     assert refused.status_code == 429 and refused.headers == {"Retry-After": "1"} and "busy" in refused.detail
+
+
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+PARTS = {"heading": "h1", "drop zone": "#drop", "preview": "#preview", "results": "#top"}
+
+
+def _layout(page, viewport: dict) -> dict[str, dict]:
+    """The visible parts' boxes; each must lie within the viewport's width and apart from the others."""
+    boxes = {}
+    for name, selector in PARTS.items():
+        box = page.locator(selector).bounding_box()
+        if box is not None and box["width"] > 0 and box["height"] > 0:
+            boxes[name] = box
+            assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], (name, box)
+    names = list(boxes)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = boxes[first], boxes[second]
+            apart = (
+                a["x"] + a["width"] <= b["x"]
+                or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"]
+                or b["y"] + b["height"] <= a["y"]
+            )
+            assert apart, f"{first} {a} overlaps {second} {b}"
+    return boxes
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make browser)")
+@pytest.mark.parametrize("device", list(VIEWPORTS))
+def test_the_pages_heading_drop_zone_preview_and_results_never_overlap(server, generated_sample, device, tmp_path):
+    """``SERVE_SCREENSHOTS=docs`` keeps the screenshots (docs/serve_<device>.png)."""
+    from playwright.sync_api import sync_playwright
+
+    viewport = VIEWPORTS[device]
+    photo = tmp_path / "photo.jpg"  # a phone photo's shape: wider than any viewport
+    Image.open(_photo(generated_sample)).resize((1600, 1200)).save(photo, quality=90)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport=viewport, is_mobile=device == "phone")
+            page.goto(server)
+            assert set(_layout(page, viewport)) == {"heading", "drop zone"}
+            page.set_input_files("#file", str(photo))
+            page.wait_for_selector("li.prediction:nth-child(3)", timeout=30_000)
+            page.wait_for_function("document.getElementById('preview').complete")
+            assert set(_layout(page, viewport)) == set(PARTS)
+            folder = Path(os.environ.get("SERVE_SCREENSHOTS", tmp_path))
+            page.screenshot(path=str(folder / f"serve_{device}.png"))
+        finally:
+            browser.close()
