@@ -149,9 +149,9 @@ MEMORY_KEPT = 256 * 1024**2
 CONCURRENT = 32
 
 
-def _encoded(size: tuple[int, int], fmt: str) -> bytes:
+def _encoded(size: tuple[int, int], fmt: str, mode: str = "RGB") -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", size, (200, 160, 30)).save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    Image.new(mode, size, (200, 160, 30)).save(buffer, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
     return buffer.getvalue()
 
 
@@ -166,8 +166,8 @@ def _health(client, url: str) -> int | str:
         return type(exc).__name__
 
 
-def _load(served, name: str, data: bytes) -> tuple[Counter, int, int, int]:
-    """``CONCURRENT`` uploads of ``data`` at once: (their statuses, the server's resident memory
+def _load(served, name: str, data: bytes, count: int = CONCURRENT) -> tuple[Counter, int, int, int]:
+    """``count`` uploads of ``data`` at once: (their statuses, the server's resident memory
     before, at its peak during the load, and after). A server that passes the bound is killed."""
     url, process = served
     watched = psutil.Process(process.pid)
@@ -185,7 +185,7 @@ def _load(served, name: str, data: bytes) -> tuple[Counter, int, int, int]:
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=CONCURRENT + 1)) as client:
+        with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=count + 1)) as client:
 
             def post(i: int) -> int:
                 try:
@@ -193,8 +193,8 @@ def _load(served, name: str, data: bytes) -> tuple[Counter, int, int, int]:
                 except httpx.TransportError as exc:
                     return type(exc).__name__
 
-            with ThreadPoolExecutor(CONCURRENT) as pool:
-                statuses = pool.map(post, range(CONCURRENT))
+            with ThreadPoolExecutor(count) as pool:
+                statuses = pool.map(post, range(count))
                 healthy = _health(client, url)  # while it decodes
                 statuses = Counter(statuses)
     finally:
@@ -215,6 +215,13 @@ def test_concurrent_uploads_of_huge_pngs_keep_the_servers_memory_bounded(served)
 def test_concurrent_uploads_of_40_megapixel_jpegs_are_answered_within_the_memory_bound(served):
     statuses, before, peak, after = _load(served, "phone.jpg", _encoded((7300, 5475), "JPEG"))
     assert statuses == Counter({200: CONCURRENT}), statuses
+    assert after - before < MEMORY_KEPT
+
+
+def test_concurrent_uploads_of_40_megapixel_transparent_pngs_are_answered_within_the_memory_bound(served):
+    # No reduced decoding for PNG: the most memory a photo under the pixel limit can take.
+    statuses, before, peak, after = _load(served, "scan.png", _encoded((7300, 5475), "PNG", "RGBA"), count=4)
+    assert statuses == Counter({200: 4}), statuses
     assert after - before < MEMORY_KEPT
 
 
