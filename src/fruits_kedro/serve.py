@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from fruits_kedro.imaging.decode import ImageDecodeError, ImageTooLargeError
 from fruits_kedro.ml.exported_classifier import ExportedClassifier
-
-logger = logging.getLogger(__name__)
 
 TOP = 3
 MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and part headers around the photo
