@@ -61,14 +61,58 @@ def predict_command(arguments: tuple[str, ...]) -> None:
 @click.option("--env", default=None, help="Kedro configuration environment (default: local)")
 @click.option("--params", default="", help="runtime parameters, as kedro run's: bucket=B,prefix=P")
 @click.option("--project-path", default=".", show_default=True, help="Kedro project root")
-def serve_command(host: str, port: int, env: str | None, params: str, project_path: str) -> None:
+@click.option(
+    "--max-upload-mb",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="largest photo file accepted (413 beyond)",
+)
+@click.option(
+    "--max-pixels",
+    default=40_000_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="most pixels (width x height) of a photo decoded, a phone photo's (413 beyond)",
+)
+@click.option(
+    "--max-decodes",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="photos decoded at once; each takes up to ~8 bytes per pixel while it is decoded",
+)
+@click.option(
+    "--max-queued",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="requests waiting for a decode (429 beyond)",
+)
+def serve_command(
+    host: str,
+    port: int,
+    env: str | None,
+    params: str,
+    project_path: str,
+    max_upload_mb: float,
+    max_pixels: int,
+    max_decodes: int,
+    max_queued: int,
+) -> None:
     """Serve the evaluation pipeline's classifier: POST /predict, GET / (a page), GET /health."""
     from fruits_kedro.ml.exported_classifier import ClassifierUnavailableError
-    from fruits_kedro.serve import serve
+    from fruits_kedro.serve import ServeLimits, serve
 
     runtime_params = dict(item.split("=", 1) for item in params.split(",") if "=" in item)
+    limits = ServeLimits(
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_pixels=max_pixels,
+        max_decodes=max_decodes,
+        max_queued=max_queued,
+    )
     try:
-        serve(host, port, project_path=project_path, env=env, params=runtime_params)
+        serve(host, port, project_path=project_path, env=env, params=runtime_params, limits=limits)
     except (ClassifierUnavailableError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -7,7 +7,8 @@ Usage, from the project root (after the evaluation pipeline has run)::
 Reads ``classifier_export`` (the centring, principal axes, logistic regression and the
 backbone as ONNX) and ``classifier_settings`` through the project's catalog configuration,
 and applies them with ONNX Runtime and NumPy: no JVM, no TensorFlow. A photo of any size and
-mode is decoded as the training photos were. One line per photo on stdout; a photo that
+mode is decoded as the training photos were (a large one at a reduced size first, never below the
+network's input size, as in ``serve``). One line per photo on stdout; a photo that
 cannot be read or decoded gets an error line on stderr, the others still get their answer.
 """
 

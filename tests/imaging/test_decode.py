@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruits_kedro.imaging.decode import ImageDecodeError, ImageDecoder, decode_image
+from fruits_kedro.imaging.decode import ImageDecodeError, ImageDecoder, ImageTooLargeError, decode_image
 
 BACKBONE = {"name": "mobilenet_v2", "input_size": 32, "weights": None}
 PARAMS = {"max_image_pixels": 89478485, "background": [255, 255, 255]}
@@ -146,3 +146,46 @@ def decode_reason(data: bytes) -> str:
     with pytest.raises(ImageDecodeError) as caught:
         decode_image(data, 32)
     return str(caught.value)
+
+
+def _halves(size=(1200, 800)) -> Image.Image:
+    """Red on the left, blue on the right, with a gradient so that a shift shows."""
+    width, height = size
+    x = np.linspace(0, 60, width, dtype=np.float32)[None, :, None]
+    pixels = np.where(np.arange(width)[None, :, None] < width // 2, [200, 20, 20], [20, 20, 200]) + x
+    return Image.fromarray(np.broadcast_to(pixels, (height, width, 3)).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode"), [("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "P"), ("PNG", "I;16")]
+)
+def test_a_reduced_decode_of_a_large_photo_gives_the_full_decodes_pixels(fmt, mode):
+    image = _halves()
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257)
+    elif mode == "P":
+        image = image.quantize(16)
+    else:
+        image = image.convert(mode)
+    data = _encode(image, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    full = decode_image(data, 64).astype(np.int16)
+    reduced = decode_image(data, 64, reduce=True).astype(np.int16)
+    assert reduced.shape == full.shape == (64, 64, 3)
+    assert np.abs(reduced - full).mean() < 2.0
+    assert np.abs(reduced - full)[:, 4:-4].max() < 24  # away from the sharp middle edge
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_reduced_decode_still_turns_a_rotated_photo_upright(fmt):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display": the left half ends up on top
+    data = _encode(_halves(), fmt, exif=exif)
+    for reduce in (False, True):
+        pixels = decode_image(data, 64, reduce=reduce)
+        top, bottom = pixels[8, 32], pixels[56, 32]
+        assert top[0] > 150 > top[2] and bottom[2] > 150 > bottom[0], (reduce, top, bottom)
+
+
+def test_an_image_over_the_pixel_limit_raises_its_own_error():
+    with pytest.raises(ImageTooLargeError, match=r"decompression-bomb limit 1000 pixels\): 200x200"):
+        decode_image(_encode(_red(size=(200, 200)), "JPEG"), 32, max_pixels=1000, reduce=True)

@@ -35,6 +35,10 @@ class ImageDecodeError(ValueError):
     """A file is not an image this pipeline can use; the message is the reason."""
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """An image with more pixels than the decoder's ``max_pixels``."""
+
+
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 
 
@@ -45,6 +49,9 @@ class ImageDecoder:
     size: int
     background: tuple[int, int, int] = (255, 255, 255)
     max_pixels: int = PILLOW_MAX_PIXELS
+    # Decode a large photo at a reduced size (JPEG's DCT scaling, else a box reduction right
+    # after loading), never below ``size``: a server's memory then follows ``size``, not the photo.
+    reduce: bool = False
 
     @classmethod
     def from_params(cls, backbone_params: dict[str, Any], params: dict[str, Any]) -> ImageDecoder:
@@ -57,7 +64,9 @@ class ImageDecoder:
         )
 
     def decode(self, data: bytes | None) -> np.ndarray:
-        rgb = np.asarray(_open_rgb(data, self.background, self.max_pixels), dtype=np.uint8)
+        rgb = np.asarray(
+            _open_rgb(data, self.background, self.max_pixels, self.size if self.reduce else None), dtype=np.uint8
+        )
         height, width = rgb.shape[:2]
         if (height, width) == (self.size, self.size):
             return rgb
@@ -101,6 +110,7 @@ def decode_image(
     size: int,
     background: tuple[int, int, int] = (255, 255, 255),
     max_pixels: int = PILLOW_MAX_PIXELS,
+    reduce: bool = False,
 ) -> np.ndarray:
     """Decode image bytes to an RGB uint8 array of shape (size, size, 3).
 
@@ -108,11 +118,13 @@ def decode_image(
     (Fruits-360's white), 16-bit greyscale is scaled to 8 bits, CMYK and palettes convert.
     Raises :class:`ImageDecodeError` for anything that is not a whole, decodable image.
     """
-    return ImageDecoder(size, tuple(background), max_pixels).decode(data)
+    return ImageDecoder(size, tuple(background), max_pixels, reduce).decode(data)
 
 
-def _open_rgb(data: bytes | None, background: tuple[int, int, int], max_pixels: int) -> Image.Image:
-    """The fully decoded image in RGB, at its own size."""
+def _open_rgb(
+    data: bytes | None, background: tuple[int, int, int], max_pixels: int, reduce_to: int | None = None
+) -> Image.Image:
+    """The fully decoded image in RGB, at its own size (or reduced, no side below ``reduce_to``)."""
     if data is None:  # the reader's sign for a file that vanished or could not be opened
         raise ImageDecodeError("file could not be read")
     if not data:
@@ -125,14 +137,17 @@ def _open_rgb(data: bytes | None, background: tuple[int, int, int], max_pixels: 
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 if image.width * image.height > max_pixels:
-                    raise ImageDecodeError(f"{bomb}: {image.width}x{image.height}")
+                    raise ImageTooLargeError(f"{bomb}: {image.width}x{image.height}")
+                if reduce_to:
+                    image.draft("RGB", (reduce_to, reduce_to))  # JPEG only: decode at 1/2, 1/4 or 1/8
                 image.load()  # force the full decode: truncated files fail here, not later
+                reduced = _reduced(image, reduce_to) if reduce_to else image
                 # A phone photo tagged "rotate 90" must reach the network upright.
-                return _to_rgb(ImageOps.exif_transpose(image), background)
+                return _to_rgb(ImageOps.exif_transpose(reduced), background)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"{bomb}: {exc}") from None
+        raise ImageTooLargeError(f"{bomb}: {exc}") from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
         raise ImageDecodeError(f"not a decodable image: {type(exc).__name__}: {_without_addresses(exc)}") from None
 
@@ -141,6 +156,18 @@ def _without_addresses(exc: BaseException) -> str:
     """The error's text without object reprs such as ``<_io.BytesIO object at 0x7f…>``, so
     that every run gives a photo the same reason."""
     return re.sub(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+
+
+# Modes whose pixels can be averaged (not palette indices, not Pillow's 16-bit special modes).
+_REDUCIBLE_MODES = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F"})
+
+
+def _reduced(image: Image.Image, size: int) -> Image.Image:
+    """``image`` shrunk by a whole factor (box averaging), no side below ``size``."""
+    factor = min(image.width, image.height) // size
+    if factor < 2 or image.mode not in _REDUCIBLE_MODES:
+        return image
+    return image.reduce(factor)
 
 
 def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:

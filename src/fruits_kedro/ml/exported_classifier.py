@@ -83,11 +83,16 @@ class ExportedClassifier:
         self._features = onnx_features(np.asarray(arrays["onnx_model"], dtype=np.uint8).tobytes(), threads)
         self._lock = threading.Lock()  # one ONNX session, shared by a server's request threads
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """One photo's pixels at the backbone's size; :class:`ImageDecodeError` if it is not one."""
-        from fruits_kedro.imaging.decode import decode_image
+    def decode(self, data: bytes, max_pixels: int | None = None) -> np.ndarray:
+        """One photo's pixels at the backbone's size; :class:`ImageDecodeError` if it is not one
+        (:class:`ImageTooLargeError` if it has more than ``max_pixels``, default Pillow's limit).
 
-        return decode_image(data, self.input_size)
+        A large photo is decoded at a reduced size (JPEG's DCT scaling): memory and time follow
+        the backbone's input size, not the photo's.
+        """
+        from fruits_kedro.imaging.decode import PILLOW_MAX_PIXELS, decode_image
+
+        return decode_image(data, self.input_size, max_pixels=max_pixels or PILLOW_MAX_PIXELS, reduce=True)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:
         """(N, s, s, 3) uint8 -> (N, classes)."""
