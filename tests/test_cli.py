@@ -35,6 +35,32 @@ def test_a_known_error_is_one_short_message_and_its_traceback_is_logged(tmp_path
     assert "Traceback (most recent call last)" in (project / "logs" / "errors.log").read_text()
 
 
+@pytest.mark.parametrize(
+    ("arguments", "line"),
+    [
+        (
+            ["--params", "image_root=/x"],
+            "Error: Invalid parameters: image_root: not a known parameter; did you mean images_root?",
+        ),
+        (["--params", "images_root="], "Error: Invalid parameters: images_root = None: empty; give a folder"),
+        (["--env", "s3"], "Error: Invalid parameters: bucket is not set, and the s3 environment needs it"),
+        (
+            ["--env", "s3", "--params", "bucket=Bad_Name!"],
+            "Error: Invalid parameters: bucket = 'Bad_Name!': not a valid S3 bucket name",
+        ),
+    ],
+)
+def test_a_setting_mistake_is_one_line_before_spark(tmp_path, arguments, line):
+    """A typo fails the run with one line naming the setting (not the default job, not a wall of
+    interpolation or botocore errors); the traceback is in logs/errors.log."""
+    project = make_project_copy(tmp_path / "project")
+    done = subprocess.run([str(KEDRO), "run", *arguments], cwd=project, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [done.stderr.splitlines()[0], "(traceback: logs/errors.log)"]
+    assert done.stderr.startswith(line), done.stderr
+    assert "Traceback" not in done.stdout and not (project / "data" / "current_outputs.json").exists()
+
+
 def test_verbose_shows_the_libraries_messages_a_run_hides_by_default(tmp_path, generated_sample):
     """The default's quietness is counted on a whole real run (tests/test_real_photos.py)."""
     project = make_project_copy(tmp_path / "project")

@@ -43,6 +43,14 @@ class RunLogHooks:
 
 class ParameterValidationHooks:
     @hook_impl
+    def after_context_created(self, context) -> None:
+        """Check every parameter's name and the environment's runtime parameters (``bucket``)
+        as soon as the configuration is known: before the catalog resolves them."""
+        from fruits_kedro.params import check_configuration
+
+        check_configuration(context.config_loader, context.env)
+
+    @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """Check every setting the run uses before Spark starts, so mistakes cost seconds.
 
