@@ -18,7 +18,8 @@ The run id is Kedro's session id (the save version Kedro hands every versioned d
 run). ``kedro run --load-versions name:<run id>`` loads an older run's output while its folder
 is kept. Folders of runs that the current set does not name (killed or failed runs, sets
 replaced before) are removed when the next run starts; the set it replaces stays readable
-until then. Two runs must not write the same set at the same time.
+until then. One run at a time writes a set: it holds the set's lock, beside
+``current_outputs.json``, for the whole run (:mod:`fruits_kedro.datasets.run_lock`).
 """
 
 from __future__ import annotations
@@ -223,6 +224,13 @@ class OutputSet:
         fs, path = fsspec.core.url_to_fs(self.root, **self._options)
         fs.invalidate_cache()
         return fs, path.rstrip("/")
+
+    def lock(self, run_id: str):
+        """Hold this set's run lock for ``run_id`` (:mod:`fruits_kedro.datasets.run_lock`): a
+        :class:`~fruits_kedro.datasets.run_lock.RunLock` to release, or ``RunLockedError``."""
+        from fruits_kedro.datasets import run_lock
+
+        return run_lock.acquire(self.root, run_id, self._options)
 
     def read(self) -> dict[str, Any] | None:
         """The current set, or None when no run has committed one yet."""
