@@ -77,9 +77,9 @@ def run(ctx: click.Context, verbose: bool, **kwargs) -> None:
         from fruits_kedro.verbosity import set_verbose
 
         set_verbose()
-    interrupts.install()
     try:
-        ctx.invoke(kedro_run, **kwargs)
+        with interrupts.handled():
+            ctx.invoke(kedro_run, **kwargs)
     except KeyboardInterrupt as error:
         _report_interruption(ctx, error)
     except Exception as error:

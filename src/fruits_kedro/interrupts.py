@@ -13,18 +13,28 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _interrupted = threading.Event()
 _installed = False
 
 
-def install() -> None:
-    """Handle SIGINT here from now on (in the main thread; elsewhere nothing changes)."""
+@contextmanager
+def handled() -> Iterator[None]:
+    """Handle SIGINT here inside the block (in the main thread; elsewhere nothing changes)."""
     global _installed
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_interrupt)
-        _installed = True
-        _interrupted.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _on_interrupt)
+    _installed = True
+    _interrupted.clear()
+    try:
+        yield
+    finally:
+        _installed = False
+        signal.signal(signal.SIGINT, previous)
 
 
 def reinstall() -> None:
@@ -34,7 +44,7 @@ def reinstall() -> None:
 
 
 def interrupted() -> bool:
-    """Whether Ctrl-C was pressed since :func:`install`."""
+    """Whether Ctrl-C was pressed inside :func:`handled`'s block."""
     return _interrupted.is_set()
 
 
