@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.outputs import current_model
 from tests.s3_server import free_port
 
 SCRIPT = Path(sys.executable).parent / "fruits-kedro"
@@ -49,7 +50,7 @@ def server(generated_evaluation, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def labels(generated_evaluation) -> list[str]:
-    return json.loads((generated_evaluation / "data/06_models/classifier_settings.json").read_text())["labels"]
+    return json.loads(current_model(generated_evaluation, "classifier_settings.json").read_text())["labels"]
 
 
 def _photo(generated_sample) -> Path:

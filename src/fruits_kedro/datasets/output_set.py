@@ -154,6 +154,22 @@ class OutputSetDataset(AbstractDataset[Any, Any]):
     def load(self) -> Any:
         return self._dataset(self._load_path()).load()
 
+    def pinned(self, manifest: dict[str, Any] | None) -> OutputSetDataset:
+        """This output as ``manifest`` (one read of ``current_outputs.json``) lists it, whatever
+        is committed later: outputs loaded through one manifest come from one commit."""
+        listed = (manifest or {}).get("outputs", {}).get(self.member)
+        if listed is None:
+            return self
+        run_id = posixpath.basename(posixpath.dirname(listed))
+        return type(self)(
+            dataset=self._config,
+            path=self._set.root,
+            run_id_field=self._run_id_field,
+            version=Version(run_id, None),
+            metadata=self.metadata,
+            **self._set.storage_arguments(),
+        )
+
     def _current_preview(self, kind: Any):
         def preview(**preview_args):
             """The wrapped dataset's preview of the current output (kedro viz --include-previews)."""
@@ -205,6 +221,10 @@ class OutputSet:
 
     def __hash__(self) -> int:
         return hash(self.root)
+
+    def storage_arguments(self) -> dict[str, Any]:
+        """``credentials`` and ``fs_args`` that make an equal set."""
+        return {"fs_args": dict(self._options)} if self._options else {}
 
     @property
     def manifest_path(self) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import fsspec
 from kedro.io.core import DatasetError
 
-from fruits_kedro.datasets.aws import split_s3_url
+from fruits_kedro.datasets.aws import describe_s3_error, require_bucket, split_s3_url
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,14 @@ class S3RunLock(RunLock):
         self._fs = fs
         self._bucket, self._key = split_s3_url(url)
         self._record = holder_record(run_id)
-        self._etag = self._create()
+        require_bucket(fs, url, "lock the outputs with")  # s3fs would not say which bucket is missing
+        try:
+            self._etag = self._create()
+        except OSError as exc:
+            message = describe_s3_error(exc, url, "lock the outputs with")
+            if message:
+                raise DatasetError(message) from exc
+            raise
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name=f"run-lock-{run_id}", daemon=True)
         self._heartbeat.start()
