@@ -62,11 +62,16 @@ jvm-archive: install
 	-$(BIN)/python -m fruits_kedro.spark_class_archive
 
 # The shared ImageNet weights, linked into Keras' own cache (~/.keras/models): a new shell's
-# kedro and fruits-kedro commands find them without KERAS_HOME. Existing files are kept.
+# kedro and fruits-kedro commands find them without KERAS_HOME. Existing files are kept; a link
+# to another place (an earlier checkout's, perhaps removed since) is pointed at this one's.
 weights:
 ifneq ($(SHARED_KERAS),)
 	@mkdir -p $(HOME)/.keras/models
-	@for f in $(SHARED_KERAS)/*; do [ -e "$(HOME)/.keras/models/$$(basename $$f)" ] || ln -s "$$(cd $$(dirname $$f) && pwd)/$$(basename $$f)" "$(HOME)/.keras/models/"; done
+	@for f in $(SHARED_KERAS)/*; do \
+	  src="$$(cd "$$(dirname "$$f")" && pwd)/$$(basename "$$f")"; dst="$(HOME)/.keras/models/$$(basename "$$f")"; \
+	  if [ -L "$$dst" ]; then [ "$$(readlink "$$dst")" = "$$src" ] || ln -sfn "$$src" "$$dst"; \
+	  elif [ ! -e "$$dst" ]; then ln -s "$$src" "$$dst"; fi; \
+	done
 endif
 
 # Debian's chromium, for the serve page's browser test (skipped where it is missing); as root.

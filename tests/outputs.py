@@ -26,3 +26,10 @@ def current_s3_outputs(fs, root: str) -> dict:
 def current_s3_output(fs, root: str, member: str) -> str:
     """``bucket/prefix/...`` of ``member`` (e.g. ``features/image_features_pca.csv``) in the current set."""
     return f"{root}/{current_s3_outputs(fs, root)['outputs'][member]}"
+
+
+def current_model(project: Path, member: str) -> Path:
+    """The current file or folder of the classifier's ``member`` (e.g. ``classifier_settings.json``),
+    listed in ``data/06_models/current_outputs.json``."""
+    models = project / "data" / "06_models"
+    return models / json.loads((models / MANIFEST_NAME).read_text())["outputs"][member]

@@ -168,3 +168,57 @@ def test_the_output_sets_are_found_without_creating_the_other_datasets(tmp_path)
     members = _output_set_members(catalog, catalog.keys())
     assert [name for name, _ in members] == ["report"]
     assert isinstance(members[0][1], OutputSetDataset)
+
+
+def test_a_second_kedro_run_is_refused_in_one_line_and_the_first_runs_folder_survives(tmp_path, generated_sample):
+    """The first run is this test holding the set's lock, as a run does from its start to its end."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fruits_kedro.datasets import run_lock
+
+    project = make_project_copy(tmp_path / "project")
+    first = project / "data" / "04_feature" / "runs" / "first-run" / "image_features.parquet"
+    first.mkdir(parents=True)
+    lock = run_lock.acquire(str(project / "data"), "first-run")
+    try:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "kedro"), "run", "--params", f"images_root={generated_sample}"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        lock.release()
+    assert done.returncode == 1
+    refusal, where = done.stderr.splitlines()
+    assert refusal.startswith("Error: Another run is writing these outputs: run first-run (pid ")
+    assert f"holds {project / 'data' / 'current_outputs.lock'}; wait for it to end" in refusal
+    assert where == "(traceback: logs/errors.log)"
+    assert first.is_dir() and not (project / "data" / "current_outputs.json").exists()
+
+
+def test_a_second_run_on_s3_is_refused_and_the_first_runs_folder_survives(tmp_path, monkeypatch, aws_env):
+    import s3fs
+
+    from fruits_kedro.datasets import run_lock
+    from fruits_kedro.datasets.run_lock import RunLockedError
+    from tests.s3_server import new_bucket
+
+    bucket = new_bucket()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    first = f"{bucket}/fruits/features/runs/first-run/image_features_pca.csv"
+    fs.pipe_file(first, b"path,label\n")
+    project = make_project_copy(tmp_path / "project")
+    lock = run_lock.acquire(f"s3://{bucket}/fruits", "first-run")
+    try:
+        with pytest.raises(
+            RunLockedError, match=rf"run first-run \(pid .* holds s3://{bucket}/fruits/current_outputs\.lock"
+        ):
+            run_kedro(project, monkeypatch, env="s3", bucket=bucket, **RANDOM_WEIGHTS)
+    finally:
+        lock.release()
+    fs.invalidate_cache()
+    assert fs.cat_file(first) == b"path,label\n"

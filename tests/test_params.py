@@ -46,7 +46,75 @@ def test_a_dotted_section_key_is_refused_instead_of_ignored():
     # without this check the run would silently use the default ImageNet weights.
     with pytest.raises(ParameterError, match=r"backbone\.weights: dotted keys are not split here"):
         parse_params({**base_parameters(), "backbone.weights": None, "images_root": "x"})
-    assert parse_params({**base_parameters(), "images_root": "a.b", "some.other": 1}).backbone.weights == "imagenet"
+    assert parse_params({**base_parameters(), "images_root": "a.b"}).backbone.weights == "imagenet"
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        ("image_root", "Invalid parameters: image_root: not a known parameter; did you mean images_root?"),
+        ("buckett", "Invalid parameters: buckett: not a known parameter; did you mean bucket?"),
+        ("backbon", "Invalid parameters: backbon: not a known parameter; did you mean backbone?"),
+        ("some.other", "Invalid parameters: some.other: not a known parameter; known: ingestion, backbone,"),
+    ],
+)
+def test_an_unknown_top_level_key_is_refused_with_the_closest_known_one(key, line):
+    """A typo must not run the default job: `image_root=/my/photos` would featurize the sample."""
+    with pytest.raises(ParameterError) as raised:
+        parse_params({**base_parameters(), key: "/my/photos"})
+    assert str(raised.value).startswith(line) and "\n" not in str(raised.value)
+
+
+def test_a_misspelt_key_inside_a_section_gets_the_closest_known_one():
+    with pytest.raises(
+        ParameterError, match=r"^Invalid parameters: ingestion\.sample_per_clas: not a known parameter; "
+    ):
+        parse_params(_with("ingestion", sample_per_clas=3))
+    with pytest.raises(ParameterError, match=r"did you mean evaluation\.logistic_regression\.max_iter\?$"):
+        section(
+            "evaluation",
+            {
+                **params("evaluation"),
+                "logistic_regression": {**params("evaluation")["logistic_regression"], "max_iters": 5},
+            },
+        )
+
+
+def test_the_runtime_parameters_are_declared_and_checked():
+    parsed = parse_params(
+        {
+            **base_parameters(),
+            "images_root": "/photos",
+            "bucket": "my-photos",
+            "prefix": 2026,
+            "spark_master": "local[2]",
+        }
+    )
+    assert (parsed.images_root, parsed.bucket, parsed.prefix) == ("/photos", "my-photos", "2026")
+    assert parse_params(base_parameters()).images_root is None  # not given: the catalog's default applies
+    with pytest.raises(ParameterError, match=r"^Invalid parameters: images_root = None: empty; give a folder"):
+        parse_params({**base_parameters(), "images_root": None})  # `--params images_root=`
+    with pytest.raises(ParameterError, match=r"bucket = 'Bad_Name!': not a valid S3 bucket name"):
+        parse_params({**base_parameters(), "bucket": "Bad_Name!"})
+    with pytest.raises(ParameterError, match=r"bucket = 's3://b': the bucket's name only"):
+        parse_params({**base_parameters(), "bucket": "s3://b"})
+
+
+def test_a_runtime_parameter_the_environment_needs_is_named_before_the_catalog_is_made():
+    from kedro.config import OmegaConfigLoader
+
+    from fruits_kedro.params import check_configuration
+    from fruits_kedro.settings import CONFIG_LOADER_ARGS
+    from tests.conftest import PROJECT_ROOT
+
+    for env in ("s3", "emr"):
+        loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), env=env, **CONFIG_LOADER_ARGS)
+        with pytest.raises(ParameterError, match=rf"^Invalid parameters: bucket is not set, and the {env} environment"):
+            check_configuration(loader, env)
+        loader = OmegaConfigLoader(
+            str(PROJECT_ROOT / "conf"), env=env, runtime_params={"bucket": "b"}, **CONFIG_LOADER_ARGS
+        )
+        assert check_configuration(loader, env).bucket == "b"
 
 
 def test_an_environment_overrides_one_setting_and_keeps_the_others(tmp_path):

@@ -15,6 +15,7 @@ from PIL import Image
 from fruits_kedro.ml.exported_classifier import ExportedClassifier
 from fruits_kedro.predict import ClassifierUnavailableError, load_classifier, main
 from tests.conftest import make_project_copy
+from tests.outputs import current_model
 
 SCRIPT = Path(sys.executable).parent / "fruits-kedro"
 
@@ -41,7 +42,7 @@ def test_predict_prints_one_line_per_photo_and_an_error_line_for_a_bad_one(
     assert done.returncode == 1  # one photo failed
     lines = done.stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == [odd_size, str(photo)]  # results only on stdout
-    labels = json.loads((generated_evaluation / "data/06_models/classifier_settings.json").read_text())["labels"]
+    labels = json.loads(current_model(generated_evaluation, "classifier_settings.json").read_text())["labels"]
     for line in lines:
         top = [field.rsplit(" ", 1) for field in line.split("\t")[1:]]
         probabilities = [float(p.rstrip("%")) / 100 for _, p in top]
@@ -57,9 +58,8 @@ def test_the_exported_classifier_gives_the_spark_models_probabilities(generated_
 
     from fruits_kedro.inference.runtime import onnx_features
 
-    models = generated_evaluation / "data/06_models"
-    settings = json.loads((models / "classifier_settings.json").read_text())
-    with np.load(models / "classifier_export.npz") as npz:
+    settings = json.loads(current_model(generated_evaluation, "classifier_settings.json").read_text())
+    with np.load(current_model(generated_evaluation, "classifier_export.npz")) as npz:
         arrays = {name: npz[name] for name in npz.files}
     classifier = ExportedClassifier(arrays, settings)
     photos = sorted((generated_sample / "Test").glob("*/*.jpg"))[:12]
@@ -71,7 +71,7 @@ def test_the_exported_classifier_gives_the_spark_models_probabilities(generated_
     frame = spark.createDataFrame(
         [(i, Vectors.dense(v.astype(float))) for i, v in enumerate(features)], ["row", "vector"]
     )
-    model = PipelineModel.load(str(models / "classifier_pipeline_model"))
+    model = PipelineModel.load(str(current_model(generated_evaluation, "classifier_pipeline_model")))
     spark_probabilities = np.array([r.probability.toArray() for r in model.transform(frame).orderBy("row").collect()])
     np.testing.assert_allclose(classifier.probabilities(pixels), spark_probabilities, atol=1e-6)
 
@@ -109,3 +109,61 @@ def test_predict_labels_most_real_test_photos_right(real_evaluation, shared_phot
     right = next(i for i, (p, t) in enumerate(zip(predictions, truth)) if p.label == t)
     odd = Path(_resized_copy(photos[right], (250, 250), tmp_path)).read_bytes()
     assert classifier.predict([odd])[0].label == truth[right]
+
+
+def _classifier_part(project, name: str, run_id: str):
+    """``name`` as a run ``run_id`` saves it (held: committed by the hooks at the run's end)."""
+    from kedro.io.core import Version
+
+    from fruits_kedro.datasets.output_set import OutputSetDataset
+    from fruits_kedro.predict import classifier_datasets
+
+    current = classifier_datasets(project)[name]
+    described = current._describe()
+    dataset = OutputSetDataset(
+        dataset={**current._config, "filepath": described["filepath"]},
+        path=described["path"],
+        version=Version(None, run_id),
+    )
+    dataset.hold()
+    return dataset
+
+
+def _save_classifier(project, run_id: str, labels: list[str], commit: bool = True) -> None:
+    export = _classifier_part(project, "classifier_export", run_id)
+    settings = _classifier_part(project, "classifier_settings", run_id)
+    export.save({"labels": np.array(labels)})
+    settings.save({"labels": labels})
+    if commit:  # as OutputSetHooks do when the run succeeds: one write of current_outputs.json
+        export.output_set.commit(
+            run_id,
+            {export.member: f"runs/{run_id}/{export.member}", settings.member: f"runs/{run_id}/{settings.member}"},
+        )
+
+
+def _labels(datasets) -> tuple[list[str], list[str]]:
+    return [str(x) for x in datasets["classifier_export"].load()["labels"]], datasets["classifier_settings"].load()[
+        "labels"
+    ]
+
+
+def test_predict_and_serve_read_only_a_whole_classifier_from_one_run(tmp_path):
+    """The evaluation's export and settings become current together, when its run succeeds: a
+    reader starting meanwhile gets the previous classifier, whole, never half of a new one."""
+    from fruits_kedro.predict import classifier_datasets
+
+    project = make_project_copy(tmp_path / "project")
+    _save_classifier(project, "run-1", ["apple", "kiwi"])
+    assert _labels(classifier_datasets(project)) == (["apple", "kiwi"], ["apple", "kiwi"])
+
+    _save_classifier(project, "run-2", ["banana", "lime", "pear"], commit=False)  # the run is still going
+    assert (project / "data/06_models/runs/run-2/classifier_export.npz").is_file()
+    reader = classifier_datasets(project)  # e.g. serve starting now
+    assert _labels(reader) == (["apple", "kiwi"], ["apple", "kiwi"])
+
+    export = _classifier_part(project, "classifier_export", "run-2")
+    export.output_set.commit(
+        "run-2", {m: f"runs/run-2/{m}" for m in ("classifier_export.npz", "classifier_settings.json")}
+    )
+    assert _labels(reader) == (["apple", "kiwi"], ["apple", "kiwi"])  # pinned to the commit it started from
+    assert _labels(classifier_datasets(project)) == (["banana", "lime", "pear"], ["banana", "lime", "pear"])

@@ -23,6 +23,7 @@ from fastapi import HTTPException
 from PIL import Image
 
 from fruits_kedro.serve import _DecodeSlots
+from tests.outputs import current_model
 from tests.s3_server import free_port
 
 SCRIPT = Path(sys.executable).parent / "fruits-kedro"
@@ -65,7 +66,7 @@ def server(served) -> str:
 
 @pytest.fixture(scope="module")
 def labels(generated_evaluation) -> list[str]:
-    return json.loads((generated_evaluation / "data/06_models/classifier_settings.json").read_text())["labels"]
+    return json.loads(current_model(generated_evaluation, "classifier_settings.json").read_text())["labels"]
 
 
 def _photo(generated_sample) -> Path:

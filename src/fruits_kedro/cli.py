@@ -22,8 +22,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from kedro.io.core import DatasetError
 
     from fruits_kedro.datasets.files import StorageUnavailableError
+    from fruits_kedro.datasets.run_lock import RunLockedError
     from fruits_kedro.hooks import JavaNotFoundError
     from fruits_kedro.inference.weights import WeightsUnavailableError
+    from fruits_kedro.ml.pca import PCAUndefinedError
     from fruits_kedro.params import ParameterError
 
     return (
@@ -33,6 +35,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         JavaNotFoundError,
         MissingConfigException,
         StorageUnavailableError,
+        PCAUndefinedError,
+        RunLockedError,
     )
 
 
@@ -67,16 +71,34 @@ VERBOSE = click.Option(
 )
 @click.pass_context
 def run(ctx: click.Context, verbose: bool, **kwargs) -> None:
+    from fruits_kedro import interrupts
+
     if verbose:
         from fruits_kedro.verbosity import set_verbose
 
         set_verbose()
     try:
-        ctx.invoke(kedro_run, **kwargs)
+        with interrupts.handled():
+            ctx.invoke(kedro_run, **kwargs)
+    except KeyboardInterrupt as error:
+        _report_interruption(ctx, error)
     except Exception as error:
+        if interrupts.interrupted():  # e.g. a Spark call that the cancellation broke
+            _report_interruption(ctx, error)
         if not _is_known(error):
             raise
         where = _log_traceback(error)
         logging.getLogger(__name__).debug("kedro run failed", exc_info=error)
         click.echo(f"Error: {error}\n(traceback: {where})", err=True)
         ctx.exit(1)
+
+
+def _report_interruption(ctx: click.Context, error: BaseException) -> None:
+    """Ctrl-C: one line, exit code 130 (128 + SIGINT); the locks of the run are released."""
+    from fruits_kedro.datasets import run_lock
+
+    _log_traceback(error)
+    runs = run_lock.held_runs()
+    run_lock.release_all()
+    click.echo(f"Interrupted: the current outputs are unchanged{f' (run {runs[0]})' if runs else ''}", err=True)
+    ctx.exit(130)

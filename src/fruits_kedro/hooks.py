@@ -43,6 +43,14 @@ class RunLogHooks:
 
 class ParameterValidationHooks:
     @hook_impl
+    def after_context_created(self, context) -> None:
+        """Check every parameter's name and the environment's runtime parameters (``bucket``)
+        as soon as the configuration is known: before the catalog resolves them."""
+        from fruits_kedro.params import check_configuration
+
+        check_configuration(context.config_loader, context.env)
+
+    @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """Check every setting the run uses before Spark starts, so mistakes cost seconds.
 
@@ -76,18 +84,34 @@ class OutputSetHooks:
 
     def __init__(self) -> None:
         self._reports: dict[str, Any] = {}
+        self._locks: list[Any] = []
 
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        """Hold the commits of this run's outputs; remove the folders of runs no set names."""
+    @hook_impl(wrapper=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog):
+        """Lock the sets this run writes before any other start-up work, so that a second run
+        is refused at once; once the parameters are checked, hold the commits of this run's
+        outputs and remove the folders of runs no set names."""
+        run_id = run_params["run_id"]
         self._reports.clear()
-        for _, dataset in _output_set_members(catalog, pipeline.datasets()):
-            dataset.hold()
-        for output_set, members in _by_set(_output_set_members(catalog, catalog.keys())).items():
+        writing = _by_set(_output_set_members(catalog, pipeline.datasets()))
+        self._release_locks()
+        for output_set in writing:
             try:
-                output_set.remove_runs([d.member for _, d in members], keep=[run_params["run_id"]])
-            except Exception:  # noqa: BLE001 - leftovers cost space, never correctness: the run goes on
-                logger.warning("Could not remove old run folders under %s", output_set.root, exc_info=True)
+                self._locks.append(output_set.lock(run_id))
+            except BaseException:
+                self._release_locks()
+                raise
+        try:
+            result = yield
+        except BaseException:
+            self._release_locks()
+            raise
+        for members in writing.values():
+            for _, dataset in members:
+                dataset.hold()
+        for output_set, members in _by_set(_output_set_members(catalog, catalog.keys())).items():
+            _remove_old_runs(output_set, [d.member for _, d in members], run_id, locked=output_set in writing)
+        return result
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
@@ -97,31 +121,66 @@ class OutputSetHooks:
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """Commit what the run saved; outputs derived from what it replaced leave the set."""
-        members = _output_set_members(catalog, catalog.keys())
-        saved = {name for name, dataset in members if dataset.saved_run}
-        if not saved:
-            return
-        stale = _derived_from(saved) - saved
-        for output_set, in_set in _by_set(members).items():
-            written = {d.member: _run_folder(d) for n, d in in_set if n in saved}
-            if written:
-                output_set.commit(run_params["run_id"], written, stale=[d.member for n, d in in_set if n in stale])
-        _log_summary(self._reports)
+        try:
+            members = _output_set_members(catalog, catalog.keys())
+            saved = {name for name, dataset in members if dataset.saved_run}
+            if not saved:
+                return
+            stale = _derived_from(saved) - saved
+            for output_set, in_set in _by_set(members).items():
+                written = {d.member: _run_folder(d) for n, d in in_set if n in saved}
+                if written:
+                    output_set.commit(run_params["run_id"], written, stale=[d.member for n, d in in_set if n in stale])
+            _log_summary(self._reports)
+        finally:
+            self._release_locks()
 
     @hook_impl
     def on_pipeline_error(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """A failed run's outputs are never current: remove them now (best effort)."""
-        for output_set, members in _by_set(_output_set_members(catalog, pipeline.datasets())).items():
-            try:
-                output_set.remove_runs([d.member for _, d in members], only=run_params["run_id"])
-            except Exception as error:  # noqa: BLE001 - the run's own error is the one to report
-                # One line: a traceback here would bury the run's own error (S3 is often down for both).
-                logger.warning(
-                    "Could not remove the failed run's outputs under %s (%s: %s); the next run removes them.",
-                    output_set.root,
-                    type(error).__name__,
-                    error,
-                )
+        try:
+            for output_set, members in _by_set(_output_set_members(catalog, pipeline.datasets())).items():
+                try:
+                    output_set.remove_runs([d.member for _, d in members], only=run_params["run_id"])
+                except Exception as error:  # noqa: BLE001 - the run's own error is the one to report
+                    # One line: a traceback here would bury the run's own error (S3 is often down for both).
+                    logger.warning(
+                        "Could not remove the failed run's outputs under %s (%s: %s); the next run removes them.",
+                        output_set.root,
+                        type(error).__name__,
+                        error,
+                    )
+        finally:
+            self._release_locks()
+
+    def _release_locks(self) -> None:
+        locks, self._locks = self._locks, []
+        for lock in locks:
+            lock.release()
+
+
+def _remove_old_runs(output_set, members: list[str], run_id: str, locked: bool) -> None:
+    """Remove the run folders no current output names; a set this run does not write is
+    cleaned only if no other run holds its lock (that run's folder is in use)."""
+    from fruits_kedro.datasets.run_lock import RunLockedError
+
+    lock = None
+    if not locked:
+        try:
+            lock = output_set.lock(run_id)
+        except RunLockedError as busy:
+            logger.info("Old run folders under %s kept: %s", output_set.root, busy)
+            return
+        except Exception:  # noqa: BLE001 - as below: cleaning up is never worth failing the run
+            logger.warning("Could not lock %s to remove old run folders", output_set.root, exc_info=True)
+            return
+    try:
+        output_set.remove_runs(members, keep=[run_id])
+    except Exception:  # noqa: BLE001 - leftovers cost space, never correctness: the run goes on
+        logger.warning("Could not remove old run folders under %s", output_set.root, exc_info=True)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _log_summary(reports: dict[str, Any]) -> None:

@@ -7,9 +7,19 @@ The schema holds constraints only: every default is in ``conf/base/parameters_*.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import difflib
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fruits_kedro.inference.onnx_export import inference_payload
 from fruits_kedro.inference.registry import BACKBONES, get_backbone, resolve_input_size
@@ -132,8 +142,28 @@ class EvaluationParams(_Section):
         return value
 
 
+def _as_text(value: Any) -> Any:
+    # `--params prefix=2026` arrives as a number; the catalog uses it as text.
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+RuntimeText = Annotated[str | None, BeforeValidator(_as_text)]
+
+# What each runtime parameter is, for the error when it is given empty.
+RUNTIME_EXAMPLES = {
+    "images_root": "a folder of <Split>/<Class>/*.jpg, e.g. images_root=data/01_raw/fruits",
+    "bucket": "an S3 bucket's name, e.g. bucket=my-photos",
+    "prefix": "the folder in the bucket, e.g. prefix=fruits (the default)",
+    "spark_master": "e.g. spark_master=spark://127.0.0.1:7077 (default local[*,4])",
+}
+# The names botocore accepts (its own check prints its regexes in a long traceback).
+BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+
+
 class ProjectParams(BaseModel):
-    model_config = ConfigDict(extra="allow")  # other pipelines own other sections
+    # Every key is known: a misspelt one (image_root) would otherwise be ignored and the run
+    # would go on with the default it meant to replace.
+    model_config = ConfigDict(extra="forbid")
 
     ingestion: IngestionParams
     backbone: BackboneParams
@@ -142,6 +172,30 @@ class ProjectParams(BaseModel):
     dimensionality_reduction: DimensionalityReductionParams
     orb_baseline: OrbBaselineParams
     evaluation: EvaluationParams
+
+    # Runtime parameters (`kedro run --params images_root=...`), read by conf/*/catalog.yml and
+    # spark.yml as ${runtime_params:...}, whose defaults are there: None here means "not given".
+    images_root: RuntimeText = None
+    bucket: RuntimeText = None
+    prefix: RuntimeText = None
+    spark_master: RuntimeText = None
+
+    @field_validator(*RUNTIME_EXAMPLES)
+    @classmethod
+    def _not_empty(cls, value: str | None, info) -> str | None:
+        # Only given values get here: `images_root=` on the command line arrives as None.
+        if value is None or not value.strip():
+            raise ValueError(f"empty; give {RUNTIME_EXAMPLES[info.field_name]}")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if value.startswith("s3://") or "/" in value:
+            raise ValueError("the bucket's name only (no s3://, no /): put the folder in prefix=...")
+        if not BUCKET_NAME.fullmatch(value):
+            raise ValueError("not a valid S3 bucket name (lowercase letters, digits, dots and hyphens)")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -162,10 +216,30 @@ class ProjectParams(BaseModel):
 def _format(error: ValidationError, section: str | None = None) -> str:
     lines = []
     for item in error.errors():
-        setting = ".".join(str(p) for p in ((section,) if section else ()) + tuple(item["loc"]))
-        given = item.get("input")
-        lines.append(f"  - {setting} = {given!r}: {item['msg']}")
-    return "Invalid parameters:\n" + "\n".join(lines)
+        loc = ((section,) if section else ()) + tuple(str(p) for p in item["loc"])
+        setting = ".".join(loc)
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{setting}: not a known parameter{_suggestion(loc)}")
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{setting} = {item.get('input')!r}: {message}" if setting else message)
+    if len(lines) == 1:
+        return f"Invalid parameters: {lines[0]}"
+    return "Invalid parameters:\n" + "\n".join(f"  - {line}" for line in lines)
+
+
+def _suggestion(loc: tuple[str, ...]) -> str:
+    """``; did you mean <the closest known key>?`` for an unknown key at ``loc``."""
+    model: type[BaseModel] = ProjectParams
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return ""
+        model = field.annotation
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+    if close:
+        return f"; did you mean {'.'.join((*loc[:-1], close[0]))}?"
+    return f"; known: {', '.join(model.model_fields)}"
 
 
 def section(name: str, values: dict[str, Any]) -> Any:
@@ -185,6 +259,32 @@ def parse_params(parameters: dict[str, Any]) -> ProjectParams:
         raise ParameterError(_format(exc)) from None
 
 
+def check_configuration(config_loader, env: str | None) -> ProjectParams:
+    """The parameters, then the runtime parameters the environment's configuration needs
+    (``--env s3`` reads ``${runtime_params:bucket}``): checked before the catalog is made,
+    so a missing one is named instead of failing as an interpolation error."""
+    from kedro.config import MissingConfigException
+    from omegaconf.errors import InterpolationResolutionError
+
+    params = parse_params(config_loader["parameters"])
+    for key in ("catalog", "spark"):
+        try:
+            config_loader[key]
+        except MissingConfigException:
+            continue
+        except InterpolationResolutionError as exc:
+            missing = re.search(r"Runtime parameter '([^']+)' not found", str(exc))
+            if missing is None:
+                raise
+            name = missing.group(1)
+            hint = f"; {RUNTIME_EXAMPLES[name]}" if name in RUNTIME_EXAMPLES else ""
+            raise ParameterError(
+                f"Invalid parameters: {name} is not set, and the {env or 'local'} environment needs it "
+                f"(kedro run --env {env or 'local'} --params {name}=...{hint})"
+            ) from None
+    return params
+
+
 def prepare_inference(params: ProjectParams, used_sections: set[str]) -> None:
     """When the run extracts features, prepare what the executors will run (the weights, or
     the ONNX model), so that missing weights fail before Spark starts.
@@ -196,13 +296,13 @@ def prepare_inference(params: ProjectParams, used_sections: set[str]) -> None:
         runtime = params.feature_extraction.runtime
         if runtime not in backbone.runtimes:
             raise ParameterError(
-                f"Invalid parameters:\n  - feature_extraction.runtime = {runtime!r}: backbone.name "
+                f"Invalid parameters: feature_extraction.runtime = {runtime!r}: backbone.name "
                 f"{backbone.name!r} is a {backbone.framework} network and runs on {', '.join(backbone.runtimes)} only"
             )
         if runtime != "keras":
             try:
                 execution_providers(params.feature_extraction.execution_provider)
             except ProviderUnavailableError as exc:
-                raise ParameterError(f"Invalid parameters:\n  - {exc}") from None
+                raise ParameterError(f"Invalid parameters: {exc}") from None
         size = resolve_input_size(backbone, params.backbone.input_size)
         inference_payload(backbone, size, params.backbone.weights, runtime)

@@ -21,7 +21,7 @@ from typing import Any
 
 from fruits_kedro.ml.exported_classifier import ClassifierUnavailableError, ExportedClassifier, Prediction
 
-__all__ = ["ClassifierUnavailableError", "Prediction", "load_classifier", "main"]
+__all__ = ["ClassifierUnavailableError", "Prediction", "classifier_datasets", "load_classifier", "main"]
 
 CLASSIFIER_DATASETS = ("classifier_export", "classifier_settings")
 
@@ -30,6 +30,23 @@ def load_classifier(
     project_path: str | Path = ".", env: str | None = None, runtime_params: dict[str, Any] | None = None
 ) -> ExportedClassifier:
     """The exported classifier, found through ``conf/base`` + ``conf/<env>`` (no session, no Spark)."""
+    datasets = classifier_datasets(project_path, env, runtime_params)
+    if not datasets["classifier_settings"].exists():
+        description = datasets["classifier_settings"]._describe()
+        raise ClassifierUnavailableError(
+            f"No classifier at {description.get('path') or description.get('filepath')}: "
+            "run `kedro run --pipeline evaluation` first to train and export it."
+        )
+    # The datasets themselves, not catalog.load: no log line on stdout. The classifier says why
+    # it cannot be used (e.g. every backbone was skipped).
+    return ExportedClassifier(datasets["classifier_export"].load(), datasets["classifier_settings"].load())
+
+
+def classifier_datasets(
+    project_path: str | Path = ".", env: str | None = None, runtime_params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``classifier_export`` and ``classifier_settings`` as the catalog configures them, both
+    as listed by one read of their set's ``current_outputs.json``."""
     from kedro.config import OmegaConfigLoader
     from kedro.io import DataCatalog
 
@@ -41,22 +58,36 @@ def load_classifier(
     loader = OmegaConfigLoader(
         str(project_path / "conf"), env=env, runtime_params=runtime_params or {}, **CONFIG_LOADER_ARGS
     )
-    entries = {}
-    for name in CLASSIFIER_DATASETS:
-        entry = dict(loader["catalog"][name])
-        filepath = str(entry["filepath"])
-        if "://" not in filepath and not Path(filepath).is_absolute():
-            entry["filepath"] = str(project_path / filepath)  # catalog paths are the project's
-        entries[name] = entry
+    entries = {name: _absolute(dict(loader["catalog"][name]), project_path) for name in CLASSIFIER_DATASETS}
     catalog = DataCatalog.from_config(entries)
-    if not catalog.exists("classifier_settings"):
-        raise ClassifierUnavailableError(
-            f"No classifier at {entries['classifier_settings']['filepath']}: "
-            "run `kedro run --pipeline evaluation` first to train and export it."
-        )
-    # The datasets themselves, not catalog.load: no log line on stdout. The classifier says why
-    # it cannot be used (e.g. every backbone was skipped).
-    return ExportedClassifier(catalog["classifier_export"].load(), catalog["classifier_settings"].load())
+    return _from_one_commit({name: catalog.get(name) for name in CLASSIFIER_DATASETS})
+
+
+def _absolute(entry: dict[str, Any], project_path: Path) -> dict[str, Any]:
+    """A catalog entry whose relative paths (``filepath``, ``path``, a wrapped dataset's) are the project's."""
+    for key in ("filepath", "path"):
+        value = entry.get(key)
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            entry[key] = str(project_path / value)
+    if isinstance(entry.get("dataset"), dict):
+        entry["dataset"] = _absolute(dict(entry["dataset"]), project_path)
+    return entry
+
+
+def _from_one_commit(datasets: dict[str, Any]) -> dict[str, Any]:
+    """The datasets of one set of outputs, pinned to one read of its ``current_outputs.json``:
+    an evaluation that commits meanwhile cannot pair its settings with the previous export."""
+    from fruits_kedro.datasets.output_set import OutputSetDataset
+
+    manifests: dict[Any, Any] = {}
+    pinned = {}
+    for name, dataset in datasets.items():
+        if isinstance(dataset, OutputSetDataset):
+            if dataset.output_set not in manifests:
+                manifests[dataset.output_set] = dataset.output_set.read()
+            dataset = dataset.pinned(manifests[dataset.output_set])
+        pinned[name] = dataset
+    return pinned
 
 
 def _format(path: str, prediction: Prediction) -> str:

@@ -20,6 +20,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fruits_kedro import interrupts
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -79,6 +81,7 @@ def get_spark() -> SparkSession:
             builder = builder.config(key, _spark_value(value))
         logger.info("Starting SparkSession (master=%s)", master or "from the cluster environment")
         session = builder.getOrCreate()
+        interrupts.reinstall()  # SparkContext replaced the CLI's Ctrl-C handler with its own
         session.sparkContext.setLogLevel(str(_spark_conf.get("fruits.log_level", "WARN")))
         _log_where_to_watch(session, conf)
         return session

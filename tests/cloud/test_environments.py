@@ -50,6 +50,17 @@ def test_the_default_pipelines_outputs_are_one_set(env):
     assert catalog["previous_image_features"]["dataset"]["filepath"] == catalog["image_features"]["dataset"]["filepath"]
 
 
+@pytest.mark.parametrize("env", ["local", "s3", "emr"])
+def test_the_classifiers_parts_are_one_set_of_their_own(env):
+    """serve and predict read the model, its export and settings from one commit of the evaluation."""
+    catalog = _catalog(env, bucket="bkt")
+    parts = ("classifier_model", "classifier_export", "classifier_settings")
+    assert {catalog[n]["type"] for n in parts} == {"fruits_kedro.datasets.OutputSetDataset"}
+    (root,) = {catalog[n]["path"] for n in parts}
+    assert root != catalog["image_features"]["path"]
+    assert all(catalog[n]["dataset"]["filepath"].startswith(f"{root}/") for n in parts)
+
+
 def test_prefix_defaults_to_fruits():
     assert _locations(_catalog("s3", bucket="bkt"))["raw_image_files"] == "s3://bkt/fruits/raw"
 

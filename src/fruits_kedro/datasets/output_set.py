@@ -18,7 +18,8 @@ The run id is Kedro's session id (the save version Kedro hands every versioned d
 run). ``kedro run --load-versions name:<run id>`` loads an older run's output while its folder
 is kept. Folders of runs that the current set does not name (killed or failed runs, sets
 replaced before) are removed when the next run starts; the set it replaces stays readable
-until then. Two runs must not write the same set at the same time.
+until then. One run at a time writes a set: it holds the set's lock, beside
+``current_outputs.json``, for the whole run (:mod:`fruits_kedro.datasets.run_lock`).
 """
 
 from __future__ import annotations
@@ -153,6 +154,22 @@ class OutputSetDataset(AbstractDataset[Any, Any]):
     def load(self) -> Any:
         return self._dataset(self._load_path()).load()
 
+    def pinned(self, manifest: dict[str, Any] | None) -> OutputSetDataset:
+        """This output as ``manifest`` (one read of ``current_outputs.json``) lists it, whatever
+        is committed later: outputs loaded through one manifest come from one commit."""
+        listed = (manifest or {}).get("outputs", {}).get(self.member)
+        if listed is None:
+            return self
+        run_id = posixpath.basename(posixpath.dirname(listed))
+        return type(self)(
+            dataset=self._config,
+            path=self._set.root,
+            run_id_field=self._run_id_field,
+            version=Version(run_id, None),
+            metadata=self.metadata,
+            **self._set.storage_arguments(),
+        )
+
     def _current_preview(self, kind: Any):
         def preview(**preview_args):
             """The wrapped dataset's preview of the current output (kedro viz --include-previews)."""
@@ -205,6 +222,10 @@ class OutputSet:
     def __hash__(self) -> int:
         return hash(self.root)
 
+    def storage_arguments(self) -> dict[str, Any]:
+        """``credentials`` and ``fs_args`` that make an equal set."""
+        return {"fs_args": dict(self._options)} if self._options else {}
+
     @property
     def manifest_path(self) -> str:
         return f"{self.root}/{MANIFEST_NAME}"
@@ -223,6 +244,13 @@ class OutputSet:
         fs, path = fsspec.core.url_to_fs(self.root, **self._options)
         fs.invalidate_cache()
         return fs, path.rstrip("/")
+
+    def lock(self, run_id: str):
+        """Hold this set's run lock for ``run_id`` (:mod:`fruits_kedro.datasets.run_lock`): a
+        :class:`~fruits_kedro.datasets.run_lock.RunLock` to release, or ``RunLockedError``."""
+        from fruits_kedro.datasets import run_lock
+
+        return run_lock.acquire(self.root, run_id, self._options)
 
     def read(self) -> dict[str, Any] | None:
         """The current set, or None when no run has committed one yet."""

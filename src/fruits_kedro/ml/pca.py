@@ -35,6 +35,7 @@ from fruits_kedro.ml.moments import (
 
 __all__ = [
     "CentredProjection",
+    "PCAUndefinedError",
     "Moments",
     "choose_k",
     "column_moments",
@@ -44,6 +45,10 @@ __all__ = [
     "principal_components",
     "project_columns",
 ]
+
+
+class PCAUndefinedError(ValueError):
+    """The features cannot give principal components: none, one, or all identical."""
 
 
 def choose_k(explained_variance: list[float] | np.ndarray, threshold: float) -> int:

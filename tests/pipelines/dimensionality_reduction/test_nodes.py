@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fruits_kedro.ml.pca import choose_k
+from fruits_kedro.ml.pca import PCAUndefinedError, choose_k
 from fruits_kedro.pipelines.dimensionality_reduction.nodes import fit_pca, plot_scree
 from tests.params import params
 
@@ -44,7 +44,7 @@ def test_fit_pca_threshold_one_keeps_the_full_rank(spark):
 
 def test_fit_pca_refuses_identical_vectors(spark):
     matrix = np.ones((5, 4))
-    with pytest.raises(ValueError, match="no variance"):
+    with pytest.raises(PCAUndefinedError, match="no variance"):
         fit_pca(_features_frame(spark, matrix), params("dimensionality_reduction", variance_threshold=0.95))
 
 
@@ -70,7 +70,7 @@ def test_plot_scree_draws_the_chosen_k():
 
 
 def test_fit_pca_refuses_a_single_image(spark):
-    with pytest.raises(ValueError, match="at least 2 images"):
+    with pytest.raises(PCAUndefinedError, match="at least 2 images"):
         fit_pca(_features_frame(spark, np.ones((1, 4))), params("dimensionality_reduction", variance_threshold=0.95))
 
 

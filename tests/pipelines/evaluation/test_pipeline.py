@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 
+from tests.outputs import current_model
 from tests.pipelines.evaluation.runs import GENERATED_PARAMS, REAL_INPUT_SIZE
 
 EVALUATED_FIELDS = {
@@ -64,11 +65,11 @@ def test_evaluation_writes_plots_and_the_classifier(generated_evaluation):
         assert (reporting / plot).stat().st_size > 10_000, plot
     table = (reporting / "evaluation_results.md").read_text()
     assert "| mobilenet_v2 | 64 px | 1280 |" in table and "| orb |" in table
-    settings = json.loads((generated_evaluation / "data/06_models/classifier_settings.json").read_text())
+    settings = json.loads(current_model(generated_evaluation, "classifier_settings.json").read_text())
     assert settings["backbone"] == "mobilenet_v2" and settings["input_size"] == 64
     assert settings["weights"] is None
     assert len(settings["labels"]) == 10
-    assert (generated_evaluation / "data/06_models/classifier_pipeline_model/metadata").is_dir()
+    assert (current_model(generated_evaluation, "classifier_pipeline_model") / "metadata").is_dir()
 
 
 @pytest.mark.real_photos

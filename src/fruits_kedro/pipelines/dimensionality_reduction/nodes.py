@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pyspark.sql import DataFrame
 
-from fruits_kedro.ml.pca import choose_k, column_moments, principal_components, project_columns
+from fruits_kedro.ml.pca import PCAUndefinedError, choose_k, column_moments, principal_components, project_columns
 from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
@@ -34,14 +34,14 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
     moments = column_moments(image_features, "features")
     n_images, n_input = moments[0], moments[1].size
     if n_images == 0:
-        raise ValueError("No image features to reduce: every image was rejected or the input folder is empty")
+        raise PCAUndefinedError("No image features to reduce: every image was rejected or the input folder is empty")
     if n_images == 1:
-        raise ValueError("PCA needs at least 2 images: only 1 image has features (variance is undefined)")
+        raise PCAUndefinedError("PCA needs at least 2 images: only 1 image has features (variance is undefined)")
     # Rank is at most n-1 after centring: components beyond it carry no variance.
     k_max = max(1, min(n_input, n_images - 1, settings.max_components or n_input))
     mean, ratios, components = principal_components(moments)
     if not np.all(np.isfinite(ratios)):
-        raise ValueError(
+        raise PCAUndefinedError(
             f"The {n_images} feature vector(s) have no variance (all identical): PCA is undefined. "
             "Use more, or more varied, images."
         )
