@@ -4,12 +4,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pyspark.sql import functions as F
 
 from fruits_kedro.datasets.image_folder import HIDDEN, ImageFolderDataset
 from fruits_kedro.labels import NESTED, normalize_label
 from fruits_kedro.pipelines.ingestion.nodes import (
     account_for_listing,
     attach_image_bytes,
+    label_column,
     label_images,
     list_skipped_files,
     sample_per_class,
@@ -120,6 +122,14 @@ def test_normalize_label_has_no_whitespace(name):
     label = normalize_label(name)
     assert not any(ch.isspace() for ch in label)
     assert len(label) == len(name.strip())
+
+
+def test_spark_gives_the_labels_that_the_up_front_check_compares(spark):
+    names = [" Apple ", "\tApple\n", "Apple Red", "Apple\u00a0Red", "   ", "Kiwi"]
+    frame = spark.createDataFrame([(name,) for name in names], "name string")
+    assert [r.label for r in frame.select(label_column(F.col("name")).alias("label")).collect()] == [
+        normalize_label(name) for name in names
+    ]
 
 
 def _listing(spark, relative_paths: list[str], size: int = 10):

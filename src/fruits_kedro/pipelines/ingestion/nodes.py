@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 def label_column(folder: F.Column) -> F.Column:
     """:func:`fruits_kedro.labels.normalize_label` as a Spark column."""
-    # Java's \s matches ASCII whitespace only; (?U) makes it Unicode-aware like str.isspace.
-    return F.regexp_replace(F.trim(folder), r"(?U)\s", "_")
+    # Java's \s matches ASCII whitespace only; (?U) makes it Unicode-aware like str.isspace
+    # (F.trim would strip spaces only, not tabs: the up-front label check uses str.strip).
+    return F.regexp_replace(F.regexp_replace(folder, r"(?U)^\s+|\s+$", ""), r"(?U)\s", "_")
 
 
 def image_extension_pattern(extensions: list[str]) -> str:
