@@ -1,12 +1,14 @@
 """Settings are checked before Spark starts, and each error names what to fix; a run's outputs
 become current together, when it succeeds."""
 
+import re
 import shutil
 import threading
 
 import pytest
 from kedro.io.core import DatasetError
 
+from fruits_kedro.labels import LabelError
 from fruits_kedro.params import ParameterError
 from tests.conftest import make_project_copy, run_kedro
 from tests.outputs import current_outputs
@@ -116,6 +118,7 @@ def test_outputs_derived_from_replaced_ones_leave_the_set(default_run, generated
     after = current_outputs(project)
     assert set(after["outputs"]) == {
         "02_intermediate/rejected_images.parquet",
+        "02_intermediate/skipped_images.csv",
         "04_feature/image_features.parquet",
         "08_reporting/feature_extraction_report.json",
     }
@@ -222,3 +225,20 @@ def test_a_second_run_on_s3_is_refused_and_the_first_runs_folder_survives(tmp_pa
         lock.release()
     fs.invalidate_cache()
     assert fs.cat_file(first) == b"path,label\n"
+
+
+@pytest.mark.parametrize(
+    ("folders", "named"),
+    [
+        (["Training/ Apple ", "Training/Apple"], "'Training/ Apple ' and 'Training/Apple'"),
+        (["Training/Apple Red", "Test/Apple_Red"], "'Test/Apple_Red' and 'Training/Apple Red'"),
+        (["Training/  ", "Training/Kiwi"], "'Training/  ' gives an empty label"),
+    ],
+)
+def test_class_folders_whose_labels_collide_stop_the_run_before_spark(tmp_path, monkeypatch, folders, named):
+    for folder in folders:
+        (tmp_path / "photos" / folder).mkdir(parents=True)
+        (tmp_path / "photos" / folder / "a.jpg").write_bytes(b"jpeg")
+    project = make_project_copy(tmp_path / "project")
+    with pytest.raises(LabelError, match=re.escape(named)):
+        run_kedro(project, monkeypatch, images_root=str(tmp_path / "photos"))

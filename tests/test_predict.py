@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fruits_kedro.imaging.decode import TRUNCATED
 from fruits_kedro.ml.exported_classifier import ExportedClassifier
 from fruits_kedro.predict import ClassifierUnavailableError, load_classifier, main
 from tests.conftest import make_project_copy
+from tests.imaging.crafted import incomplete_jpegs
 from tests.outputs import current_model
 
 SCRIPT = Path(sys.executable).parent / "fruits-kedro"
@@ -93,6 +95,19 @@ def test_an_undecodable_photo_is_an_error_of_that_photo(generated_evaluation, tm
     assert main(["--project-path", str(generated_evaluation), str(broken)]) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith(f"{broken}\terror: not a decodable image")
+
+
+def test_a_jpeg_with_less_data_than_its_header_says_is_an_error_line(
+    generated_evaluation, generated_sample, tmp_path, capsys
+):
+    photos = []
+    for name, data in incomplete_jpegs(sorted(generated_sample.rglob("*.jpg"))[0]).items():
+        photos.append(tmp_path / name)
+        photos[-1].write_bytes(data)
+    assert main(["--project-path", str(generated_evaluation), *map(str, photos)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [f"{photo}\terror: {TRUNCATED}" for photo in photos]
 
 
 @pytest.mark.real_photos

@@ -22,7 +22,9 @@ import pytest
 from fastapi import HTTPException
 from PIL import Image
 
+from fruits_kedro.imaging.decode import TRUNCATED
 from fruits_kedro.serve import _DecodeSlots
+from tests.imaging.crafted import incomplete_jpegs
 from tests.outputs import current_model
 from tests.s3_server import free_port
 
@@ -92,6 +94,12 @@ def test_a_file_that_is_not_a_photo_is_refused_naming_it(server):
     response = httpx.post(f"{server}/predict", files={"file": ("notes.txt", b"shopping list", "text/plain")})
     assert response.status_code == 415
     assert response.json()["detail"].startswith("notes.txt: not a decodable image")
+
+
+def test_a_jpeg_with_less_data_than_its_header_says_is_refused(server, generated_sample):
+    for name, data in incomplete_jpegs(_photo(generated_sample)).items():
+        response = httpx.post(f"{server}/predict", files={"file": (name, data, "image/jpeg")}, timeout=60)
+        assert (response.status_code, response.json()["detail"]) == (415, f"{name}: {TRUNCATED}")
 
 
 def test_an_oversized_upload_is_refused(server):

@@ -65,7 +65,7 @@ class ParameterValidationHooks:
         used = {name.removeprefix("params:").split(".")[0] for name in inputs if name.startswith("params:")}
         params = parse_params(parameters)
         if IMAGE_FOLDER in inputs and IMAGE_FOLDER in catalog:
-            _require_images(catalog[IMAGE_FOLDER], params.ingestion.extensions)  # before the weights: cheaper
+            _require_images(catalog[IMAGE_FOLDER], params.ingestion)  # before the weights: cheaper
         with library_noise_hidden():  # TensorFlow, when a model is converted
             prepare_inference(params, used_sections=used)
         require_java()
@@ -264,15 +264,18 @@ def require_java(environ: dict[str, str] | None = None) -> str:
     return java
 
 
-def _require_images(dataset, extensions: list[str]) -> None:
-    """A missing folder, or one without a single image, is a setting to fix, not a Spark job."""
+def _require_images(dataset, ingestion) -> None:
+    """A missing folder, one without a single image, or class folders whose labels collide
+    are a setting or a name to fix, not a Spark job."""
     from kedro.io.core import DatasetError
 
     from fruits_kedro.datasets.image_folder import ImageFolderDataset
+    from fruits_kedro.labels import check_class_folders
 
     if not isinstance(dataset, ImageFolderDataset):
         return
     listing = dataset.list_files()
+    extensions = ingestion.extensions
     is_image = listing["relative_path"].str.lower().str.endswith(tuple(extensions)) & listing["skipped"].isna()
     if not is_image.any():
         raise DatasetError(
@@ -280,6 +283,7 @@ def _require_images(dataset, extensions: list[str]) -> None:
             f"({len(listing)} other files). Point 'images_root' (kedro run --params images_root=...) "
             "or the raw_image_files catalog entry at a folder of <Split>/<Class>/*.jpg."
         )
+    check_class_folders(listing.loc[is_image, "relative_path"], unsplit_excluded=ingestion.unsplit_folders == "exclude")
 
 
 class NodeTimingHooks:

@@ -11,6 +11,7 @@ import io
 import json
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.slow
 # same features. (Nested: runtime parameters given to KedroSession are not split on dots.)
 RUN_PARAMS = {"backbone": {"weights": None, "input_size": 64}}
 PREFIX = "fruits"
+MARKER = "raw/Training/Dir.jpg/"
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -47,6 +49,8 @@ def runs(s3_module_env, generated_sample, default_run, tmp_path_factory):
 
     bucket = new_bucket()
     upload_folder(generated_sample, bucket, PREFIX, write=lambda _: None)
+    # A zero-byte "folder" object, as consoles make: no file to read, and not one gone.
+    boto3.session.Session().client("s3").put_object(Bucket=bucket, Key=f"{PREFIX}/{MARKER}", Body=b"")
     local_project = default_run
     s3_project = make_project_copy(tmp_path_factory.mktemp("s3_project"))
     run_kedro(s3_project, s3_module_env, env="s3", bucket=bucket, prefix=PREFIX, **RUN_PARAMS)
@@ -71,6 +75,17 @@ def runs(s3_module_env, generated_sample, default_run, tmp_path_factory):
     }
 
 
+def test_a_folder_marker_is_skipped_as_one_not_reported_gone(runs):
+    from fruits_kedro.datasets.image_folder import FOLDER_MARKER
+
+    csv = runs["fs"].cat_file(f"{runs['run_folder']}/skipped_images.csv")
+    skipped = pd.read_csv(io.BytesIO(csv), keep_default_na=False)
+    assert dict(zip(skipped["path"], skipped["reason"])) == {f"s3://{runs['bucket']}/{PREFIX}/{MARKER}": FOLDER_MARKER}
+    report_path = current_s3_output(runs["fs"], f"{runs['bucket']}/{PREFIX}", "reports/feature_extraction_report.json")
+    report = json.loads(runs["fs"].cat_file(report_path))
+    assert (report["rejected"], report["skipped_by_reason"]) == (0, {FOLDER_MARKER: 1})
+
+
 def _by_relative_path(frame: pd.DataFrame, root_marker: str) -> pd.DataFrame:
     """Index rows by the path below the image root: local and S3 paths differ only above it."""
     keyed = frame.assign(key=frame["path"].str.split(root_marker, n=1).str[1])
@@ -80,7 +95,7 @@ def _by_relative_path(frame: pd.DataFrame, root_marker: str) -> pd.DataFrame:
 def test_every_output_is_in_the_bucket_under_the_runs_id(runs):
     """current_outputs.json names one run's folder for every output of the run."""
     assert all(f"/runs/{runs['current']['run_id']}/" in p for p in runs["current"]["outputs"].values())
-    assert len(runs["current"]["outputs"]) == 8
+    assert len(runs["current"]["outputs"]) == 9
     names = {p.rsplit("/", 1)[-1] for p in runs["fs"].ls(runs["run_folder"])}
     assert {
         "image_features_pca.csv",
@@ -89,6 +104,7 @@ def test_every_output_is_in_the_bucket_under_the_runs_id(runs):
         "pca_scree_plot.png",
         "rejected_images.parquet",
         "rejected_images.csv",
+        "skipped_images.csv",
     } <= names
     parquet = f"{runs['run_folder']}/image_features_pca.parquet"
     manifest = json.loads(runs["fs"].cat_file(f"{parquet}/_SUCCESS"))

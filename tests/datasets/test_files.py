@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from fruits_kedro.datasets.files import StorageUnavailableError, Unreadable, read_files, storage_failure
+from tests.datasets.test_image_folder_special_files import deadline
 from tests.fault_proxy import FaultProxy
 from tests.s3_server import forget_cached_s3_clients, new_bucket, set_aws_environment
 
@@ -31,6 +32,52 @@ def test_a_local_file_without_read_permission_is_named(tmp_path):
     locked.write_bytes(b"x")
     locked.chmod(0)
     assert read_files([str(locked)]) == [Unreadable("file may not be read (permission denied)")]
+
+
+SIXTY_MB = 60 * 2**20
+LIMIT = 50 * 2**20
+
+
+def test_what_replaced_a_listed_file_is_checked_where_it_is_read(tmp_path):
+    """A FIFO would block the open, /dev/zero would never end, 60 MB would pass the limit."""
+    photo, fifo, zero, grown, folder = (tmp_path / name for name in ("a.jpg", "f.jpg", "z.jpg", "g.jpg", "d.jpg"))
+    photo.write_bytes(b"jpeg bytes")
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    grown.write_bytes(b"jpeg")
+    os.truncate(grown, SIXTY_MB)  # sparse: no 60 MB written
+    folder.mkdir()
+    with deadline(10):
+        out = read_files([str(p) for p in (photo, fifo, zero, grown, folder)], max_bytes=LIMIT)
+    assert out == [
+        b"jpeg bytes",
+        Unreadable("not a regular file (FIFO), found when read"),
+        Unreadable("not a regular file (character device), found when read"),
+        Unreadable(f"larger than max_file_bytes ({LIMIT} bytes), found when read"),
+        Unreadable("not a regular file (folder), found when read"),
+    ]
+
+
+def test_a_file_that_grows_while_it_is_read_is_read_no_further_than_the_limit(tmp_path, monkeypatch):
+    grown = tmp_path / "g.jpg"
+    grown.write_bytes(b"x" * 1000)
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: os.stat_result((*real_fstat(fd)[:6], 10, *real_fstat(fd)[7:])))
+    assert read_files([str(grown)], max_bytes=100) == [
+        Unreadable("larger than max_file_bytes (100 bytes), found when read")
+    ]
+    assert read_files([str(grown)]) == [b"x" * 1000]  # no limit: the whole file
+
+
+def test_s3_reads_stop_at_the_limit_and_an_empty_object_is_empty(s3_endpoint, monkeypatch):
+    set_aws_environment(monkeypatch, s3_endpoint)
+    bucket = new_bucket()
+    client = boto3.session.Session().client("s3")
+    for key, body in (("a.jpg", b"x" * 100), ("big.jpg", b"x" * 101), ("empty.jpg", b"")):
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    out = read_files([f"s3://{bucket}/{key}" for key in ("a.jpg", "big.jpg", "empty.jpg")], max_bytes=100)
+    forget_cached_s3_clients()
+    assert out == [b"x" * 100, Unreadable("larger than max_file_bytes (100 bytes), found when read"), b""]
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 from kedro.io.core import DatasetError
 
-from fruits_kedro.datasets.image_folder import ImageFolderDataset, read_file_bytes
+from fruits_kedro.datasets.image_folder import HIDDEN, ImageFolderDataset, read_file_bytes
 from fruits_kedro.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 
@@ -13,13 +13,18 @@ def test_lists_every_file_with_relative_paths_and_skips_hidden(tmp_path):
     (tmp_path / "Training" / "Apple Red" / "1.jpg").write_bytes(b"abc")
     (tmp_path / "Training" / ".DS_Store").write_bytes(b"junk")
     (tmp_path / ".sample_complete").write_text("v1")
-    (tmp_path / ".hidden").mkdir()
-    (tmp_path / ".hidden" / "2.jpg").write_bytes(b"hidden folder")
+    (tmp_path / "Training" / "Kiwi" / ".cache").mkdir(parents=True)
+    (tmp_path / "Training" / "Kiwi" / ".cache" / "2.jpg").write_bytes(b"hidden folder")
     listing = ImageFolderDataset(path=str(tmp_path)).list_files()
-    assert listing["relative_path"].tolist() == ["Training/Apple Red/1.jpg"]
-    assert listing["size"].tolist() == [3]
-    assert listing["path"].tolist() == [str(tmp_path / "Training" / "Apple Red" / "1.jpg")]
-    assert listing["skipped"].tolist() == [None]
+    # Hidden files, and photos in hidden folders, are listed (so that they are counted), never read.
+    assert dict(zip(listing["relative_path"], listing["skipped"])) == {
+        ".sample_complete": HIDDEN,
+        "Training/.DS_Store": HIDDEN,
+        "Training/Apple Red/1.jpg": None,
+        "Training/Kiwi/.cache/2.jpg": HIDDEN,
+    }
+    photo = listing.set_index("relative_path").loc["Training/Apple Red/1.jpg"]
+    assert (photo["size"], photo["path"]) == (3, str(tmp_path / "Training" / "Apple Red" / "1.jpg"))
 
 
 def test_missing_folder_is_named(tmp_path):
@@ -71,8 +76,10 @@ def test_the_catalog_entries_load(env):
 def test_load_gives_a_spark_listing(spark, generated_sample):
     frame = ImageFolderDataset(path=str(generated_sample)).load()
     assert frame.columns == ["path", "relative_path", "size", "modified", "skipped"]
-    assert frame.count() == len(list(generated_sample.rglob("*.jpg")))
-    assert frame.where("skipped IS NOT NULL").count() == 0
+    assert frame.where("skipped IS NULL").count() == len(list(generated_sample.rglob("*.jpg")))
+    assert [tuple(r) for r in frame.where("skipped IS NOT NULL").select("relative_path", "skipped").collect()] == [
+        (".sample_complete", HIDDEN)  # the sample's marker: counted, never read
+    ]
 
 
 def test_read_file_bytes_returns_none_for_unreadable(tmp_path):

@@ -11,10 +11,12 @@ from kedro.io.core import DatasetError
 from pyspark.sql import functions as F
 
 from fruits_kedro.datasets import ImageFolderDataset
-from fruits_kedro.datasets.image_folder import read_file_bytes
+from fruits_kedro.datasets.image_folder import FOLDER_MARKER, HIDDEN, read_file_bytes
 from tests.s3_server import new_bucket
 
 FILES = {"Training/Apple Red/0_100.jpg": b"apple", "Test/Banana/1_100.jpg": b"banana!", ".hidden/x.jpg": b"x"}
+# Zero-byte keys ending in "/": the "folders" that consoles and some tools create.
+FOLDER_MARKERS = ("Training/", "Training/Dir.jpg/")
 
 
 @pytest.fixture
@@ -23,14 +25,24 @@ def image_bucket(aws_env) -> str:
     client = boto3.session.Session().client("s3")
     for key, body in FILES.items():
         client.put_object(Bucket=bucket, Key=f"fruits/raw/{key}", Body=body)
+    for key in FOLDER_MARKERS:
+        client.put_object(Bucket=bucket, Key=f"fruits/raw/{key}", Body=b"")
     return bucket
 
 
 def test_listing_and_executor_reads(spark, image_bucket, aws_env):
     frame = ImageFolderDataset(path=f"s3://{image_bucket}/fruits/raw").load()
 
-    rows = {r.relative_path: r for r in frame.collect()}
-    assert set(rows) == {"Training/Apple Red/0_100.jpg", "Test/Banana/1_100.jpg"}  # hidden skipped
+    assert {r.relative_path: r.skipped for r in frame.where("skipped IS NOT NULL").collect()} == {
+        ".hidden/x.jpg": HIDDEN,
+        "Training/": FOLDER_MARKER,
+        "Training/Dir.jpg/": FOLDER_MARKER,
+    }
+    rows = {r.relative_path: r for r in frame.where("skipped IS NULL").collect()}
+    assert set(rows) == {"Training/Apple Red/0_100.jpg", "Test/Banana/1_100.jpg"}
+    marker = frame.where("relative_path = 'Training/Dir.jpg/'").first()
+    assert marker.path == f"s3://{image_bucket}/fruits/raw/Training/Dir.jpg/"
+    frame = frame.where("skipped IS NULL")
     assert rows["Test/Banana/1_100.jpg"].path == f"s3://{image_bucket}/fruits/raw/Test/Banana/1_100.jpg"
     assert rows["Test/Banana/1_100.jpg"].size == len(b"banana!")
     # The session fixture started Spark before aws_env set AWS_ENDPOINT_URL: the workers see

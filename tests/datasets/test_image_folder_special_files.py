@@ -33,6 +33,7 @@ READABLE = {  # relative_path -> bytes
     "Training/Kiwi/k2.jpg": b"kiwi 2",
 }
 SKIPPED = {
+    "Training/.hidden/h.jpg": "hidden (a name starting with '.')",
     "Test/Apple Red": "same folder as Training/Apple Red",
     "Test/Banana/broken.jpg": "broken symbolic link",
     "Test/Banana/fifo.jpg": "not a regular file (FIFO)",

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from fruits_kedro.imaging.decode import ImageDecodeError, ImageDecoder, ImageTooLargeError, decode_image
+from tests.imaging.crafted import incomplete_jpegs
 
 BACKBONE = {"name": "mobilenet_v2", "input_size": 32, "weights": None}
 PARAMS = {"max_image_pixels": 89478485, "background": [255, 255, 255]}
@@ -189,3 +190,51 @@ def test_a_reduced_decode_still_turns_a_rotated_photo_upright(fmt):
 def test_an_image_over_the_pixel_limit_raises_its_own_error():
     with pytest.raises(ImageTooLargeError, match=r"decompression-bomb limit 1000 pixels\): 200x200"):
         decode_image(_encode(_red(size=(200, 200)), "JPEG"), 32, max_pixels=1000, reduce=True)
+
+
+@pytest.fixture
+def photo(generated_sample):
+    return sorted(generated_sample.rglob("*.jpg"))[0]
+
+
+@pytest.mark.parametrize("name", ["grey_9000.jpg", "half_grey.jpg"])
+def test_a_jpeg_whose_header_promises_more_than_its_data_holds_is_truncated(photo, name):
+    """A 633-byte file declaring 9,000 x 9,000 would be a grey photo, and a real photo whose
+    header says twice its height would get a grey bottom half."""
+    decode_image(photo.read_bytes(), 32)  # whole, it decodes
+    with pytest.raises(ImageDecodeError, match=r"^not a decodable image: truncated"):
+        decode_image(incomplete_jpegs(photo)[name], 32)
+
+
+def test_a_jpeg_cut_in_half_gets_the_same_reason(photo):
+    data = photo.read_bytes()
+    with pytest.raises(ImageDecodeError, match=r"^not a decodable image: truncated"):
+        decode_image(data[: len(data) // 2], 32)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"progressive": True},
+        {"optimize": True},
+        {"subsampling": 0, "quality": 100},
+        {"quality": 5},
+        {"exif": Image.Exif()},
+        {"restart_marker_blocks": 1},
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+def test_whole_jpegs_decode_to_their_own_pixels(mode, options):
+    """The end-marker check never turns a whole image away, nor changes a pixel of it."""
+    image = Image.effect_noise((97, 61), 60).convert(mode)
+    data = _encode(image, "JPEG", **options)
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(decode_image(data, 61, max_pixels=10**6)[:, :, :], _resized(expected, 61))
+
+
+def _resized(rgb: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fruits_kedro.datasets.image_folder import display_name, walk_local
+from fruits_kedro.datasets.image_folder import HIDDEN, display_name, walk_local
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def local_files(root: Path, key_prefix: str) -> tuple[list[LocalFile], dict[str,
     for entry in entries:
         relative = display_name(entry.relative)
         key = key_prefix + relative
+        if entry.skipped == HIDDEN:
+            continue  # the pipeline skips them wherever they are
         if entry.skipped:
             left_out[relative] = entry.skipped
         elif key in files:

@@ -2,13 +2,19 @@
 
 A file that cannot be had is one of two things, and they are never confused:
 
-- a property of the file: it is gone since it was listed, or (on a local disk) it may not be
-  read. It comes back as :class:`Unreadable` with the reason, and the photo is reported;
+- a property of the file: it is gone since it was listed, it is larger than the limit, or (on
+  a local disk) it may not be read or is no longer a regular file (a FIFO, a device, a
+  folder). It comes back as :class:`Unreadable` with the reason, and the photo is reported;
 - a failure of the storage: S3 resets connections, times out, throttles, or cannot be
   reached. Those are retried (s3fs and botocore retry each request, see
   :mod:`fruits_kedro.cloud.s3_retries`; this module retries the batch on top of them, with
   backoff, up to a deadline). What still fails raises :class:`StorageUnavailableError`,
   which fails the Spark task, so Spark retries it; no photo is reported for it.
+
+What the listing checked is checked again where the bytes are read, since the file may have
+been replaced in between: a local file is opened without blocking (``O_NONBLOCK``: opening a
+FIFO would wait for a writer), examined on the open descriptor (``fstat``) and read up to the
+limit and one byte more; an object is fetched with a range that stops there too.
 
 Free of pandas on purpose: every inference task imports this module, and a worker that
 imports pandas starts later.
@@ -16,8 +22,10 @@ imports pandas starts later.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import stat
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -44,13 +52,41 @@ class Unreadable:
     reason: str
 
 
-def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECONDS) -> list[bytes | Unreadable]:
-    """Each file's bytes, or :class:`Unreadable` for a file that is gone or (locally) may not
-    be read, so that one bad file cannot fail a partition of good ones.
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "folder"),
+)
 
-    One ``cat_ranges`` call per batch: on S3, s3fs fetches the objects concurrently, where one
-    GET after another would leave the cores waiting on latency; on disk it reads them in turn.
-    (``cat_ranges`` takes paths literally: a ``[`` in a file name is not a glob.)
+
+def not_regular_reason(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` must not be read (None: a regular file may be)."""
+    for is_kind, kind in _SPECIAL_FILES:
+        if is_kind(mode):
+            return f"not a regular file ({kind})"
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def size_reason(size: int, max_bytes: int | None) -> str | None:
+    """Why a file of ``size`` bytes must not be read (None: it may be)."""
+    if max_bytes is not None and size > max_bytes:
+        return f"larger than max_file_bytes ({max_bytes} bytes)"
+    return None
+
+
+def read_files(
+    paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECONDS, *, max_bytes: int | None = None
+) -> list[bytes | Unreadable]:
+    """Each file's bytes, or :class:`Unreadable` for a file that is gone, larger than
+    ``max_bytes``, or (locally) may not be read or is not a regular file, so that one bad file
+    cannot fail a partition of good ones. No more than ``max_bytes`` + 1 bytes of a file are
+    read (``None``: no limit), and nothing that could block is opened.
+
+    On S3, one ``cat_ranges`` call per batch: s3fs fetches the objects concurrently, where one
+    GET after another would leave the cores waiting on latency. (``cat_ranges`` takes paths
+    literally: a ``[`` in a file name is not a glob.) On disk the files are read in turn.
 
     Raises:
         StorageUnavailableError: some files still failed for a reason of the storage after
@@ -68,12 +104,15 @@ def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECOND
     attempts = 0
     while True:
         attempts += 1
-        contents = fs.cat_ranges(
-            [fs._strip_protocol(os_path(paths[i])) for i in pending], None, None, on_error="return"
-        )
+        if remote:
+            contents = _read_objects(fs, [paths[i] for i in pending], max_bytes)
+        else:
+            contents = [_read_local(os_path(paths[i]), max_bytes) for i in pending]
         failed: list[tuple[int, BaseException]] = []
         for index, data in zip(pending, contents):
-            if not isinstance(data, BaseException):
+            if isinstance(data, bytes) and size_reason(len(data), max_bytes):
+                results[index] = Unreadable(f"{size_reason(len(data), max_bytes)}, found when read")
+            elif not isinstance(data, BaseException):
                 results[index] = data
             elif _is_property_of_the_file(data, remote):
                 results[index] = Unreadable(_reason(data))
@@ -95,6 +134,69 @@ def read_files(paths: Sequence[str], retry_seconds: float = DEFAULT_RETRY_SECOND
         backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
         fs.invalidate_cache()
         pending = [index for index, _ in failed]
+
+
+def _read_objects(fs, paths: list[str], max_bytes: int | None) -> list[bytes | Unreadable | BaseException]:
+    """The objects' bytes, each fetched up to ``max_bytes`` + 1 when there is a limit."""
+    keys = [fs._strip_protocol(path) for path in paths]
+    if max_bytes is None:
+        return fs.cat_ranges(keys, None, None, on_error="return")
+    contents = fs.cat_ranges(keys, 0, max_bytes + 1, on_error="return")
+    # S3 refuses any range of an empty object (416, which s3fs raises as EINVAL).
+    return [b"" if _is_unsatisfiable_range(data) else data for data in contents]
+
+
+def _is_unsatisfiable_range(data: object) -> bool:
+    return isinstance(data, OSError) and data.errno == errno.EINVAL and "range" in str(data).lower()
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_local(path: str, max_bytes: int | None) -> bytes | Unreadable | BaseException:
+    """One local file's bytes, examined on the open descriptor before anything is read: opening
+    never blocks (a FIFO without a writer opens at once), and a FIFO, device or folder is
+    reported, never read. At most ``max_bytes`` + 1 bytes are read."""
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except OSError as error:
+        return _open_failure(path, error)
+    try:
+        info = os.fstat(descriptor)
+        reason = not_regular_reason(info.st_mode) or size_reason(info.st_size, max_bytes)
+        if reason:
+            return Unreadable(f"{reason}, found when read")
+        return _read_up_to(descriptor, None if max_bytes is None else max_bytes + 1)
+    except OSError as error:
+        return error
+    finally:
+        os.close(descriptor)
+
+
+def _read_up_to(descriptor: int, limit: int | None) -> bytes:
+    chunks, left = [], limit
+    while left is None or left > 0:
+        chunk = os.read(descriptor, 1 << 20 if left is None else min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if left is not None:
+            left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _open_failure(path: str, error: OSError) -> Unreadable | BaseException:
+    """A file that cannot even be opened: say why if it is the file's own kind."""
+    if error.errno == errno.ELOOP:
+        return Unreadable("symbolic link loop")
+    if error.errno in (errno.ENXIO, errno.ENODEV, errno.EOPNOTSUPP):  # a socket, a device without a driver
+        try:
+            reason = not_regular_reason(os.stat(path).st_mode)
+        except OSError:
+            reason = None
+        if reason:
+            return Unreadable(f"{reason}, found when read")
+    return error
 
 
 def os_path(path: str) -> str:

@@ -10,10 +10,12 @@ should pass through the driver.
 ``not a regular file (FIFO)`` (or socket, character device, block device), ``broken
 symbolic link``, ``symbolic link loop``, ``same folder as <relative_path>``, ``folder cannot
 be listed (...)``, ``cannot be examined (...)``, ``larger than max_file_bytes (N bytes)``
-(N: the limit). Such a row must never be read: opening a FIFO blocks, ``/dev/zero`` never
-ends. Local folders are walked by :func:`walk_local`: symbolic links to folders are followed,
-each real folder is listed once (under its real path when it has one inside the root), and
-nothing but ``stat`` touches a file. Names starting with ``.`` (files or folders) are left out.
+(N: the limit), ``hidden (a name starting with '.')`` (the file or a folder above it: such
+folders are walked, so that what they hold is counted), and, on object stores, ``a folder
+marker, not a file`` (a zero-byte key ending in ``/``). Such a row must never be read: opening
+a FIFO blocks, ``/dev/zero`` never ends. Local folders are walked by :func:`walk_local`:
+symbolic links to folders are followed, each real folder is listed once (under its real path
+when it has one inside the root), and nothing but ``stat`` touches a file.
 
 Names are kept byte for byte. Spark strings must be UTF-8, so a local name whose bytes are not
 (Python holds them as surrogate escapes, ``os.fsdecode``) is written as follows:
@@ -30,6 +32,7 @@ Names are kept byte for byte. Spark strings must be UTF-8, so a local name whose
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import posixpath
@@ -45,10 +48,12 @@ import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
 from fruits_kedro.datasets.aws import describe_s3_error, forward_aws_environment, is_local_path, require_bucket
-from fruits_kedro.datasets.files import Unreadable, read_files
+from fruits_kedro.datasets.files import Unreadable, not_regular_reason, read_files, size_reason
 
 LISTING_COLUMNS = ("path", "relative_path", "size", "modified", "skipped")
 FILE_URI = "file://"
+HIDDEN = "hidden (a name starting with '.')"
+FOLDER_MARKER = "a folder marker, not a file"
 
 
 class ImageFolderDataset(AbstractDataset[None, Any]):
@@ -144,16 +149,20 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
         rows = []
         for name, info in sorted(self._find_remote(fs, root).items()):
             relative = posixpath.relpath(name, root)
-            if any(part.startswith(".") for part in relative.split("/")):
-                continue  # hidden files and folders (.DS_Store, .sample_complete, ._*) are not photos
             size = int(info.get("size") or 0)
+            if name.endswith("/"):  # what consoles create as "folders": reading it finds no file
+                relative, reason = relative + "/", FOLDER_MARKER
+            elif is_hidden(relative):
+                reason = HIDDEN
+            else:
+                reason = size_reason(size, self._max_file_bytes)
             rows.append(
                 {
                     "path": fs.unstrip_protocol(name),
                     "relative_path": relative,
                     "size": size,
                     "modified": _modified(info),
-                    "skipped": _size_reason(size, self._max_file_bytes),
+                    "skipped": reason,
                 }
             )
         return rows
@@ -223,16 +232,9 @@ class LocalEntry:
     skipped: str | None
 
 
-_SPECIAL_FILES = (
-    (stat.S_ISFIFO, "FIFO"),
-    (stat.S_ISSOCK, "socket"),
-    (stat.S_ISCHR, "character device"),
-    (stat.S_ISBLK, "block device"),
-)
-
-
 def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]:
-    """Every non-hidden name under ``root``, sorted by path, each folder walked once.
+    """Every name under ``root``, sorted by path, each folder walked once; a file that is
+    or sits in a hidden folder is skipped as :data:`HIDDEN` (.DS_Store, ._*, .cache/).
 
     Only ``os.scandir`` and ``os.stat`` are used: no file is opened. Symbolic links are
     resolved; a link to a folder is walked after the real tree, so a folder reached both ways
@@ -264,8 +266,6 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
             entries.append(LocalEntry(folder, prefix[:-1], 0, None, f"folder cannot be listed ({_error_text(exc)})"))
             continue
         for child in children:
-            if child.name.startswith("."):
-                continue  # hidden files and folders (.DS_Store, .sample_complete, ._*) are not photos
             relative = prefix + child.name
             try:
                 info = os.stat(child.path)  # follows links; never opens the file
@@ -289,7 +289,17 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
             entries.append(
                 LocalEntry(child.path, relative, info.st_size, info.st_mtime, _file_reason(info, max_file_bytes))
             )
-    return sorted(entries, key=lambda entry: entry.path)
+    return sorted((_hide(entry) for entry in entries), key=lambda entry: entry.path)
+
+
+def is_hidden(relative: str) -> bool:
+    """A name starting with ``.`` in the relative path: the file's or a folder's above it."""
+    return any(part.startswith(".") for part in relative.split("/"))
+
+
+def _hide(entry: LocalEntry) -> LocalEntry:
+    """A file that could be read, but is hidden, is not a photo of the set."""
+    return dataclasses.replace(entry, skipped=HIDDEN) if entry.skipped is None and is_hidden(entry.relative) else entry
 
 
 def _revisit(identity: tuple[int, int], ancestors: frozenset, listed: dict[tuple[int, int], str]) -> str | None:
@@ -301,18 +311,7 @@ def _revisit(identity: tuple[int, int], ancestors: frozenset, listed: dict[tuple
 
 
 def _file_reason(info: os.stat_result, max_file_bytes: int | None) -> str | None:
-    for is_kind, kind in _SPECIAL_FILES:
-        if is_kind(info.st_mode):
-            return f"not a regular file ({kind})"
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file"
-    return _size_reason(info.st_size, max_file_bytes)
-
-
-def _size_reason(size: int, max_file_bytes: int | None) -> str | None:
-    if max_file_bytes is not None and size > max_file_bytes:
-        return f"larger than max_file_bytes ({max_file_bytes} bytes)"
-    return None
+    return not_regular_reason(info.st_mode) or size_reason(info.st_size, max_file_bytes)
 
 
 def _stat_failure(exc: OSError, is_link: bool) -> str:
@@ -359,6 +358,21 @@ def _modified(info: dict[str, Any]) -> str | None:
 
 def read_file_bytes(paths: pd.Series) -> pd.Series:
     """:func:`fruits_kedro.datasets.files.read_files` as a pandas UDF's function: each file's
-    bytes, None for a file that is gone or may not be read (storage failures raise)."""
-    contents = read_files(paths.tolist())
+    bytes, None for a file that is gone, may not be read or is not a regular file (storage
+    failures raise)."""
+    return _file_bytes(paths, None)
+
+
+def file_bytes_reader(max_bytes: int | None):
+    """:func:`read_file_bytes` that also gives None for a file larger than ``max_bytes``, read
+    no further than that."""
+
+    def read(paths: pd.Series) -> pd.Series:
+        return _file_bytes(paths, max_bytes)
+
+    return read
+
+
+def _file_bytes(paths: pd.Series, max_bytes: int | None) -> pd.Series:
+    contents = read_files(paths.tolist(), max_bytes=max_bytes)
     return pd.Series([None if isinstance(data, Unreadable) else data for data in contents], dtype=object)

@@ -40,6 +40,7 @@ class ImageTooLargeError(ImageDecodeError):
 
 
 PILLOW_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
+TRUNCATED = "not a decodable image: truncated (its data ends before the image does)"
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _open_rgb(
             # Pillow warns above its own process-wide limit; the explicit size check below
             # applies this run's limit instead, without changing Pillow's global settings.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(_without_end_marker(data))) as image:
                 if image.width * image.height > max_pixels:
                     raise ImageTooLargeError(f"{bomb}: {image.width}x{image.height}")
                 if reduce_to:
@@ -149,7 +150,46 @@ def _open_rgb(
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{bomb}: {exc}") from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
+        if isinstance(exc, OSError) and str(exc).startswith("image file is truncated"):
+            raise ImageDecodeError(TRUNCATED) from None
         raise ImageDecodeError(f"not a decodable image: {type(exc).__name__}: {_without_addresses(exc)}") from None
+
+
+_SOI, _EOI, _SOS = b"\xff\xd8", b"\xff\xd9", b"\xff\xda"
+_SEQUENTIAL_SOF = (0xC0, 0xC1)  # baseline and extended sequential, Huffman-coded
+# The decoder's bit buffer reads up to 8 bytes ahead of the last bit it uses: twice that.
+_LOOKAHEAD = b"\0" * 16
+
+
+def _without_end_marker(data: bytes) -> bytes:
+    """A single-scan sequential JPEG with its end marker replaced by a few zero bytes, so
+    that data ending before the last row is an error; any other data unchanged.
+
+    libjpeg that meets the end marker before the last row only warns ("premature end of data
+    segment", which Pillow does not pass on) and fills the rest with grey: a 633-byte file that
+    declares 9,000 x 9,000 pixels would become a grey photo. Without the marker it asks for
+    more data, and Pillow raises "image file is truncated". A whole image never needs more than
+    the bit buffer's look-ahead, which the zero bytes give. Progressive and multi-scan files
+    are decoded as they are: libjpeg reads them to the end marker before the first row.
+    """
+    if not (data.startswith(_SOI) and data.endswith(_EOI)):
+        return data
+    position, sequential = 2, False
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # a fill byte before a marker
+            position += 1
+            continue
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            sequential = marker in _SEQUENTIAL_SOF
+        if marker == _SOS[1]:
+            # Entropy-coded data never holds FF DA (FF is stuffed): another one is a second scan.
+            if sequential and data.find(_SOS, position + 2 + length) == -1:
+                return data[: -len(_EOI)] + _LOOKAHEAD
+            return data
+        position += 2 + length
+    return data
 
 
 def _without_addresses(exc: BaseException) -> str:

@@ -114,6 +114,8 @@ def featurize_images(
     backbone_params: dict[str, Any],
     preprocessing_params: dict[str, Any],
     params: dict[str, Any],
+    *,
+    max_file_bytes: int | None = None,
 ) -> tuple[DataFrame, RejectedImages]:
     """Every listed image that can be decoded, with its ``features`` (array<float>), and the
     images that cannot be, each with its reason.
@@ -121,7 +123,8 @@ def featurize_images(
     ``raw_images`` has the columns ``FEATURE_ID_COLUMNS``; ``backbone_params`` are the
     settings ``backbone.*`` (name, input_size, weights), ``preprocessing_params`` the
     decoder's (``preprocessing.*``) and ``params`` those of ``feature_extraction.*`` (runtime,
-    batch_size, read_retry_seconds, threads_per_task).
+    batch_size, read_retry_seconds, threads_per_task). A file found larger than
+    ``max_file_bytes`` (``ingestion.max_file_bytes``) when it is read is rejected, unread.
 
     The images' bytes are read inside the inference tasks, from ``path``: a separate reading
     UDF would be one more Python worker per task handing every photo through the JVM
@@ -140,7 +143,11 @@ def featurize_images(
     payload = inference_payload(backbone, size, backbone_params["weights"], runtime)
     if runtime == INT8_RUNTIME:
         calibration = calibration_pixels(
-            raw_images, decoder, int(params["int8_calibration_photos"]), float(params["read_retry_seconds"])
+            raw_images,
+            decoder,
+            int(params["int8_calibration_photos"]),
+            float(params["read_retry_seconds"]),
+            max_file_bytes=max_file_bytes,
         )
         payload = cached_int8_model(payload, calibration, f"{backbone.name}_{size}")
     spark = raw_images.sparkSession
@@ -200,7 +207,8 @@ def featurize_images(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as reader:
             pending = None
             for batch in batches:  # Arrow batches; inference re-slices them to per_call
-                upcoming = (batch, reader.submit(read_files, batch.column("path").to_pylist(), retry_seconds))
+                paths = batch.column("path").to_pylist()
+                upcoming = (batch, reader.submit(read_files, paths, retry_seconds, max_bytes=max_file_bytes))
                 if pending is not None:
                     yield featurize(pending[0], pending[1].result(), infer, per_call)
                 pending = upcoming
@@ -222,7 +230,9 @@ def featurize_images(
     return with_constant_column(featurized, SETTINGS_COLUMN, settings), rejected
 
 
-def calibration_pixels(raw_images: DataFrame, decoder: ImageDecoder, n: int, retry_seconds: float) -> np.ndarray:
+def calibration_pixels(
+    raw_images: DataFrame, decoder: ImageDecoder, n: int, retry_seconds: float, *, max_file_bytes: int | None = None
+) -> np.ndarray:
     """Up to ``n`` of the run's photos, decoded as the tasks decode them: the INT8 calibration set.
 
     Training photos when the run has any (a fixed pseudo-random choice, by a hash of the path),
@@ -231,7 +241,7 @@ def calibration_pixels(raw_images: DataFrame, decoder: ImageDecoder, n: int, ret
     training = raw_images.where(F.col("split") == "Training")
     source = training if training.limit(1).count() else raw_images
     paths = [row.path for row in source.select("path").orderBy(F.xxhash64("path"), "path").limit(n).collect()]
-    files = read_files(paths, retry_seconds)
+    files = read_files(paths, retry_seconds, max_bytes=max_file_bytes)
     pixels, decoded, _ = decoder.decode_valid([None if isinstance(data, Unreadable) else data for data in files])
     logger.info("INT8 calibration on %d photos (%d asked for)", len(decoded), n)
     return pixels

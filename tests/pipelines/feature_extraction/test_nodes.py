@@ -36,7 +36,9 @@ def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
     assert merged.columns == previous.columns
     assert {r.path: list(r.features) for r in merged.collect()} == {"/a.jpg": [1.0], "/b.jpg": [20.0]}
     listing = {"listed": 4, "skipped_by_reason": {"not an image (extension)": 1}}
-    report, rejected = report_feature_extraction(merged, rejected_images, current, reuse, listing)
+    skipped = spark.createDataFrame([("/notes.txt", "not an image (extension)")], "path string, reason string")
+    report, rejected, named = report_feature_extraction(merged, rejected_images, current, reuse, listing, skipped)
+    assert named is skipped
     assert {k: report[k] for k in ("incremental", "listed", "featurized", "reused", "rejected", "skipped")} == {
         "incremental": True,
         "listed": 4,
@@ -49,10 +51,10 @@ def test_merge_keeps_unchanged_previous_features_and_drops_stale_ones(spark):
     assert [tuple(r) for r in rejected.collect()] == [("/bad.jpg", "A", "T", "empty file")]
     full, reuse = merge_with_previous_features(featurized, ReusableFeatures(), current)  # nothing reusable
     assert full.count() == 1
-    report, _ = report_feature_extraction(full, rejected_images, current, reuse, {**listing, "listed": 3})
+    report, _, _ = report_feature_extraction(full, rejected_images, current, reuse, {**listing, "listed": 3}, skipped)
     assert (report["incremental"], report["featurized"], report["reused"], report["rejected"]) == (False, 1, 0, 1)
     with pytest.raises(AccountingError, match="4 files listed but 3 accounted for"):
-        report_feature_extraction(full, rejected_images, current, reuse, listing)  # a photo went missing
+        report_feature_extraction(full, rejected_images, current, reuse, listing, skipped)  # a photo went missing
 
 
 def test_kedro_hands_on_the_rejected_images_it_was_given(spark):

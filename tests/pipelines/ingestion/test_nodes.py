@@ -1,15 +1,19 @@
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pyspark.sql import functions as F
 
-from fruits_kedro.datasets.image_folder import ImageFolderDataset
+from fruits_kedro.datasets.image_folder import HIDDEN, ImageFolderDataset
+from fruits_kedro.labels import NESTED, normalize_label
 from fruits_kedro.pipelines.ingestion.nodes import (
     account_for_listing,
     attach_image_bytes,
+    label_column,
     label_images,
-    normalize_label,
+    list_skipped_files,
     sample_per_class,
 )
 from tests.params import params
@@ -120,6 +124,14 @@ def test_normalize_label_has_no_whitespace(name):
     assert len(label) == len(name.strip())
 
 
+def test_spark_gives_the_labels_that_the_up_front_check_compares(spark):
+    names = [" Apple ", "\tApple\n", "Apple Red", "Apple\u00a0Red", "   ", "Kiwi"]
+    frame = spark.createDataFrame([(name,) for name in names], "name string")
+    assert [r.label for r in frame.select(label_column(F.col("name")).alias("label")).collect()] == [
+        normalize_label(name) for name in names
+    ]
+
+
 def _listing(spark, relative_paths: list[str], size: int = 10):
     rows = [(f"/r/{p}", p, size, "m", None) for p in relative_paths]
     return spark.createDataFrame(rows, "path string, relative_path string, size long, modified string, skipped string")
@@ -171,3 +183,34 @@ def test_images_left_out_by_sampling_are_accounted_for_as_not_drawn(spark):
         if n is not None:
             expected["not drawn by ingestion.sample_per_class"] = 4 - drawn
         assert account == {"listed": 5, "skipped_by_reason": expected}
+
+
+def test_nested_and_hidden_files_are_skipped_and_each_is_named_with_its_reason(spark, tmp_path):
+    """Training/Apple/sub/x.jpg is not class "sub"; photos in .cache/ are counted, not lost."""
+    for rel in (
+        "Training/Apple/a.jpg",
+        "Training/Apple/sub/x.jpg",
+        "Training/.cache/c.jpg",
+        "Training/Apple/._a.jpg",
+        "Training/Apple/notes.txt",
+        "loose.jpg",
+    ):
+        _touch(tmp_path, rel)
+    listing = ImageFolderDataset(path=str(tmp_path)).load()
+    kept = label_images(listing, PARAMS)
+    assert [(r.relative_path, r.label, r.split) for r in kept.collect()] == [
+        ("Training/Apple/a.jpg", "Apple", "Training")
+    ]
+    skipped = {
+        Path(r.path).relative_to(tmp_path).as_posix(): r.reason
+        for r in list_skipped_files(listing, kept, PARAMS).collect()
+    }
+    assert skipped == {
+        "Training/Apple/sub/x.jpg": NESTED,
+        "Training/.cache/c.jpg": HIDDEN,
+        "Training/Apple/._a.jpg": HIDDEN,
+        "Training/Apple/notes.txt": "not an image (extension)",
+        "loose.jpg": "no class folder (directly under the root)",
+    }
+    account = account_for_listing(listing, kept, PARAMS)
+    assert account == {"listed": 6, "skipped_by_reason": dict(sorted(Counter(skipped.values()).items()))}

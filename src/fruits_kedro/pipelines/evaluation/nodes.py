@@ -72,6 +72,7 @@ def featurize_with_backbones(
     params: dict[str, Any],
     preprocessing_params: dict[str, Any],
     feature_extraction_params: dict[str, Any],
+    ingestion_params: dict[str, Any] | None = None,
 ) -> tuple[dict[str, DataFrame], dict[str, dict[str, Any]]]:
     """CNN features of every photo for each backbone of ``evaluation.feature_sets``.
 
@@ -102,7 +103,11 @@ def featurize_with_backbones(
             continue
         model_seconds = time.perf_counter() - started
         featurized, rejected = featurize_images(
-            raw_images, backbone_params, preprocessing_params, feature_extraction_params
+            raw_images,
+            backbone_params,
+            preprocessing_params,
+            feature_extraction_params,
+            max_file_bytes=(ingestion_params or {}).get("max_file_bytes"),
         )
         extracted = featurized.persist(StorageLevel.MEMORY_AND_DISK)
         started = time.perf_counter()

@@ -23,7 +23,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(images_for_orb, ["raw_images", "params:evaluation"], "images_for_orb", name="images_for_orb"),
             Node(
                 featurize_with_backbones,
-                ["raw_images", "params:evaluation", "params:preprocessing", "params:feature_extraction"],
+                [
+                    "raw_images",
+                    "params:evaluation",
+                    "params:preprocessing",
+                    "params:feature_extraction",
+                    "params:ingestion",
+                ],
                 ["evaluation_backbone_features", "evaluation_backbone_report"],
                 name="featurize_with_backbones",
             ),

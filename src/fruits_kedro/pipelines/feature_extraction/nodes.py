@@ -27,15 +27,18 @@ def extract_features(
     backbone_params: dict[str, Any],
     preprocessing_params: dict[str, Any],
     params: dict[str, Any],
+    ingestion_params: dict[str, Any] | None = None,
 ) -> tuple[DataFrame, RejectedImages]:
     """Every listed image that can be decoded, with its ``features`` (array<float>), and the
     images that cannot be, each with its reason: :func:`featurize_images` with
-    ``params:backbone``, ``params:preprocessing`` and ``params:feature_extraction``.
+    ``params:backbone``, ``params:preprocessing`` and ``params:feature_extraction``; a file
+    found over ``ingestion.max_file_bytes`` when it is read is rejected.
 
     Nothing runs until the features are saved; saving them fills the :class:`RejectedImages`
     (read it after the save).
     """
-    return featurize_images(raw_images, backbone_params, preprocessing_params, params)
+    limit = (ingestion_params or {}).get("max_file_bytes")
+    return featurize_images(raw_images, backbone_params, preprocessing_params, params, max_file_bytes=limit)
 
 
 def merge_with_previous_features(
@@ -77,10 +80,13 @@ def report_feature_extraction(
     images: DataFrame,
     reuse: dict[str, Any],
     listing_account: dict[str, Any],
-) -> tuple[dict[str, Any], DataFrame]:
+    skipped_files: DataFrame,
+) -> tuple[dict[str, Any], DataFrame, DataFrame]:
     """What this run did with every listed file: featurized, reused from the last run,
-    rejected, or skipped, with counts per reason; and the rejected files themselves, each with
-    its reason and the label of its folder. Fails if ``listed`` is not the sum of the others.
+    rejected, or skipped, with counts per reason; the rejected files themselves, each with
+    its reason and the label of its folder; and the skipped ones (``skipped_files``: path,
+    reason), handed on to be saved with the report they complete. Fails if ``listed`` is not
+    the sum of the others.
 
     Runs after the features are saved (they are an input), when the featurization has
     filled ``rejected_images``; no CNN runs here.
@@ -114,4 +120,4 @@ def report_feature_extraction(
             f"{report['listed']} files listed but {accounted} accounted for "
             f"(featurized + reused + rejected + skipped): {report}"
         )
-    return report, rejected_images.to_frame(images)
+    return report, rejected_images.to_frame(images), skipped_files

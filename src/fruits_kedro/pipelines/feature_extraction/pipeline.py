@@ -12,7 +12,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 extract_features,
-                ["raw_images", "params:backbone", "params:preprocessing", "params:feature_extraction"],
+                [
+                    "raw_images",
+                    "params:backbone",
+                    "params:preprocessing",
+                    "params:feature_extraction",
+                    "params:ingestion",
+                ],
                 ["featurized_images", "rejected_images_by_path"],
                 name="extract_features",
             ),
@@ -32,8 +38,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "sampled_image_files",
                     "reused_image_features",
                     "listing_account",
+                    "skipped_files",
                 ],
-                ["feature_extraction_report", "rejected_images"],
+                ["feature_extraction_report", "rejected_images", "skipped_images"],
                 name="report_feature_extraction",
             ),
         ]

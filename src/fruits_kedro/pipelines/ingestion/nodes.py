@@ -1,9 +1,11 @@
 """Ingestion nodes: pure Spark transformations of the image listing.
 
 ``label_images`` derives ``label`` (the parent folder, spaces -> ``_``) and ``split`` (the
-grandparent folder, when the file sits two folders down) and keeps image files only.
-``sample_per_class`` keeps a deterministic N per (split, label). ``attach_image_bytes``
-adds the bytes as a lazy column, fetched by the executors only for the rows that remain.
+grandparent folder, when the file sits two folders down) and keeps image files only
+(:mod:`fruits_kedro.labels` has the layout's rules). ``sample_per_class`` keeps a
+deterministic N per (split, label). ``list_skipped_files`` names every listed file that goes
+no further, with the reason that ``account_for_listing`` counts. ``attach_image_bytes`` adds
+the bytes as a lazy column, fetched by the executors only for the rows that remain.
 """
 
 from __future__ import annotations
@@ -15,24 +17,19 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from fruits_kedro import progress
-from fruits_kedro.datasets.image_folder import read_file_bytes
+from fruits_kedro.datasets.image_folder import file_bytes_reader
 from fruits_kedro.feature_settings import IMAGE_KEY, ReusableFeatures, feature_settings, reusable_features
+from fruits_kedro.labels import MAX_DEPTH, NESTED
 from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
 
 
-def normalize_label(folder_name: str) -> str:
-    """The label of a class folder: every whitespace character becomes ``_``.
-
-    Mirrors :func:`label_column`, for code outside Spark (e.g. the upload command).
-    """
-    return "".join("_" if ch.isspace() else ch for ch in folder_name.strip())
-
-
 def label_column(folder: F.Column) -> F.Column:
-    # Java's \s matches ASCII whitespace only; (?U) makes it Unicode-aware like str.isspace.
-    return F.regexp_replace(F.trim(folder), r"(?U)\s", "_")
+    """:func:`fruits_kedro.labels.normalize_label` as a Spark column."""
+    # Java's \s matches ASCII whitespace only; (?U) makes it Unicode-aware like str.isspace
+    # (F.trim would strip spaces only, not tabs: the up-front label check uses str.strip).
+    return F.regexp_replace(F.regexp_replace(folder, r"(?U)^\s+|\s+$", ""), r"(?U)\s", "_")
 
 
 def image_extension_pattern(extensions: list[str]) -> str:
@@ -77,6 +74,7 @@ def _skip_reason(params: dict[str, Any], excluded_folders: list[str]) -> F.Colum
         F.when(F.col("skipped").isNotNull(), F.col("skipped"))
         .when(~F.col("relative_path").rlike(image_extension_pattern(_extensions(params))), "not an image (extension)")
         .when(_depth() < 2, "no class folder (directly under the root)")
+        .when(_depth() > MAX_DEPTH, NESTED)
     )
     if limit is not None:
         reason = reason.when(F.col("size") > int(limit), f"larger than ingestion.max_file_bytes ({int(limit)} bytes)")
@@ -104,9 +102,10 @@ def _excluded_folders(image_files: DataFrame, params: dict[str, Any], warn: bool
 def label_images(image_files: DataFrame, params: dict[str, Any]) -> DataFrame:
     """Keep image files and add ``label`` and ``split`` from their folders.
 
-    Never kept: what the listing skipped (FIFOs, devices, broken links, too large), files
-    without an image extension or a class folder, files over ``max_file_bytes``, and, with
-    ``unsplit_folders: exclude``, folders of images beside the split folders.
+    Never kept: what the listing skipped (FIFOs, devices, broken links, hidden, too large),
+    files without an image extension or a class folder, files nested deeper than
+    ``<Split>/<Class>/``, files over ``max_file_bytes``, and, with ``unsplit_folders:
+    exclude``, folders of images beside the split folders.
     """
     parts = F.split(F.col("relative_path"), "/")
     depth = F.size(parts)
@@ -121,10 +120,9 @@ def label_images(image_files: DataFrame, params: dict[str, Any]) -> DataFrame:
     )
 
 
-def account_for_listing(image_files: DataFrame, sampled_images: DataFrame, params: dict[str, Any]) -> dict[str, Any]:
-    """How many files were listed, and why each one that goes no further was left out (the
-    reasons :func:`label_images` applies, then sampling). Feature extraction's report
-    completes the account."""
+def _listed_with_reasons(image_files: DataFrame, sampled_images: DataFrame, params: dict[str, Any]) -> DataFrame:
+    """Every listed file's ``path`` and ``reason``: why it goes no further (the reasons
+    :func:`label_images` applies, then sampling), null for the images that go on."""
     excluded = _excluded_folders(image_files, params, warn=False)
     listed = image_files.select("path", "relative_path", "size", "skipped")
     reason = _skip_reason(params, excluded)
@@ -135,7 +133,21 @@ def account_for_listing(image_files: DataFrame, sampled_images: DataFrame, param
         reason = F.coalesce(
             reason, F.when(F.col("_sampled").isNull(), F.lit("not drawn by ingestion.sample_per_class"))
         )
-    counts = listed.groupBy(reason.alias("reason")).count().collect()
+    return listed.select("path", reason.alias("reason"))
+
+
+def list_skipped_files(image_files: DataFrame, sampled_images: DataFrame, params: dict[str, Any]) -> DataFrame:
+    """Each listed file that goes no further (``path``, ``reason``): what
+    :func:`account_for_listing` counts as skipped, named. One partition: the list is small."""
+    listed = _listed_with_reasons(image_files, sampled_images, params)
+    return listed.where(F.col("reason").isNotNull()).coalesce(1)
+
+
+def account_for_listing(image_files: DataFrame, sampled_images: DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """How many files were listed, and why each one that goes no further was left out (the
+    reasons :func:`label_images` applies, then sampling). Feature extraction's report
+    completes the account."""
+    counts = _listed_with_reasons(image_files, sampled_images, params).groupBy("reason").count().collect()
     skipped = {row["reason"]: int(row["count"]) for row in counts if row["reason"] is not None}
     return {"listed": sum(int(row["count"]) for row in counts), "skipped_by_reason": dict(sorted(skipped.items()))}
 
@@ -192,11 +204,12 @@ def attach_image_bytes(images: DataFrame, params: dict[str, Any]) -> DataFrame:
     pay the per-task cost (task launch, UDF hand-over) a few times only (docs/performance.md).
     """
     n_images = images.count()
-    per_partition = section("ingestion", params).images_per_partition
+    settings = section("ingestion", params)
+    per_partition = settings.images_per_partition
     cores = images.sparkSession.sparkContext.defaultParallelism
     waves = max(1, -(-n_images // (cores * per_partition)))
     partitions = cores * waves
     logger.info("Ingestion: %d images in %d partitions (%d per core)", n_images, partitions, waves)
     progress.expect_images(n_images)
-    read_bytes = F.pandas_udf(read_file_bytes, "binary")
+    read_bytes = F.pandas_udf(file_bytes_reader(settings.max_file_bytes), "binary")
     return images.repartition(partitions).withColumn("content", read_bytes(F.col("path")))

@@ -4,6 +4,7 @@ from fruits_kedro.pipelines.ingestion.nodes import (
     account_for_listing,
     attach_image_bytes,
     label_images,
+    list_skipped_files,
     reusable_previous_features,
     sample_per_class,
     select_images_to_featurize,
@@ -25,6 +26,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["raw_image_files", "sampled_image_files", "params:ingestion"],
                 "listing_account",
                 name="account_for_listing",
+            ),
+            Node(
+                list_skipped_files,
+                ["raw_image_files", "sampled_image_files", "params:ingestion"],
+                "skipped_files",
+                name="list_skipped_files",
             ),
             Node(
                 reusable_previous_features,
