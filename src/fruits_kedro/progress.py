@@ -123,7 +123,9 @@ class ImageCounter:
     """The driver's end: images done per partition, as the tasks report them.
 
     Each datagram holds a task's running total, so a lost or late one is made good by the next,
-    and a retried task (counting from 0 again) never makes the sum go back or overshoot.
+    and a retried task (counting from 0 again) never makes the sum go back or overshoot. One
+    counter at a time per driver: the next featurization's closes it (its saves may come
+    after the node that made it, so no node's end can tell).
     """
 
     def __init__(self, family: int, bind_address: tuple) -> None:
@@ -135,7 +137,7 @@ class ImageCounter:
         self._by_partition: dict[int, int] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._receive, name="progress-images", daemon=True)
+        self._thread = threading.Thread(target=self._receive, name="image-count-receiver", daemon=True)
         self._thread.start()
 
     @classmethod
