@@ -3,6 +3,7 @@
 import logging
 import re
 import time
+from dataclasses import replace
 
 from fruits_kedro.progress import SparkProgress
 
@@ -36,9 +37,62 @@ def test_a_runs_featurization_reports_images_done_of_the_runs_total(tmp_path, mo
     run_kedro(project, monkeypatch, images_root=str(generated_sample), backbone={"weights": None})
     photos = sum(1 for _ in generated_sample.rglob("*.jpg"))
     assert any(
-        line.startswith("merge_with_previous_features: ") and f"of {photos:,} images" in line and "rejected" in line
-        for line in lines
+        line.startswith("featurizing: ") and f"of {photos:,} images" in line and "rejected" in line for line in lines
     ), lines
+
+
+def test_the_featurizing_line_counts_images_within_a_task(spark, tmp_path, monkeypatch):
+    """One task of 16 images in Arrow batches of 4: the line passes through counts between 0
+    and 16 before the task ends. Each count the tasks send is looked at as it arrives, so
+    no timing decides what is seen."""
+    from fruits_kedro import progress
+    from fruits_kedro.inference.featurize import featurize_images
+    from tests.inference.raw_images import FEATURE_EXTRACTION, PREPROCESSING, random_images
+
+    images = random_images(spark, tmp_path, n=16, size=32).coalesce(1)
+    progress.expect_images(16)
+    reporter = progress.for_node(spark.sparkContext, "merge_with_previous_features", featurizes=True)
+    lines: list[str] = []
+    record = progress.ImageCounter.record
+
+    def record_and_look(counter, partition, done):
+        record(counter, partition, done)
+        lines.append(reporter.line())
+
+    monkeypatch.setattr(progress.ImageCounter, "record", record_and_look)
+    previous_batch = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "4")
+    try:
+        features, _ = featurize_images(
+            images, {"name": "mobilenet_v2", "input_size": 32, "weights": None}, PREPROCESSING, FEATURE_EXTRACTION
+        )
+        assert features.count() == 16
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", previous_batch)
+    matches = [re.match(r"featurizing: (\d+) of 16 images \(0/1 tasks\)", line) for line in lines]
+    counts = [int(m.group(1)) for m in matches if m]
+    assert any(0 < count < 16 for count in counts), lines
+
+
+def test_the_image_count_takes_each_tasks_latest_total_and_ignores_strangers(spark):
+    from fruits_kedro.progress import ImageCounter, TaskImageReport
+
+    counter = ImageCounter.for_driver(spark.sparkContext)
+    try:
+        first, second = TaskImageReport(counter.sender, 0), TaskImageReport(counter.sender, 1)
+        first.add(3)
+        second.add(5)
+        retried = TaskImageReport(counter.sender, 0)  # a retry counts from 0 again
+        retried.add(1)
+        stranger = replace(counter.sender, token="another run")
+        TaskImageReport(stranger, 2).add(100)
+        first.add(4)
+        deadline = time.monotonic() + 30  # loopback datagrams: delivered, but by another thread
+        while counter.done() < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert counter.done() == 12
+    finally:
+        counter.close()
 
 
 def test_a_terminal_gets_a_progress_bar_of_images_between_the_lines(spark, monkeypatch):

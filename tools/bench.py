@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # a tool of this repository, run from it
+from tools.bench_project import PROJECT_ROOT, make_project, subprocess_env
+
 CACHE = Path(os.environ.get("FRUITS_KEDRO_CACHE_DIR", Path.home() / ".cache" / "fruits_kedro"))
 CNN_NODE = "merge_with_previous_features"  # its save of image_features is where the CNN runs
 PCA_NODES = ("fit_pca", "export_pca_csv")  # with their saves: the PCA (and its scores), the CSV
@@ -167,7 +168,7 @@ def run_script(photos: Path, output: Path, backbone: str, size: int, weights: st
     command = [sys.executable, "-m", "tools.plain_featurize", str(photos), str(output), "--backbone", backbone]
     command += ["--input-size", str(size), "--weights", str(weights), "--batch-size", str(batch_size)]
     start = time.perf_counter()
-    child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=_env())
+    child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=subprocess_env())
     with PeakMemory(pid=child.pid) as memory:
         code = child.wait()
     seconds = time.perf_counter() - start
@@ -182,18 +183,13 @@ def run_kedro(project: Path, params: dict, pipeline: str | None = None) -> RunFi
     request = {"project": str(project), "params": params, "pipeline": pipeline, "result": str(result)}
     start = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-m", "tools.bench", "--run", json.dumps(request)], cwd=project, env=_env()
+        [sys.executable, "-m", "tools.bench", "--run", json.dumps(request)], cwd=project, env=subprocess_env()
     )
     seconds = time.perf_counter() - start
     if completed.returncode != 0:
         raise RuntimeError(f"kedro run in {project} failed (exit status {completed.returncode}); its log is above")
     figures = json.loads(result.read_text())
     return RunFigures(seconds, figures["driver_mb"], figures["workers_mb"], figures["nodes"])
-
-
-def _env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "KEDRO_DISABLE_TELEMETRY": "1"}
 
 
 def _run_and_report(request: dict) -> None:
@@ -244,7 +240,7 @@ def measure_pca(rows: int, width: int, work: Path) -> dict:
     table = CACHE / "bench_features" / f"{rows}x{width}.parquet"
     if not (table / "_SUCCESS").exists():
         command = [sys.executable, "-m", "tools.bench_features", str(table), "--n", str(rows), "--d", str(width)]
-        subprocess.run(command, cwd=PROJECT_ROOT, env=_env(), check=True)
+        subprocess.run(command, cwd=PROJECT_ROOT, env=subprocess_env(), check=True)
     project = make_project(work / "pca_project")
     (project / "data" / "04_feature" / "image_features.parquet").symlink_to(table, target_is_directory=True)
     run = run_kedro(project, {}, "dimensionality_reduction")
@@ -262,15 +258,6 @@ def measure_pca(rows: int, width: int, work: Path) -> dict:
         "peak_driver_mb": round(run.driver_mb),
         "peak_workers_mb": round(run.workers_mb),
     }
-
-
-def make_project(destination: Path) -> Path:
-    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("credentials*.yml"))
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
-    (destination / "src").mkdir()
-    for layer in ("01_raw", "02_intermediate", "04_feature", "08_reporting"):
-        (destination / "data" / layer).mkdir(parents=True)
-    return destination
 
 
 def measure_serving(

@@ -16,16 +16,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools.bench_project import make_project, subprocess_env
+
 RUNTIMES = ("onnx", "onnx_int8")
 TOLERATED_POINTS = 0.5
 
 
 def run_evaluation(project: Path, params: str) -> None:
     """``kedro run --pipeline evaluation --params <params>`` in ``project``, as a user runs it."""
-    from tools.bench import _env
-
     command = [str(Path(sys.executable).parent / "kedro"), "run", "--pipeline", "evaluation", "--params", params]
-    subprocess.run(command, cwd=project, env=_env(), check=True, capture_output=True, text=True)
+    subprocess.run(command, cwd=project, env=subprocess_env(), check=True, capture_output=True, text=True)
 
 
 def compare(
@@ -34,8 +34,6 @@ def compare(
     """The evaluation's figures of ``backbone`` on each runtime, and the verdict
     (``extra_params``: more ``--params``, e.g. a smaller ``evaluation.input_size``; ``run``: how
     the evaluation is run, given a project folder and the ``--params`` string)."""
-    from tools.bench import make_project
-
     figures = {}
     for runtime in RUNTIMES:
         project = make_project(work / f"int8_{runtime}")

@@ -40,15 +40,17 @@ def feature_settings(
     FP32 features stay reusable across the keras and onnx runtimes.
     """
     from fruits_kedro.inference.registry import get_backbone, resolve_input_size
+    from fruits_kedro.inference.torch_export import weights_digest
     from fruits_kedro.inference.weights import weights_source_digest
 
     backbone = get_backbone(backbone_params["name"])
     weights = backbone_params["weights"]
+    weights_identity = weights_digest if backbone.framework == "torch" else weights_source_digest
     settings = {
         "backbone": backbone.name,
         "input_size": resolve_input_size(backbone, backbone_params["input_size"]),
         # A file's hash where there is one (ImageNet cache, a path, the random seed), else its name.
-        "weights": weights_source_digest(backbone, weights) or str(weights),
+        "weights": weights_identity(backbone, weights) or str(weights),
         "decoder": DECODER_VERSION,
         "background": [int(c) for c in preprocessing_params["background"]],
     }

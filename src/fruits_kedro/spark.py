@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fruits_kedro import interrupts
+from fruits_kedro.datasets.aws import executor_aws_environment
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -51,6 +52,20 @@ def spark_conf() -> dict[str, Any]:
 def forwards_aws_credentials() -> bool:
     """Whether this environment sends the driver's AWS credentials to the executors."""
     return _truthy(_spark_conf.get(FORWARD_CREDENTIALS_SETTING, False))
+
+
+def forward_aws_environment(spark_context, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Give the Python workers of the UDFs created from now on the driver's AWS settings.
+
+    The session's start already put them in ``spark.executorEnv.*``; this catches variables
+    set later (a notebook cell, a test's monkeypatch, a second ``kedro run`` in one process),
+    which would otherwise never reach the workers, so s3fs in the executors would silently
+    talk to another endpoint. PySpark sends ``SparkContext.environment`` with every Python
+    function.
+    """
+    forwarded = executor_aws_environment(str(spark_context.master), forwards_aws_credentials(), environ)
+    spark_context.environment.update(forwarded)
+    return forwarded
 
 
 def _is_local_master(master: str | None) -> bool:
@@ -95,7 +110,6 @@ def session_conf(recorded: dict[str, Any], environ: dict[str, str] | None = None
     interpreter from it, never from ``spark.pyspark.python``, in a session created in-process.
     """
     from fruits_kedro import verbosity
-    from fruits_kedro.datasets.aws import executor_aws_environment
 
     environ = os.environ if environ is None else environ
     conf = {k: v for k, v in recorded.items() if k not in PROJECT_SETTINGS}

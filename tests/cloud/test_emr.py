@@ -27,6 +27,15 @@ def dist_dir(tmp_path) -> Path:
     return dist
 
 
+@pytest.fixture
+def photos(bucket) -> str:
+    """A bucket with photos under fruits/raw/ (and a folder marker, which is no photo)."""
+    s3 = _client("s3")
+    for key in ("fruits/raw/", "fruits/raw/Training/Apple/1.jpg", "fruits/raw/Test/Apple/2.jpg"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"" if key.endswith("/") else b"\xff\xd8 jpeg")
+    return bucket
+
+
 def _args(bucket: str, dist_dir: Path, *extra: str):
     return emr.parse_args(["--bucket", bucket, "--prefix", "fruits", "--dist-dir", str(dist_dir), *extra])
 
@@ -35,7 +44,27 @@ def _client(service: str):
     return boto3.session.Session().client(service)
 
 
-def test_new_cluster_and_step(bucket, dist_dir):
+def _cluster_count() -> int:
+    pages = _client("emr").get_paginator("list_clusters").paginate()
+    return sum(len(page["Clusters"]) for page in pages)
+
+
+def _keys(bucket: str) -> list[str]:
+    return [o["Key"] for o in _client("s3").list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def _launch_capturing_the_request(bucket, dist_dir, *extra) -> tuple[dict, list[str], dict]:
+    """Launch through a session that records the RunJobFlow parameters as sent to the server."""
+    session = boto3.session.Session()
+    sent: dict = {}
+    session.events.register("provide-client-params.emr.RunJobFlow", lambda params, **_: sent.update(params))
+    lines: list[str] = []
+    result = emr.run(_args(bucket, dist_dir, "--no-wait", *extra), write=lines.append, session=session)
+    return result, lines, sent
+
+
+def test_new_cluster_and_step(photos, dist_dir):
+    bucket = photos
     lines: list[str] = []
     result = emr.run(
         _args(bucket, dist_dir, "--no-wait", "--core-count", "2", "--params", "ingestion.sample_per_class=5"),
@@ -80,7 +109,127 @@ def test_new_cluster_and_step(bucket, dist_dir):
     assert any(line.startswith(f"Created cluster {result['cluster_id']}") for line in lines)
 
 
-def test_existing_cluster_gets_the_step_and_is_left_running(bucket, dist_dir):
+def test_the_launch_says_where_what_it_costs_and_how_to_stop(photos, dist_dir):
+    lines: list[str] = []
+    result = emr.run(_args(photos, dist_dir, "--no-wait"), write=lines.append)
+
+    cluster = result["cluster_id"]
+    assert "Photos: 2 objects under s3://" + photos + "/fruits/raw/" in lines
+    assert "Region: us-east-1" in lines
+    assert (
+        f"Console: https://us-east-1.console.aws.amazon.com/emr/home?region=us-east-1#/clusterDetails/{cluster}"
+        in lines
+    )
+    # The defaults: 1 x m5.xlarge ($0.24) + 4 x m5.2xlarge ($0.48), EC2 + EMR.
+    (cost,) = [line for line in lines if line.startswith("Cost: ")]
+    assert cost.startswith("Cost: about $2.16 per hour (1 x m5.xlarge $0.240 + 4 x m5.2xlarge $0.480;")
+    assert f"us-east-1 on-demand prices of {emr.PRICES_DATE}" in cost
+    assert f"To stop: aws emr terminate-clusters --region us-east-1 --cluster-ids {cluster}" in lines
+    assert not any(line.startswith("Idle timeout") for line in lines)  # it ends with its step
+
+
+def test_the_event_log_prefix_is_made_before_the_cluster(photos, dist_dir):
+    lines: list[str] = []
+    emr.run(_args(photos, dist_dir, "--no-wait"), write=lines.append)
+    assert "fruits/spark-events/" in _keys(photos)
+    assert f"Event logs: s3://{photos}/fruits/spark-events/ (created)" in lines
+
+    emr.run(_args(photos, dist_dir, "--no-wait"), write=lines.append)
+    assert lines[-1].startswith("To stop: ")
+    assert f"Event logs: s3://{photos}/fruits/spark-events/ (already there)" in lines
+
+
+def test_no_photos_no_cluster(bucket, dist_dir, capsys):
+    """An empty raw/ would fail the run only after the cluster's paid start-up."""
+    clusters = _cluster_count()
+
+    assert emr.main(["--bucket", bucket, "--prefix", "fruits", "--dist-dir", str(dist_dir), "--no-wait"]) == 1
+
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"ERROR: No photos under s3://{bucket}/fruits/raw/")
+    assert f"python -m fruits_kedro.cloud.upload PATH --bucket {bucket} --prefix fruits" in error
+    assert _cluster_count() == clusters and _keys(bucket) == []
+
+
+def test_a_missing_bootstrap_script_stops_the_launch_before_any_upload(photos, dist_dir, tmp_path):
+    clusters, keys = _cluster_count(), _keys(photos)
+    missing = tmp_path / "bootstrap.sh"
+    with pytest.raises(emr.EmrError, match=f"Missing file to upload for bootstrap: {missing}"):
+        emr.run(_args(photos, dist_dir, "--no-wait", "--bootstrap-script", str(missing)), write=lambda _: None)
+    assert _cluster_count() == clusters and _keys(photos) == keys
+
+
+def test_an_upload_that_fails_stops_the_launch_before_the_cluster(photos, dist_dir, aws_env, monkeypatch):
+    """S3 goes away as the first file is uploaded (a proxy stops listening): the launcher
+    names the file and its key, and creates no cluster."""
+    from tests.fault_proxy import FaultProxy
+
+    clusters = _cluster_count()
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with FaultProxy.for_url(aws_env) as proxy:
+        session = boto3.session.Session()
+        session.events.register("before-call.s3.PutObject", lambda **_: proxy.set_mode("refuse"))
+        args = _args(photos, dist_dir, "--no-wait", "--endpoint-url", proxy.url)
+        with pytest.raises(emr.EmrError, match=f"Cannot upload .* to s3://{photos}/fruits/emr/artifacts/0.1.0/"):
+            emr.run(args, write=lambda _: None, session=session)
+        assert proxy.stats.faults
+    assert _cluster_count() == clusters
+
+
+def test_spot_core_nodes(photos, dist_dir):
+    result, lines, _ = _launch_capturing_the_request(photos, dist_dir, "--spot")
+
+    groups = _client("emr").list_instance_groups(ClusterId=result["cluster_id"])["InstanceGroups"]
+    assert {g["InstanceGroupType"]: g["Market"] for g in groups} == {"MASTER": "ON_DEMAND", "CORE": "SPOT"}
+    assert any(line.endswith("4 x m5.2xlarge on spot)") for line in lines)
+    (cost,) = [line for line in lines if line.startswith("Cost: ")]
+    assert "core nodes on spot cost less" in cost
+
+
+def test_a_kept_cluster_terminates_when_idle(photos, dist_dir):
+    _, lines, sent = _launch_capturing_the_request(photos, dist_dir, "--keep-alive")
+    assert sent["AutoTerminationPolicy"] == {"IdleTimeout": emr.DEFAULT_IDLE_TIMEOUT_SECONDS}
+    assert sent["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    assert "Idle timeout: the cluster terminates after 1 h idle (no step, no YARN application)." in lines
+
+    _, lines, sent = _launch_capturing_the_request(photos, dist_dir, "--keep-alive", "--idle-timeout", "90m")
+    assert sent["AutoTerminationPolicy"] == {"IdleTimeout": 5400}
+    assert "Idle timeout: the cluster terminates after 90 min idle (no step, no YARN application)." in lines
+
+    _, lines, sent = _launch_capturing_the_request(photos, dist_dir, "--keep-alive", "--idle-timeout", "0")
+    assert "AutoTerminationPolicy" not in sent
+    assert not any(line.startswith("Idle timeout") for line in lines)
+
+
+def test_an_idle_timeout_emr_would_refuse_is_refused_here(capsys):
+    with pytest.raises(SystemExit):
+        emr.parse_args(["--bucket", "b", "--idle-timeout", "30s"])
+    assert "EMR accepts an idle timeout of 60 s to 7 days, not 30s" in capsys.readouterr().err
+
+
+def test_cluster_options_with_an_existing_cluster_are_refused(photos, dist_dir):
+    for option in (["--spot"], ["--idle-timeout", "1h"]):
+        with pytest.raises(emr.EmrError, match="apply to a new cluster"):
+            emr.run(_args(photos, dist_dir, "--cluster-id", "j-ANY", *option), write=lambda _: None)
+
+
+def test_the_cost_estimate_takes_given_prices_and_names_missing_ones(photos, dist_dir):
+    _, lines, _ = _launch_capturing_the_request(
+        photos, dist_dir, "--core-type", "r7i.2xlarge", "--core-count", "2", "--hourly-price", "r7i.2xlarge=0.66"
+    )
+    assert any(
+        line.startswith("Cost: about $1.56 per hour (1 x m5.xlarge $0.240 + 2 x r7i.2xlarge $0.660;") for line in lines
+    )
+
+    _, lines, _ = _launch_capturing_the_request(photos, dist_dir, "--core-type", "r7i.2xlarge")
+    assert any(
+        line.startswith("Cost: no price for r7i.2xlarge in the table") and "--hourly-price r7i.2xlarge=USD" in line
+        for line in lines
+    )
+
+
+def test_existing_cluster_gets_the_step_and_is_left_running(photos, dist_dir):
+    bucket = photos
     client = _client("emr")
     existing = client.run_job_flow(
         Name="shared",
@@ -115,6 +264,11 @@ def test_existing_cluster_gets_the_step_and_is_left_running(bucket, dist_dir):
     # moto leaves steps RUNNING: the launcher printed the state, then gave up waiting.
     assert result["state"] == "RUNNING"
     assert any(f"step {result['step_id']} on {existing}: RUNNING" in line for line in lines)
+    # On timeout: how to follow the step, and how to stop it without stopping the shared cluster.
+    step = result["step_id"]
+    follow = f"aws emr describe-step --region us-east-1 --cluster-id {existing} --step-id {step}"
+    assert any(line.startswith(f"Follow it: {follow} or https://us-east-1.console.aws") for line in lines)
+    assert f"Stop it: aws emr cancel-steps --region us-east-1 --cluster-id {existing} --step-ids {step}" in lines
 
 
 def test_missing_package_says_to_run_kedro_package(bucket, tmp_path):

@@ -54,22 +54,6 @@ def executor_aws_environment(
     return {name: environ[name] for name in names if environ.get(name)}
 
 
-def forward_aws_environment(spark_context, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Give the Python workers of the UDFs created from now on the driver's AWS settings.
-
-    The session's start already put them in ``spark.executorEnv.*``; this catches variables
-    set later (a notebook cell, a test's monkeypatch, a second ``kedro run`` in one process),
-    which would otherwise never reach the workers, so s3fs in the executors would silently
-    talk to another endpoint. PySpark sends ``SparkContext.environment`` with every Python
-    function.
-    """
-    from fruits_kedro.spark import forwards_aws_credentials
-
-    forwarded = executor_aws_environment(str(spark_context.master), forwards_aws_credentials(), environ)
-    spark_context.environment.update(forwarded)
-    return forwarded
-
-
 def describe_s3_error(exc: BaseException, url: str, action: str) -> str | None:
     """A message naming the bucket/key and the fix, for the S3 failures users actually hit.
 

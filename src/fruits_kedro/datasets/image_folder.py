@@ -47,8 +47,9 @@ import fsspec
 import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError
 
-from fruits_kedro.datasets.aws import describe_s3_error, forward_aws_environment, is_local_path, require_bucket
+from fruits_kedro.datasets.aws import describe_s3_error, is_local_path, require_bucket
 from fruits_kedro.datasets.files import Unreadable, not_regular_reason, read_files, size_reason
+from fruits_kedro.spark import forward_aws_environment
 
 LISTING_COLUMNS = ("path", "relative_path", "size", "modified", "skipped")
 FILE_URI = "file://"

@@ -26,7 +26,8 @@ import fsspec
 from kedro.io.core import AbstractDataset, DatasetError
 
 from fruits_kedro.datasets.arrow_source import map_in_arrow
-from fruits_kedro.datasets.aws import forward_aws_environment, is_local_path, require_bucket
+from fruits_kedro.datasets.aws import is_local_path, require_bucket
+from fruits_kedro.spark import forward_aws_environment
 
 if TYPE_CHECKING:
     import pandas as pd

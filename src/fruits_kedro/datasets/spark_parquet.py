@@ -46,12 +46,12 @@ from fruits_kedro.cloud.s3_retries import use_s3_retry_settings
 from fruits_kedro.datasets.arrow_source import map_in_arrow, with_arrow_source
 from fruits_kedro.datasets.aws import (
     describe_s3_error,
-    forward_aws_environment,
     is_local_path,
     require_bucket,
     storage_options,
 )
 from fruits_kedro.datasets.files import StorageUnavailableError, storage_failure
+from fruits_kedro.spark import forward_aws_environment
 
 logger = logging.getLogger(__name__)
 

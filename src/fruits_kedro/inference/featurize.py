@@ -155,6 +155,7 @@ def featurize_images(
     rejected = RejectedImages(spark.sparkContext)
     rejected_accumulator = rejected.accumulator
     progress.count_rejected(lambda: len(rejected_accumulator.value))
+    images_sender = progress.count_images(spark.sparkContext)
     job_token = uuid.uuid4().hex
     batch_size = params["batch_size"]
     provider = params["execution_provider"]
@@ -215,6 +216,18 @@ def featurize_images(
             if pending is not None:
                 yield featurize(pending[0], pending[1].result(), infer, per_call)
 
+    def counted_featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """The task tells the driver's progress line its images as they come out of the network."""
+        report = images_sender.for_task() if images_sender is not None else None
+        try:
+            for featurized in featurize_partition(batches):
+                if report is not None:
+                    report.add(featurized.num_rows)
+                yield featurized
+        finally:
+            if report is not None:
+                report.close()
+
     # Arrow in, Arrow out (mapInArrow, not a pandas UDF): the tasks never import pandas,
     # which slows each Python worker's start, and the features go from NumPy to
     # Arrow in one copy instead of one Python object per image.
@@ -225,7 +238,7 @@ def featurize_images(
     # Marked as an Arrow function of the listing's partitions: the Parquet writer runs in the
     # same worker, so features never become JVM rows and each task holds one ONNX session.
     featurized = with_arrow_source(
-        ids.mapInArrow(featurize_partition, schema), ids, featurize_partition, fixed_partitions=True
+        ids.mapInArrow(counted_featurize_partition, schema), ids, counted_featurize_partition, fixed_partitions=True
     )
     return with_constant_column(featurized, SETTINGS_COLUMN, settings), rejected
 

@@ -2,7 +2,7 @@
 
 :func:`inference_payload` is what the driver broadcasts for a runtime: the Keras weight arrays,
 or the model converted to ONNX with tf2onnx (a PyTorch backbone: exported by
-:mod:`.torch_export`) and kept in :func:`onnx_cache_dir`, keyed by the weights and every version
+:mod:`.torch_export`) and kept in :func:`.model_cache.onnx_cache_dir`, keyed by the weights and every version
 that shapes the exported graph.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fruits_kedro.inference.model_cache import ONNX_OPSET, onnx_cache_dir, write_cached_model
 from fruits_kedro.inference.registry import Backbone
 from fruits_kedro.inference.runtime import RUNTIMES
 from fruits_kedro.inference.weights import load_weights, weights_source_digest
@@ -49,17 +49,9 @@ def inference_payload(backbone: Backbone, input_size: int, weights: str | None, 
     )
 
 
-ONNX_OPSET = 17
 # Part of the cache key: bump it whenever _export_onnx makes a different graph
 # (2: uint8 "pixels" input, preprocessing inside, frozen constants).
 ONNX_EXPORT_VERSION = 2
-
-
-def onnx_cache_dir() -> Path:
-    """Where converted models are kept between runs: ``$FRUITS_KEDRO_CACHE_DIR/onnx``,
-    by default ``~/.cache/fruits_kedro/onnx``."""
-    root = os.environ.get("FRUITS_KEDRO_CACHE_DIR") or Path.home() / ".cache" / "fruits_kedro"
-    return Path(root) / "onnx"
 
 
 def _arrays_digest(arrays: list[np.ndarray]) -> str:
@@ -110,17 +102,6 @@ def _cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None)
     onnx_bytes = _export_onnx(backbone, input_size, arrays)
     write_cached_model(path, onnx_bytes)
     return onnx_bytes
-
-
-def write_cached_model(path: Path, onnx_bytes: bytes) -> None:
-    """Keep a converted model in the cache; one that cannot be written only costs a conversion."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_bytes(onnx_bytes)
-        os.replace(partial, path)  # atomic: a concurrent run reads a whole file or none
-    except OSError as exc:
-        logger.warning("Cannot cache the ONNX model in %s (%s); it will be converted again next run", path.parent, exc)
 
 
 def _export_onnx(backbone: Backbone, input_size: int, arrays: list[np.ndarray]) -> bytes:

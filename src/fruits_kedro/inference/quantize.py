@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fruits_kedro.inference.model_cache import onnx_cache_dir, write_cached_model
+
 logger = logging.getLogger(__name__)
 
 # Part of the cache key: bump it whenever quantize_int8 makes a different model.
@@ -86,8 +88,6 @@ def quantize_int8(fp32_model: bytes, calibration: np.ndarray) -> bytes:
 def cached_int8_model(fp32_model: bytes, calibration: np.ndarray, name: str) -> bytes:
     """:func:`quantize_int8`, at most once per machine for the same model and calibration pixels."""
     from importlib.metadata import version
-
-    from fruits_kedro.inference.onnx_export import onnx_cache_dir, write_cached_model
 
     digest = hashlib.sha256()
     for part in (fp32_model, np.ascontiguousarray(calibration).tobytes(), str(calibration.shape).encode()):

@@ -6,7 +6,7 @@ with its ImageNet checkpoint from the package that ships it, and exported with
 (N, s, s, 3) in, (N, features) out, the normalisation and the NHWC -> NCHW transpose inside the
 graph. The executors run it with ONNX Runtime like any other backbone and never import torch.
 
-The export is cached in :func:`~fruits_kedro.inference.onnx_export.onnx_cache_dir`, keyed by a
+The export is cached in :func:`~fruits_kedro.inference.model_cache.onnx_cache_dir`, keyed by a
 hash of the checkpoint file and every version that shapes the graph; a run that finds it never
 imports torch. PyTorch and the packages are the optional extra ``[torch]``.
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fruits_kedro.inference.model_cache import ONNX_OPSET, onnx_cache_dir, write_cached_model
 from fruits_kedro.inference.registry import Backbone
 from fruits_kedro.inference.weights import (
     RANDOM_WEIGHTS_SEED,
@@ -198,8 +199,6 @@ def _export(module: Any, backbone: Backbone, input_size: int, opset: int) -> byt
 def _cache_path(backbone: Backbone, input_size: int, weights_identity: str, opset: int) -> Path:
     from importlib.metadata import version
 
-    from fruits_kedro.inference.onnx_export import onnx_cache_dir
-
     versions = [f"{distribution}=={version(distribution)}" for _, distribution in _network(backbone).packages]
     key = json.dumps([TORCH_EXPORT_VERSION, opset, backbone.name, input_size, versions, weights_identity])
     return onnx_cache_dir() / f"{backbone.name}_{input_size}_{hashlib.sha256(key.encode()).hexdigest()[:20]}.onnx"
@@ -218,8 +217,6 @@ def cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None) 
 
 
 def _cached_onnx_model(backbone: Backbone, input_size: int, weights: str | None) -> bytes:
-    from fruits_kedro.inference.onnx_export import ONNX_OPSET, write_cached_model
-
     require_packages(backbone)
     identity = weights_digest(backbone, weights)
     if identity is None:

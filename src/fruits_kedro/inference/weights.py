@@ -122,12 +122,8 @@ def weights_source_digest(backbone: Backbone, weights: str | None) -> str | None
     ImageNet weights: every file of this network in Keras' cache; a weights path: that file;
     random weights: the seed (the installed versions are part of the cache key). ``None`` when
     only Keras can tell: ImageNet weights not downloaded yet, a remote URI, a missing file.
-    A PyTorch backbone's: its checkpoint's (:func:`.torch_export.weights_digest`).
+    A Keras backbone's only (a PyTorch backbone's: :func:`.torch_export.weights_digest`).
     """
-    if backbone.framework == "torch":
-        from fruits_kedro.inference.torch_export import weights_digest
-
-        return weights_digest(backbone, weights)
     digest = hashlib.sha256()
     if weights is None:
         digest.update(f"random weights, seed {RANDOM_WEIGHTS_SEED}".encode())
