@@ -26,6 +26,9 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 # Converted ONNX models are cached per test session (kedro runs in subprocesses included):
 # a stale model from an older checkout can never hide an export bug.
 os.environ["FRUITS_KEDRO_CACHE_DIR"] = tempfile.mkdtemp(prefix="fruits_kedro_test_cache_")
+# Every kedro run of the tests (the [mlflow] extra installed) records into one MLflow store of
+# this session: never the developer's server, and its tables are made once, not per project.
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.environ['FRUITS_KEDRO_CACHE_DIR']}/mlruns/mlflow.db"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -42,7 +42,7 @@ class RunLogHooks:
 
 
 class ParameterValidationHooks:
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """Check every setting the run uses before Spark starts, so mistakes cost seconds.
 
