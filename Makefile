@@ -94,7 +94,7 @@ lint: install
 # Kedro-Viz on loopback: the pipelines, with previews of the current outputs. VIZ_PORT to change it.
 VIZ_PORT ?= 4141
 viz: install
-	$(BIN)/kedro viz run --host 127.0.0.1 --port $(VIZ_PORT) --include-previews
+	$(BIN)/kedro viz run --host 127.0.0.1 --port $(VIZ_PORT)
 
 # The same as a static site in build/; it needs HTTP (a browser blocks its scripts from a file):
 #   .venv/bin/python -m http.server 8080 --bind 127.0.0.1 --directory build

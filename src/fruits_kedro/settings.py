@@ -18,6 +18,10 @@ from fruits_kedro.hooks import (  # noqa: E402
     SparkHooks,
 )
 from fruits_kedro.tracking import TrackingHooks, artifact_location, tracking_uri  # noqa: E402
+from fruits_kedro.verbosity import hide_known_warnings  # noqa: E402
+
+# Kedro loads these settings before the plugins' commands, whose loading warns.
+hide_known_warnings()
 
 # Order matters: parameters are validated (and weights located) before Spark starts, and
 # before old run folders are removed (hooks registered later run first). kedro-mlflow's hook
