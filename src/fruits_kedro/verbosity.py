@@ -27,8 +27,8 @@ CHATTY_LOGGERS = ("tensorflow", "absl", "h5py", "tf2onnx")
 
 # Warnings about libraries' internals, which no setting of this project changes: kedro-mlflow's
 # pyfunc model (unused here) has no type hints, which MLflow says when kedro-mlflow's commands
-# load, i.e. on every kedro command.
-KNOWN_WARNINGS = ("Add type hints to the `predict` method",)
+# load, i.e. on every kedro command; Kedro-Viz's server uses a response class FastAPI deprecates.
+KNOWN_WARNINGS = ("Add type hints to the `predict` method", "ORJSONResponse is deprecated")
 
 
 def hide_known_warnings() -> None:
