@@ -140,7 +140,7 @@ def aws_env(monkeypatch, s3_endpoint) -> str:
 
 @pytest.fixture(scope="session")
 def generated_evaluation(tmp_path_factory, generated_sample) -> Path:
-    """``kedro run --pipeline evaluation`` on the generated sample (random weights)."""
+    """``kedro run --pipelines evaluation`` on the generated sample (random weights)."""
     from tests.pipelines.evaluation.runs import generated_evaluation_run
 
     return generated_evaluation_run(tmp_path_factory, generated_sample)
@@ -148,7 +148,7 @@ def generated_evaluation(tmp_path_factory, generated_sample) -> Path:
 
 @pytest.fixture(scope="session")
 def real_evaluation(tmp_path_factory, shared_photos, imagenet_keras_home) -> Path:
-    """``kedro run --pipeline evaluation`` on the real photos with ImageNet MobileNetV2."""
+    """``kedro run --pipelines evaluation`` on the real photos with ImageNet MobileNetV2."""
     from tests.pipelines.evaluation.runs import real_evaluation_run
 
     return real_evaluation_run(tmp_path_factory, shared_photos)

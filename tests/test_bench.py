@@ -57,7 +57,7 @@ def test_bench_compares_the_whole_run_with_the_plain_script(tmp_path):
     assert row["cnn_stage_images_per_s"] > row["run_images_per_s"] > 0
     assert row["peak_driver_mb"] > 100 and row["peak_workers_mb"] > 0 and row["script_peak_mb"] > 0
     assert rows[0].n_images == 40
-    # PCA + CSV on the synthetic table, through kedro run --pipeline dimensionality_reduction.
+    # PCA + CSV on the synthetic table, through kedro run --pipelines dimensionality_reduction.
     pca = report["pca"]
     assert pca["rows"] == 2000 and pca["width"] == 48 and 1 <= pca["k"] <= 48
     assert pca["pca_and_csv_s"] == round(pca["fit_pca_s"] + pca["export_pca_csv_s"], 2) > 0

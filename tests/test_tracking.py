@@ -99,7 +99,7 @@ def test_without_the_extra_a_run_says_so_in_one_line(monkeypatch, caplog):
     monkeypatch.setattr(tracking, "tracking_available", lambda: False)
     hooks = tracking.TrackingHooks()
     with caplog.at_level(logging.INFO, logger="fruits_kedro.tracking"):
-        hooks.before_pipeline_run(catalog=None)
+        hooks.before_pipeline_run()
         hooks.after_dataset_saved("pca_explained_variance", {"k": 3, "explained_variance_at_k": 0.96})
         hooks.after_pipeline_run()
     assert [r.getMessage() for r in caplog.records] == [

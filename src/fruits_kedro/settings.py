@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# MLflow sets its own loggers' level when imported (after Kedro's logging.yml): warnings only.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 from kedro.config import OmegaConfigLoader  # noqa: E402
 

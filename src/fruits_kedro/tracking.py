@@ -32,6 +32,8 @@ from typing import Any
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
+from fruits_kedro.verbosity import is_verbose
+
 logger = logging.getLogger(__name__)
 
 INSTALL_EXTRA = 'pip install -e ".[mlflow]"'
@@ -97,7 +99,14 @@ class _NodeSeconds(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         name, seconds = record.args
-        self._log({f"node_seconds.{name}": round(float(seconds), 3)})
+        try:
+            self._log({f"node_seconds.{name}": round(float(seconds), 3)})
+        except Exception as error:  # noqa: BLE001 - the record of a run never fails the run itself
+            _not_logged(f"node {name}'s time", error)
+
+
+def _not_logged(what: str, error: Exception) -> None:
+    logger.warning("MLflow: %s not logged (%s: %s); the run goes on.", what, type(error).__name__, error)
 
 
 class TrackingHooks:
@@ -106,7 +115,6 @@ class TrackingHooks:
     def __init__(self) -> None:
         self._client = None
         self._run_id: str | None = None
-        self._folders: dict[str, str] = {}
         self._artifacts: dict[str, tuple[str, dict[str, Any]]] = {}
         self._timings: _NodeSeconds | None = None
 
@@ -114,15 +122,13 @@ class TrackingHooks:
     @hook_impl(tryfirst=True)
     def after_context_created(self, context) -> None:
         """Make the local store's folder (SQLite makes its file, not the folder); note the
-        catalog entries to log as artifacts (the catalog's own configuration drops metadata)."""
-        self._folders = {}
+        catalog entries to log as artifacts."""
+        self._artifacts = {}
         if not tracking_available():
             return
-        self._folders = {
-            name: entry["metadata"][ARTIFACT_KEY]
-            for name, entry in context.config_loader["catalog"].items()
-            if isinstance(entry, dict) and ARTIFACT_KEY in (entry.get("metadata") or {})
-        }
+        if not is_verbose():  # its notices (resolvers, the run); kedro-mlflow sets INFO when imported
+            logging.getLogger("kedro_mlflow").setLevel(logging.WARNING)
+        self._artifacts = _artifact_entries(context.config_loader["catalog"])
         try:
             uri = str(context.config_loader["mlflow"].get("server", {}).get("mlflow_tracking_uri") or "")
         except MissingConfigException:  # no mlflow.yml: kedro-mlflow warns and uses its defaults
@@ -133,7 +139,7 @@ class TrackingHooks:
     # After kedro-mlflow's own hook (an installed plugin's hooks run before the project's),
     # which has opened the run by then.
     @hook_impl(trylast=True)
-    def before_pipeline_run(self, catalog) -> None:
+    def before_pipeline_run(self) -> None:
         self._stop()
         if not tracking_available():
             logger.info("MLflow tracking is off: the [mlflow] extra is not installed (%s).", INSTALL_EXTRA)
@@ -145,7 +151,6 @@ class TrackingHooks:
             return
         self._client = mlflow.MlflowClient(mlflow.get_tracking_uri())
         self._run_id = run.info.run_id
-        self._artifacts = _artifact_entries(catalog, self._folders)
         self._timings = _NodeSeconds(self._log_metrics)
         logging.getLogger("fruits_kedro.hooks.timing").addHandler(self._timings)
         logger.info("MLflow run %s in %s (make mlflow: the UI)", self._run_id, mlflow.get_tracking_uri())
@@ -154,9 +159,12 @@ class TrackingHooks:
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
         if self._run_id is None:
             return
-        self._log_metrics(run_metrics(dataset_name, data))
-        if dataset_name in self._artifacts:
-            self._log_artifact(dataset_name, data)
+        try:
+            self._log_metrics(run_metrics(dataset_name, data))
+            if dataset_name in self._artifacts:
+                self._log_artifact(dataset_name, data)
+        except Exception as error:  # noqa: BLE001 - the record of a run never fails the run itself
+            _not_logged(dataset_name, error)
 
     # The figures of the run's last nodes are in before its run ends (kedro-mlflow ends it).
     @hook_impl(tryfirst=True)
@@ -170,7 +178,7 @@ class TrackingHooks:
     def _stop(self) -> None:
         if self._timings is not None:
             logging.getLogger("fruits_kedro.hooks.timing").removeHandler(self._timings)
-        self._client, self._run_id, self._artifacts, self._timings = None, None, {}, None
+        self._client, self._run_id, self._timings = None, None, None
 
     def _log_metrics(self, metrics: dict[str, float]) -> None:
         if not metrics or self._run_id is None:
@@ -194,13 +202,14 @@ class TrackingHooks:
             self._client.log_artifact(self._run_id, str(path), folder)
 
 
-def _artifact_entries(catalog, folders: dict[str, str]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """name -> (artifact folder, the configuration of the dataset that writes the file: an
-    ``OutputSetDataset``'s wrapped one)."""
-    configs = catalog.to_config()[0]
+def _artifact_entries(catalog_config: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """name -> (artifact folder, the configuration of the dataset that writes its file: an
+    ``OutputSetDataset``'s wrapped one), for the catalog entries whose metadata names a folder.
+    From the configuration: the catalog's own (``to_config``) has no uniform shape."""
     found = {}
-    for name, folder in folders.items():
-        if name in configs:
-            config = configs[name]
-            found[name] = (folder, config["dataset"] if isinstance(config.get("dataset"), dict) else config)
+    for name, entry in catalog_config.items():
+        if not isinstance(entry, dict) or ARTIFACT_KEY not in (entry.get("metadata") or {}):
+            continue
+        dataset = entry["dataset"] if isinstance(entry.get("dataset"), dict) else entry
+        found[name] = (entry["metadata"][ARTIFACT_KEY], dataset)
     return found

@@ -1,4 +1,4 @@
-"""``kedro run --pipeline evaluation``, end to end: the generated sample (structure, runs
+"""``kedro run --pipelines evaluation``, end to end: the generated sample (structure, runs
 everywhere) and the real Fruits-360 photos with ImageNet weights (quality)."""
 
 from __future__ import annotations
