@@ -96,10 +96,11 @@ VIZ_PORT ?= 4141
 viz: install
 	$(BIN)/kedro viz run --host 127.0.0.1 --port $(VIZ_PORT)
 
-# The same as a static site in build/; it needs HTTP (a browser blocks its scripts from a file):
-#   .venv/bin/python -m http.server 8080 --bind 127.0.0.1 --directory build
+# The same as a static site in build/, with previews; it needs HTTP (a browser blocks its
+# scripts from a file), e.g. Python's own server, as printed.
 viz-build: install
 	$(BIN)/kedro viz build --include-previews
+	@echo "Serve it: $(BIN)/python -m http.server 8080 --bind 127.0.0.1 --directory build  (http://127.0.0.1:8080)"
 
 # The MLflow UI on the runs in mlruns/ (the [mlflow] extra): http://127.0.0.1:$(MLFLOW_PORT)
 MLFLOW_PORT ?= 5000

@@ -25,6 +25,9 @@ from kedro.framework.session import KedroSession
 
 from tests.conftest import PROJECT_ROOT
 
+# runpy warns that a module it runs as __main__ was imported before (this process imported it).
+pytestmark = pytest.mark.filterwarnings("ignore:.*found in sys.modules after import of package:RuntimeWarning")
+
 README = PROJECT_ROOT / "README.md"
 SHELL_LANGUAGES = ("", "bash", "sh", "shell", "console")
 # The program of a command, as the README writes it, and the module that runs it.
