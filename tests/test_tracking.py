@@ -137,3 +137,22 @@ def test_figures_come_from_the_reports_that_have_them():
         "orb.images_per_second": 45.0,
     }
     assert tracking.run_metrics("image_features_pca", object()) == {}
+
+
+def test_the_emr_environment_puts_artifacts_on_s3_and_keeps_the_rest_of_base(monkeypatch):
+    from kedro.config import OmegaConfigLoader
+
+    from fruits_kedro.settings import CONFIG_LOADER_ARGS
+    from tests.conftest import PROJECT_ROOT
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.chdir(PROJECT_ROOT)
+    conf = str(PROJECT_ROOT / "conf")
+    emr = OmegaConfigLoader(conf, env="emr", runtime_params={"bucket": "bkt", "prefix": "p"}, **CONFIG_LOADER_ARGS)
+    local = OmegaConfigLoader(conf, env="local", **CONFIG_LOADER_ARGS)
+    assert emr["mlflow"]["tracking"]["experiment"]["create_experiment_kwargs"]["artifact_location"] == (
+        "s3://bkt/p/mlruns"
+    )
+    assert emr["mlflow"]["tracking"]["params"] == local["mlflow"]["tracking"]["params"]  # merged, not replaced
+    assert emr["mlflow"]["tracking"]["params"]["dict_params"]["flatten"] is True
+    assert local["mlflow"]["server"]["mlflow_tracking_uri"] == f"sqlite:///{PROJECT_ROOT.resolve()}/mlruns/mlflow.db"
