@@ -17,13 +17,13 @@ export KERAS_HOME ?= $(abspath ../shared/keras)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install install-torch sample check-java jvm-archive viz clean bench lint browser serve weights
+.PHONY: run test install install-torch install-mlflow sample check-java jvm-archive viz viz-build mlflow clean bench lint browser serve weights
 .PHONY: cluster-up cluster-down cluster-status history history-down
 
 run: install weights sample jvm-archive
 	$(BIN)/kedro run $(ARGS)
 
-test: install install-torch weights sample jvm-archive
+test: install install-torch install-mlflow weights sample jvm-archive
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: check-java $(VENV)/.installed
@@ -50,6 +50,14 @@ install-torch: install $(VENV)/.installed-torch
 
 $(VENV)/.installed-torch: $(VENV)/.installed pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,torch]"
+	touch $@
+
+# The optional extra [mlflow]: kedro-mlflow records each kedro run in mlruns/ (conf/base/mlflow.yml),
+# which the tests cover. Without it, runs are the same, untracked.
+install-mlflow: install $(VENV)/.installed-mlflow
+
+$(VENV)/.installed-mlflow: $(VENV)/.installed pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,mlflow]"
 	touch $@
 
 sample: install
@@ -88,8 +96,22 @@ lint: install
 	$(BIN)/ruff check src tests tools
 	$(BIN)/ruff format --check src tests tools
 
+# Kedro-Viz on loopback: the pipelines, with previews of the current outputs. VIZ_PORT to change it.
+VIZ_PORT ?= 4141
 viz: install
+	$(BIN)/kedro viz run --host 127.0.0.1 --port $(VIZ_PORT)
+
+# The same as a static site in build/, with previews; it needs HTTP (a browser blocks its
+# scripts from a file), e.g. Python's own server, as printed.
+viz-build: install
 	$(BIN)/kedro viz build --include-previews
+	@echo "Serve it: $(BIN)/python -m http.server 8080 --bind 127.0.0.1 --directory build  (http://127.0.0.1:8080)"
+
+# The MLflow UI on the runs in mlruns/ (the [mlflow] extra): http://127.0.0.1:$(MLFLOW_PORT)
+MLFLOW_PORT ?= 5000
+mlflow: install-mlflow
+	@mkdir -p mlruns
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 clean:
 	rm -rf $(VENV) data/02_intermediate/* data/03_primary/* data/04_feature/* data/08_reporting/*

@@ -26,6 +26,9 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 # Converted ONNX models are cached per test session (kedro runs in subprocesses included):
 # a stale model from an older checkout can never hide an export bug.
 os.environ["FRUITS_KEDRO_CACHE_DIR"] = tempfile.mkdtemp(prefix="fruits_kedro_test_cache_")
+# Every kedro run of the tests (the [mlflow] extra installed) records into one MLflow store of
+# this session: never the developer's server, and its tables are made once, not per project.
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.environ['FRUITS_KEDRO_CACHE_DIR']}/mlruns/mlflow.db"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -137,7 +140,7 @@ def aws_env(monkeypatch, s3_endpoint) -> str:
 
 @pytest.fixture(scope="session")
 def generated_evaluation(tmp_path_factory, generated_sample) -> Path:
-    """``kedro run --pipeline evaluation`` on the generated sample (random weights)."""
+    """``kedro run --pipelines evaluation`` on the generated sample (random weights)."""
     from tests.pipelines.evaluation.runs import generated_evaluation_run
 
     return generated_evaluation_run(tmp_path_factory, generated_sample)
@@ -145,7 +148,7 @@ def generated_evaluation(tmp_path_factory, generated_sample) -> Path:
 
 @pytest.fixture(scope="session")
 def real_evaluation(tmp_path_factory, shared_photos, imagenet_keras_home) -> Path:
-    """``kedro run --pipeline evaluation`` on the real photos with ImageNet MobileNetV2."""
+    """``kedro run --pipelines evaluation`` on the real photos with ImageNet MobileNetV2."""
     from tests.pipelines.evaluation.runs import real_evaluation_run
 
     return real_evaluation_run(tmp_path_factory, shared_photos)

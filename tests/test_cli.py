@@ -20,7 +20,7 @@ KEDRO = Path(sys.executable).parent / "kedro"
             "dimensionality_reduction.variance_threshold",
         ),
         (["--params", "images_root=/nowhere/photos"], "Image folder not found: /nowhere/photos"),
-        (["--pipeline", "no_such_pipeline"], "Failed to find the pipeline named 'no_such_pipeline'"),
+        (["--pipelines", "no_such_pipeline"], "Failed to find the pipeline named 'no_such_pipeline'"),
         (["--env", "no_such_env"], "no_such_env"),
     ],
 )
@@ -64,7 +64,7 @@ def test_a_setting_mistake_is_one_line_before_spark(tmp_path, arguments, line):
 def test_verbose_shows_the_libraries_messages_a_run_hides_by_default(tmp_path, generated_sample):
     """The default's quietness is counted on a whole real run (tests/test_real_photos.py)."""
     project = make_project_copy(tmp_path / "project")
-    arguments = ["run", "--verbose", "--pipeline", "ingestion", "--params", f"images_root={generated_sample}"]
+    arguments = ["run", "--verbose", "--pipelines", "ingestion", "--params", f"images_root={generated_sample}"]
     done = subprocess.run([str(KEDRO), *arguments], cwd=project, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "NativeCodeLoader" in done.stderr and "default log4j profile" in done.stderr

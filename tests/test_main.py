@@ -11,7 +11,7 @@ SCRIPT = Path(sys.executable).parent / "fruits-kedro"
 
 def test_kedro_run_options_without_a_subcommand_are_a_run(tmp_path):
     project = make_project_copy(tmp_path / "project")
-    for command in ([str(SCRIPT), "--pipeline", "no_such_pipeline"], [str(SCRIPT), "run", "--pipeline", "no_such"]):
+    for command in ([str(SCRIPT), "--pipelines", "no_such_pipeline"], [str(SCRIPT), "run", "--pipelines", "no_such"]):
         done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=120)
         assert done.returncode != 0
         assert "Failed to find the pipeline named" in done.stdout + done.stderr

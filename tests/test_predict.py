@@ -81,7 +81,7 @@ def test_the_exported_classifier_gives_the_spark_models_probabilities(generated_
 def test_predict_explains_a_missing_classifier(tmp_path, capsys):
     project = make_project_copy(tmp_path / "untrained")
     assert main(["--project-path", str(project), str(project / "photo.jpg")]) == 1
-    assert "kedro run --pipeline evaluation" in capsys.readouterr().err
+    assert "kedro run --pipelines evaluation" in capsys.readouterr().err
 
 
 def test_a_classifier_trained_without_backbone_says_why():

@@ -52,3 +52,16 @@ def test_verbose_hides_nothing(monkeypatch, capfd):
     with library_noise_hidden():
         os.write(2, b"oneDNN custom operations are on\n")
     assert "oneDNN" in capfd.readouterr().err
+
+
+def test_known_library_warnings_are_dropped_from_the_log_and_others_kept(caplog):
+    from fruits_kedro.verbosity import hide_known_warnings
+
+    hide_known_warnings()
+    hide_known_warnings()  # once is enough: a second call adds no second filter
+    py_warnings = logging.getLogger("py.warnings")
+    assert len([f for f in py_warnings.filters if getattr(f, "__name__", "") == "_not_known_warning"]) == 1
+    with caplog.at_level(logging.WARNING, logger="py.warnings"):
+        py_warnings.warning("model.py:187: UserWarning: \x1b[33mAdd type hints to the `predict` method to enable ...")
+        py_warnings.warning("pandas.py:1: FutureWarning: a real change ahead")
+    assert [r.getMessage() for r in caplog.records] == ["pandas.py:1: FutureWarning: a real change ahead"]

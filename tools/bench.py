@@ -13,7 +13,7 @@ against the script's, every node's seconds, the peak memory of the run's driver 
 JVM) and Python workers, and the largest difference between the script's features and the
 run's (the same work, to float rounding). The photos are real and distinct
 (:mod:`tools.bench_photos`). Then PCA + CSV on a synthetic feature table of the full
-dataset's size (:mod:`tools.bench_features`, ``kedro run --pipeline dimensionality_reduction``),
+dataset's size (:mod:`tools.bench_features`, ``kedro run --pipelines dimensionality_reduction``),
 ``fruits-kedro serve``'s start-up and latency, and the INT8 runtime against FP32 on real photos
 (:mod:`tools.bench_int8`).
 
@@ -235,7 +235,7 @@ def features_difference(project: Path, script_output: Path) -> float:
 
 
 def measure_pca(rows: int, width: int, work: Path) -> dict:
-    """``kedro run --pipeline dimensionality_reduction`` on a synthetic ``image_features`` of
+    """``kedro run --pipelines dimensionality_reduction`` on a synthetic ``image_features`` of
     ``rows`` x ``width`` (made once, in the cache): the PCA's and the CSV's node times."""
     table = CACHE / "bench_features" / f"{rows}x{width}.parquet"
     if not (table / "_SUCCESS").exists():

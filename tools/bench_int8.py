@@ -1,6 +1,6 @@
 """INT8 against FP32 on real photos: the evaluation pipeline run once per runtime.
 
-Each run is ``kedro run --pipeline evaluation`` on the same photos (a Training and a Test
+Each run is ``kedro run --pipelines evaluation`` on the same photos (a Training and a Test
 split) with one backbone, in a throw-away copy of the project: the featurization's images/s,
 the Test accuracy and macro F1 of the same logistic regression on either runtime's features.
 FP32 stays the default unless INT8's accuracy is within 0.5 point of it.
@@ -23,8 +23,8 @@ TOLERATED_POINTS = 0.5
 
 
 def run_evaluation(project: Path, params: str) -> None:
-    """``kedro run --pipeline evaluation --params <params>`` in ``project``, as a user runs it."""
-    command = [str(Path(sys.executable).parent / "kedro"), "run", "--pipeline", "evaluation", "--params", params]
+    """``kedro run --pipelines evaluation --params <params>`` in ``project``, as a user runs it."""
+    command = [str(Path(sys.executable).parent / "kedro"), "run", "--pipelines", "evaluation", "--params", params]
     subprocess.run(command, cwd=project, env=subprocess_env(), check=True, capture_output=True, text=True)
 
 

@@ -50,7 +50,7 @@ class ParameterValidationHooks:
 
         check_configuration(context.config_loader, context.env)
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """Check every setting the run uses before Spark starts, so mistakes cost seconds.
 

@@ -17,7 +17,7 @@ from fruits_kedro.pipelines import (
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines; ``__default__`` chains the four core ones.
 
-    ``kedro run --pipeline evaluation`` compares the feature sets (ingestion, ORB, every
+    ``kedro run --pipelines evaluation`` compares the feature sets (ingestion, ORB, every
     configured backbone) and saves the classifier that ``fruits_kedro.predict`` uses.
     """
     pipelines = {

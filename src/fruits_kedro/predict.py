@@ -1,4 +1,4 @@
-"""Classify photos with the classifier that ``kedro run --pipeline evaluation`` saved.
+"""Classify photos with the classifier that ``kedro run --pipelines evaluation`` saved.
 
 Usage, from the project root (after the evaluation pipeline has run)::
 
@@ -35,7 +35,7 @@ def load_classifier(
         description = datasets["classifier_settings"]._describe()
         raise ClassifierUnavailableError(
             f"No classifier at {description.get('path') or description.get('filepath')}: "
-            "run `kedro run --pipeline evaluation` first to train and export it."
+            "run `kedro run --pipelines evaluation` first to train and export it."
         )
     # The datasets themselves, not catalog.load: no log line on stdout. The classifier says why
     # it cannot be used (e.g. every backbone was skipped).

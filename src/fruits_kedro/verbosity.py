@@ -25,6 +25,25 @@ LOG4J2_QUIET = Path(__file__).with_name("log4j2.properties")
 CHATTY_LOGGERS = ("tensorflow", "absl", "h5py", "tf2onnx")
 
 
+# Warnings about libraries' internals, which no setting of this project changes: kedro-mlflow's
+# pyfunc model (unused here) has no type hints, which MLflow says when kedro-mlflow's commands
+# load, i.e. on every kedro command; Kedro-Viz's server uses a response class FastAPI deprecates.
+KNOWN_WARNINGS = ("Add type hints to the `predict` method", "ORJSONResponse is deprecated")
+
+
+def hide_known_warnings() -> None:
+    """Drop :data:`KNOWN_WARNINGS` from the log (Kedro logs Python's warnings). A filter on
+    the logger, not a warnings filter: MLflow sets its own around that warning."""
+    py_warnings = logging.getLogger("py.warnings")
+    if _not_known_warning not in py_warnings.filters:
+        py_warnings.addFilter(_not_known_warning)
+
+
+def _not_known_warning(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(known in message for known in KNOWN_WARNINGS)
+
+
 def is_verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes")
 

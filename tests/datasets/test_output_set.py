@@ -148,3 +148,22 @@ print(json.dumps([at_creation, has_preview, "matplotlib" in sys.modules, hasattr
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(result) == [False, True, True, False]
+
+
+def test_kedro_viz_is_shown_the_current_file_and_no_preview_before_a_run(tmp_path):
+    report = _json(tmp_path)
+    assert report.preview() is None  # nothing current yet: empty, not an error
+    assert report._describe()["filepath"] == f"{tmp_path}/08_reporting/report.json"
+    _json(tmp_path, run_id="2026-01-01T00.00.00.000Z").save({"k": 3})
+    shown = _json(tmp_path)  # as Kedro-Viz makes it, from the catalog
+    current = f"{tmp_path}/08_reporting/runs/2026-01-01T00.00.00.000Z/report.json"
+    assert shown._describe()["filepath"] == current
+    assert json.loads(shown.preview()) == {"k": 3}
+
+
+def test_a_set_on_remote_storage_is_described_without_a_request():
+    remote = OutputSetDataset(
+        path="s3://no-such-bucket/fruits",
+        dataset={"type": "json.JSONDataset", "filepath": "s3://no-such-bucket/fruits/08_reporting/report.json"},
+    )
+    assert remote._describe()["filepath"] == "s3://no-such-bucket/fruits/08_reporting/report.json"

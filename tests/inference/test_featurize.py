@@ -11,13 +11,18 @@ from fruits_kedro.datasets.spark_parquet import row_count
 from fruits_kedro.feature_settings import SETTINGS_COLUMN
 from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference.featurize import RejectedImages, featurize_images
+from tests.extras import requires_torch
 from tests.inference.raw_images import FEATURE_EXTRACTION, PREPROCESSING, RAW_SCHEMA, png, random_images, raw_images
 
 
 @pytest.mark.parametrize(
     ("backbone", "size", "dim"),
     # VGG16 at 100x100: 3x3x512, as in the study; EfficientNet-Lite0 through its PyTorch export.
-    [("mobilenet_v2", 64, 1280), ("vgg16", 100, 4608), ("efficientnet_lite0", 64, 1280)],
+    [
+        ("mobilenet_v2", 64, 1280),
+        ("vgg16", 100, 4608),
+        pytest.param("efficientnet_lite0", 64, 1280, marks=requires_torch),
+    ],
 )
 def test_featurize_images_gives_one_vector_per_image(spark, tmp_path, backbone, size, dim):
     images = random_images(spark, tmp_path, n=5, size=size)

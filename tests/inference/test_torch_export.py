@@ -12,6 +12,7 @@ from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference.registry import get_backbone
 from fruits_kedro.inference.runtime import onnx_features
 from tests.conftest import SHARED_PHOTOS
+from tests.extras import skip_without_torch
 from tests.inference.raw_images import FEATURE_EXTRACTION, PREPROCESSING, RAW_SCHEMA
 
 BACKBONE = get_backbone("efficientnet_lite0")
@@ -21,6 +22,7 @@ SIZE = 224
 @pytest.fixture(scope="module")
 def exported() -> bytes:
     """The ImageNet export, once per session (the per-process cache serves the Spark test too)."""
+    skip_without_torch()
     from fruits_kedro.inference.onnx_export import inference_payload
 
     return inference_payload(BACKBONE, SIZE, "imagenet", "onnx")
@@ -28,6 +30,7 @@ def exported() -> bytes:
 
 @pytest.fixture(scope="module")
 def pytorch_network():
+    skip_without_torch()
     from fruits_kedro.inference.torch_export import features_module
 
     return features_module(BACKBONE, SIZE, "imagenet")

@@ -13,6 +13,8 @@ from typing import Any
 
 _MODULES = {
     "ImageFolderDataset": "image_folder",
+    "JSONDataset": "reports",
+    "MatplotlibDataset": "plots",
     "NumpyArraysDataset": "numpy_arrays",
     "OutputSetDataset": "output_set",
     "SparkCSVFileDataset": "spark_csv",

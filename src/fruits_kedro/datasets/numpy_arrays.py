@@ -59,7 +59,7 @@ class NumpyArraysDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.nda
             with fsspec.open(self._filepath, "rb", **self._storage_options) as handle:
                 data = handle.read()
         except FileNotFoundError:
-            raise DatasetError(f"No arrays at {self._filepath}: run `kedro run --pipeline evaluation` first") from None
+            raise DatasetError(f"No arrays at {self._filepath}: run `kedro run --pipelines evaluation` first") from None
         with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
             return {name: arrays[name] for name in arrays.files}
 

@@ -172,8 +172,10 @@ class OutputSetDataset(AbstractDataset[Any, Any]):
 
     def _current_preview(self, kind: Any):
         def preview(**preview_args):
-            """The wrapped dataset's preview of the current output (kedro viz --include-previews)."""
-            return self._dataset(self._load_path()).preview(**preview_args)
+            """The wrapped dataset's preview of the current output (Kedro-Viz); None before
+            a run has made one."""
+            current = self._dataset(self._load_path())
+            return current.preview(**preview_args) if current.exists() else None
 
         preview.__annotations__ = {"return": kind}  # kedro-viz picks the preview's kind by it
         return preview
@@ -186,6 +188,16 @@ class OutputSetDataset(AbstractDataset[Any, Any]):
         if current is not None and self.member in current["outputs"]:
             return self._set.path(current["outputs"][self.member])
         return self._filepath  # nothing committed yet: the single-file layout of earlier versions
+
+    def _current_filepath(self) -> str:
+        """The file a load reads now (the path Kedro-Viz shows). Kedro describes a dataset at
+        each load and save: for a set on remote storage, the output's name, not a request."""
+        if not self._set.is_local:
+            return self._filepath
+        try:
+            return self._load_path()
+        except DatasetError:  # a damaged commit file: named by the load itself
+            return self._filepath
 
     def _dataset(self, filepath: str) -> AbstractDataset:
         if filepath not in self._datasets:
@@ -203,7 +215,7 @@ class OutputSetDataset(AbstractDataset[Any, Any]):
     def _describe(self) -> dict[str, Any]:
         return {
             "dataset": self._config["type"],
-            "filepath": self._filepath,
+            "filepath": self._current_filepath(),
             "path": self._set.root,
             "run_id_field": self._run_id_field,
         }
@@ -225,6 +237,10 @@ class OutputSet:
     def storage_arguments(self) -> dict[str, Any]:
         """``credentials`` and ``fs_args`` that make an equal set."""
         return {"fs_args": dict(self._options)} if self._options else {}
+
+    @property
+    def is_local(self) -> bool:
+        return fsspec.utils.get_protocol(self.root) in ("file", "local")
 
     @property
     def manifest_path(self) -> str:

@@ -57,7 +57,7 @@ class SparkMLModelDataset(AbstractDataset[Any, Any]):
         get_spark()
         if not self._exists():
             raise DatasetError(
-                f"No Spark ML model at {self._filepath}: run `kedro run --pipeline evaluation` first "
+                f"No Spark ML model at {self._filepath}: run `kedro run --pipelines evaluation` first "
                 "to train and save it."
             )
         return PipelineModel.load(self._filepath)

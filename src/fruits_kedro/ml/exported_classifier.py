@@ -68,7 +68,7 @@ class ExportedClassifier:
         if not settings.get("backbone"):
             raise ClassifierUnavailableError(
                 f"The saved classifier has no backbone: {settings.get('reason', 'unknown reason')}. Provide the "
-                "weights (evaluation.weights / KERAS_HOME) and rerun `kedro run --pipeline evaluation`."
+                "weights (evaluation.weights / KERAS_HOME) and rerun `kedro run --pipelines evaluation`."
             )
         missing = [name for name in ARRAY_NAMES if name not in arrays]
         if missing:

@@ -206,7 +206,7 @@ def test_the_model_dataset_refuses_what_it_cannot_save(tmp_path):
 
     with pytest.raises(DatasetError, match="PipelineModel"):
         SparkMLModelDataset(filepath=str(tmp_path / "model")).save({"not": "a model"})
-    with pytest.raises(DatasetError, match="kedro run --pipeline evaluation"):
+    with pytest.raises(DatasetError, match="kedro run --pipelines evaluation"):
         SparkMLModelDataset(filepath=str(tmp_path / "never_saved")).load()
 
 

@@ -1,4 +1,4 @@
-"""``kedro run --pipeline evaluation``, end to end: the generated sample (structure, runs
+"""``kedro run --pipelines evaluation``, end to end: the generated sample (structure, runs
 everywhere) and the real Fruits-360 photos with ImageNet weights (quality)."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 
+from tests.extras import requires_torch
 from tests.outputs import current_model
 from tests.pipelines.evaluation.runs import GENERATED_PARAMS, REAL_INPUT_SIZE
 
@@ -86,6 +87,7 @@ def test_mobilenet_imagenet_features_classify_real_photos(real_evaluation):
 
 
 @pytest.mark.real_photos
+@requires_torch
 def test_efficientnet_lite0_imagenet_features_classify_real_photos(real_evaluation):
     # The PyTorch backbone, listed by default: its packaged checkpoint through the ONNX export.
     lite0 = _metrics(real_evaluation)["feature_sets"]["efficientnet_lite0"]
