@@ -260,7 +260,7 @@ def test_existing_cluster_gets_the_step_and_is_left_running(photos, dist_dir):
     assert len(client.list_clusters()["Clusters"]) >= 1
     step = client.describe_step(ClusterId=existing, StepId=result["step_id"])["Step"]
     assert step["ActionOnFailure"] == "CONTINUE"
-    assert step["Config"]["Args"][-2:] == ["--pipeline", "ingestion"]
+    assert step["Config"]["Args"][-2:] == ["--pipelines", "ingestion"]
     # moto leaves steps RUNNING: the launcher printed the state, then gave up waiting.
     assert result["state"] == "RUNNING"
     assert any(f"step {result['step_id']} on {existing}: RUNNING" in line for line in lines)

@@ -342,7 +342,7 @@ def spark_submit_args(
         params,
     ]
     if pipeline:
-        args += ["--pipeline", pipeline]
+        args += ["--pipelines", pipeline]
     return args
 
 
