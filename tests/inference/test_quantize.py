@@ -74,6 +74,14 @@ def test_the_int8_runtime_featurizes_in_spark_and_quantizes_once_per_calibration
     messages = [r.getMessage() for r in caplog.records]
     assert sum(m.startswith("Quantized mobilenet_v2_64") for m in messages) == 1
     assert sum(m.startswith("INT8 model for mobilenet_v2_64 from the cache") for m in messages) == 1
+    # Other photos (an incremental run's new ones) reuse the first run's model: one model for all features.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fruits_kedro.inference.quantize"):
+        others = random_images(spark, tmp_path / "others", n=3, size=size)
+        frame, _ = featurize_images(others, backbone, PREPROCESSING, {**settings, "runtime": "onnx_int8"})
+        assert frame.select("feature_settings").first()[0] == rows[0].feature_settings
+    assert [m for m in (r.getMessage() for r in caplog.records) if m.startswith("Quantized")] == []
+    assert '"int8_model":"' in rows[0].feature_settings  # the quantized model's digest, not null
 
 
 _PEAK_MEMORY_OF_QUANTIZATION = """
