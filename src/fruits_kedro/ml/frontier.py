@@ -66,7 +66,7 @@ def choose_by_rule(
         if name != best and a >= accuracy - tolerated - 1e-12 and speed > 0 and s >= speed_up * speed
     ]
     if not faster:
-        return best, f"{best} is the most accurate and none within {tolerated:.1%} is {speed_up}x as fast"
+        return best, f"{best} is the most accurate and none within {100 * tolerated:.1f} point is {speed_up}x as fast"
     chosen = max(faster, key=lambda name: (points[name][1], points[name][0]))
     a, s = points[chosen]
     return chosen, (

@@ -160,6 +160,9 @@ def featurize_with_backbones(
     return features, reports
 
 
+_PASS_FIELDS = ("pass_variants", "pass_seconds", "decode_task_seconds", "session_task_seconds", "model_seconds")
+
+
 def _variant_fields(variant: Variant, settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "backbone": variant.backbone.name,
@@ -386,6 +389,8 @@ def classify_feature_sets(
                 weights=featurization["weights"],
                 explained_variance_at_k=info["explained_variance_at_k"],
                 n_rejected=featurization.get("n_rejected", 0),
+                # The one pass this variant shared with others of its backbone and size, and its share.
+                **{key: featurization[key] for key in _PASS_FIELDS if key in featurization},
             )
             models[name] = (model, info)
             # The classifier's own PCA (Training fit): its first two components, for every image.
@@ -419,7 +424,8 @@ def classify_feature_sets(
     chosen, why = choose_by_rule(points)
     report = {
         "feature_sets": metrics,
-        "best_feature_set": max(evaluated, key=lambda k: evaluated[k]["accuracy"]) if evaluated else None,
+        # Ties in accuracy go to the faster, as in the rule.
+        "best_feature_set": max(evaluated, key=lambda k: points[k]) if evaluated else None,
         "frontier": pareto_optimal(points),
         "chosen_by_rule": {"feature_set": chosen, "why": why, "rule": RULE},
         "n_classes": len({label for c in details["confusion"].values() for label in c["labels"]}),
@@ -642,6 +648,7 @@ def plot_accuracy_frontier(metrics: dict[str, Any]):
     if speeds and max(speeds) / min(speeds) > 5:  # ORB beside the CNNs: a log scale keeps both readable
         ax.set_xscale("log")
     n_test = next(iter(sets.values()))["n_test"]
+    ax.margins(x=0.2)  # room for the names right of the points
     ax.set_xlabel("featurization images/s (this run)")
     ax.set_ylabel(f"Test accuracy ({n_test} photos; bars: 95% interval)")
     ax.set_title("Accuracy against speed, logistic regression on each feature set", fontsize=10)
