@@ -287,24 +287,25 @@ def test_variants_of_one_backbone_and_size_share_one_featurization(spark, tmp_pa
         return featurize_with_runtimes(raw_images, backbone_params, preprocessing_params, params, columns)
 
     monkeypatch.setattr(nodes, "featurize_with_runtimes", counted)
-    images = random_images(spark, tmp_path, n=4, size=48)
+    # The sizes and calibration of the featurization tests: their ONNX and INT8 models are in the session's cache.
+    images = random_images(spark, tmp_path, n=4, size=64)
     settings = params(
         "evaluation",
         feature_sets=["mobilenet_v2", "mobilenet_v2@onnx_int8", "mobilenet_v2@32", "orb"],
-        input_size=48,
+        input_size=64,
         weights=None,
     )
     features, report = featurize_with_backbones(
         images, settings, params("preprocessing"), params("feature_extraction", int8_calibration_photos=4)
     )
     assert calls == [
-        ("mobilenet_v2", 48, {"onnx": "features_onnx", "onnx_int8": "features_onnx_int8"}),
+        ("mobilenet_v2", 64, {"onnx": "features_onnx", "onnx_int8": "features_onnx_int8"}),
         ("mobilenet_v2", 32, {"onnx": "features_onnx"}),
     ]
     assert features["mobilenet_v2"] is features["mobilenet_v2@onnx_int8"]  # one persisted frame, two columns
     fp32, int8, small = (report[name] for name in ("mobilenet_v2", "mobilenet_v2@onnx_int8", "mobilenet_v2@32"))
     assert (fp32["runtime"], int8["runtime"], small["runtime"]) == ("onnx", "onnx_int8", "onnx")
-    assert (fp32["input_size"], int8["input_size"], small["input_size"]) == (48, 48, 32)
+    assert (fp32["input_size"], int8["input_size"], small["input_size"]) == (64, 64, 32)
     assert fp32["pass_variants"] == int8["pass_variants"] == ["mobilenet_v2", "mobilenet_v2@onnx_int8"]
     assert fp32["pass_seconds"] == int8["pass_seconds"] and small["pass_variants"] == ["mobilenet_v2@32"]
     for entry in (fp32, int8):  # each runtime's share of the one pass, and its rate from it
