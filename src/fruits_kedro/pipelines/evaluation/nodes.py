@@ -1,10 +1,13 @@
 """Evaluation: how well does each feature set classify the photos?
 
-For every configured backbone the featurization of the main pipelines runs again on the
-shared raw images (:func:`fruits_kedro.inference.featurize.featurize_images`: the decode at
-that backbone's input size, then the network), inside this one node, so that a backbone
-whose weights cannot be had is *reported* as skipped instead of failing the run, as a
-separate Kedro node would. The ORB histograms come from the orb_baseline pipeline.
+Each configured variant (a backbone, its runtime and input size:
+:func:`fruits_kedro.inference.registry.parse_variant`) is featurized on the shared raw images
+by the main pipelines' code (:func:`fruits_kedro.inference.featurize.featurize_with_runtimes`:
+the decode at that input size, then the network), one pass per (backbone, size) whatever the
+runtimes, inside this one node, so that a variant whose weights cannot be had is *reported*
+as skipped instead of failing the run, as a separate Kedro node would. The ORB histograms
+come from the orb_baseline pipeline. The report's accuracies carry their 95% interval, and
+the frontier and the rule's pick come from :mod:`fruits_kedro.ml.frontier`.
 
 Each feature set gets a Spark ML multinomial logistic regression trained on the Training
 split and scored on Test. CNN features are first centred and reduced by PCA fitted on the
