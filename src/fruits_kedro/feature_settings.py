@@ -8,6 +8,7 @@ A run whose settings differ from the stored ones recomputes every image, and say
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -32,12 +33,16 @@ class ReusableFeatures:
 
 
 def feature_settings(
-    backbone_params: dict[str, Any], preprocessing_params: dict[str, Any], runtime: str | None = None
+    backbone_params: dict[str, Any],
+    preprocessing_params: dict[str, Any],
+    runtime: str | None = None,
+    int8_model: bytes | None = None,
 ) -> str:
     """The settings that shape a feature vector, as one deterministic string.
 
-    The runtime counts only where it changes the features beyond rounding (INT8), so that
-    FP32 features stay reusable across the keras and onnx runtimes.
+    The runtime counts only where it changes the features beyond rounding (INT8: with the
+    quantized model's digest, ``int8_model``), so that FP32 features stay reusable across the
+    keras and onnx runtimes.
     """
     from fruits_kedro.inference.registry import get_backbone, resolve_input_size
     from fruits_kedro.inference.torch_export import weights_digest
@@ -56,6 +61,7 @@ def feature_settings(
     }
     if runtime == "onnx_int8":
         settings["quantized"] = "int8"
+        settings["int8_model"] = hashlib.sha256(int8_model).hexdigest()[:16] if int8_model else None
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 

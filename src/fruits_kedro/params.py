@@ -17,13 +17,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from fruits_kedro.inference.onnx_export import inference_payload
-from fruits_kedro.inference.registry import BACKBONES, get_backbone, resolve_input_size
-from fruits_kedro.inference.runtime import ProviderUnavailableError, execution_providers
+from fruits_kedro.inference.registry import BACKBONES, VariantError, get_backbone, parse_variants, resolve_input_size
+from fruits_kedro.inference.runtime import ProviderUnavailableError, execution_providers, resolve_runtime
 
 
 class ParameterError(ValueError):
@@ -67,7 +68,7 @@ class PreprocessingParams(_Section):
 
 
 class FeatureExtractionParams(_Section):
-    runtime: Literal["keras", "onnx", "onnx_int8"]
+    runtime: Literal["auto", "keras", "onnx", "onnx_int8"]
     # Decoded on the driver (150 KB a photo at 224 px); a few hundred calibrate well.
     int8_calibration_photos: int = Field(gt=0, le=10_000)
     execution_provider: Literal["auto", "cpu", "cuda", "tensorrt"]
@@ -116,29 +117,35 @@ class LogisticRegressionParams(_Section):
 
 
 class EvaluationParams(_Section):
+    input_size: int | None = Field(ge=32, le=1024)  # before feature_sets, whose check reads it
     feature_sets: list[str]
-    input_size: int | None = Field(ge=32, le=1024)
+    include_orb: bool
     weights: str | None
     predict_backbone: str
     logistic_regression: LogisticRegressionParams
 
     @field_validator("feature_sets")
     @classmethod
-    def _known_and_unique(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in BACKBONES and name != "orb"]
-        if unknown:
-            raise ValueError(f"unknown feature set(s) {unknown}; known: {', '.join(sorted(BACKBONES))}, orb")
-        if len(set(value)) != len(value):
-            raise ValueError(f"feature sets are listed more than once: {value}")
+    def _known_and_unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if not value:
             raise ValueError("list at least one feature set")
+        if len(set(value)) != len(value):
+            raise ValueError(f"feature sets are listed more than once: {value}")
+        try:
+            parse_variants([spec for spec in value if spec != "orb"], default_input_size=info.data.get("input_size"))
+        except VariantError as exc:
+            raise ValueError(f"{exc}{', orb' if 'unknown backbone' in str(exc) else ''}") from None
         return value
 
     @field_validator("predict_backbone")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; known: {', '.join(sorted(BACKBONES))}")
+        try:
+            (variant,) = parse_variants([value])
+        except VariantError as exc:
+            raise ValueError(str(exc)) from None
+        if variant.runtime == "onnx_int8":
+            raise ValueError(f"{value!r}: predict and serve run the FP32 model; name a variant without @onnx_int8")
         return value
 
 
@@ -294,6 +301,11 @@ def prepare_inference(params: ProjectParams, used_sections: set[str]) -> None:
     if "backbone" in used_sections and "feature_extraction" in used_sections:
         backbone = get_backbone(params.backbone.name)
         runtime = params.feature_extraction.runtime
+        if runtime == "auto":
+            try:
+                runtime = resolve_runtime(runtime, params.feature_extraction.execution_provider)
+            except ProviderUnavailableError as exc:
+                raise ParameterError(f"Invalid parameters:\n  - {exc}") from None
         if runtime not in backbone.runtimes:
             raise ParameterError(
                 f"Invalid parameters: feature_extraction.runtime = {runtime!r}: backbone.name "

@@ -236,3 +236,35 @@ def test_rejected_images_have_the_same_columns_whether_there_are_any_or_not(spar
     assert none.to_frame(images).schema == some.to_frame(images).schema
     assert none.to_frame(images).collect() == []
     assert [tuple(row) for row in some.to_frame(images).collect()] == [("/b.jpg", "B", None, "empty file")]
+
+
+def test_several_runtimes_share_one_pass_and_each_gives_its_own_features(spark, tmp_path):
+    """FP32 and INT8 in one pass: the same rows as each runtime alone, one decode per photo,
+    and the tasks' seconds split between decoding and each session."""
+    from fruits_kedro.inference.featurize import TaskSeconds, featurize_with_runtimes
+
+    images = random_images(spark, tmp_path, n=6, size=64)
+    backbone = {"name": "mobilenet_v2", "input_size": 64, "weights": None}
+    settings = {**FEATURE_EXTRACTION, "batch_size": 2, "int8_calibration_photos": 4}
+    both, rejected, seconds = featurize_with_runtimes(
+        images, backbone, PREPROCESSING, settings, {"onnx": "fp32", "onnx_int8": "int8"}
+    )
+    rows = {r.path: r for r in both.collect()}
+    alone = {
+        runtime: {
+            r.path: np.array(r.features)
+            for r in featurize_images(images, backbone, PREPROCESSING, {**settings, "runtime": runtime})[0].collect()
+        }
+        for runtime in ("onnx", "onnx_int8")
+    }
+    assert sorted(rows) == sorted(alone["onnx"]) and rejected.reasons == {}
+    for path, row in rows.items():
+        np.testing.assert_allclose(row.fp32, alone["onnx"][path], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(row.int8, alone["onnx_int8"][path], rtol=1e-5, atol=1e-6)
+    differences = [np.abs(np.array(r.fp32) - np.array(r.int8)).max() / np.abs(r.fp32).max() for r in rows.values()]
+    assert max(differences) > 1e-3  # two models ran
+    spent = seconds.seconds
+    assert set(spent) == {TaskSeconds.DECODE, "onnx", "onnx_int8"} and all(v > 0 for v in spent.values())
+    # A runtime's share: the pass less the other session's time, in proportion.
+    total = sum(spent.values())
+    assert seconds.wall_seconds_alone("onnx", 10.0) == pytest.approx(10.0 * (total - spent["onnx_int8"]) / total)

@@ -11,7 +11,7 @@ import onnx
 
 from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference import quantize
-from fruits_kedro.inference.featurize import featurize_images
+from fruits_kedro.inference.featurize import featurize_images, run_feature_settings
 from fruits_kedro.inference.onnx_export import inference_payload
 from fruits_kedro.inference.registry import get_backbone
 from fruits_kedro.inference.runtime import onnx_features
@@ -54,7 +54,8 @@ def test_int8_features_of_real_photos_keep_their_direction_and_their_accuracy(sh
     assert accuracy["fp32"] > 0.8 and accuracy["int8"] >= accuracy["fp32"] - 0.03
 
 
-def test_the_int8_runtime_featurizes_in_spark_and_quantizes_once_per_calibration(spark, tmp_path, caplog):
+def test_the_int8_runtime_featurizes_in_spark_and_quantizes_once_per_calibration(spark, tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path / "cache"))  # no INT8 model of other tests
     size = 64
     images = random_images(spark, tmp_path, n=6, size=size)
     backbone = {"name": "mobilenet_v2", "input_size": size, "weights": None}
@@ -62,6 +63,10 @@ def test_the_int8_runtime_featurizes_in_spark_and_quantizes_once_per_calibration
     fp32 = {
         r.path: np.array(r.features) for r in featurize_images(images, backbone, PREPROCESSING, settings)[0].collect()
     }
+    int8_settings = {**settings, "runtime": "onnx_int8"}
+    # What an incremental run compares with before this machine has an INT8 model: no digest,
+    # so nothing is reused from features of a model that is gone.
+    assert '"int8_model":null' in run_feature_settings(backbone, PREPROCESSING, int8_settings)
     with caplog.at_level(logging.INFO, logger="fruits_kedro.inference.quantize"):
         for _ in range(2):
             frame, rejected = featurize_images(images, backbone, PREPROCESSING, {**settings, "runtime": "onnx_int8"})
@@ -74,6 +79,15 @@ def test_the_int8_runtime_featurizes_in_spark_and_quantizes_once_per_calibration
     messages = [r.getMessage() for r in caplog.records]
     assert sum(m.startswith("Quantized mobilenet_v2_64") for m in messages) == 1
     assert sum(m.startswith("INT8 model for mobilenet_v2_64 from the cache") for m in messages) == 1
+    # Other photos (an incremental run's new ones) reuse the first run's model: one model for all features.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fruits_kedro.inference.quantize"):
+        others = random_images(spark, tmp_path / "others", n=3, size=size)
+        frame, _ = featurize_images(others, backbone, PREPROCESSING, {**settings, "runtime": "onnx_int8"})
+        assert frame.select("feature_settings").first()[0] == rows[0].feature_settings
+    assert [m for m in (r.getMessage() for r in caplog.records) if m.startswith("Quantized")] == []
+    assert '"int8_model":"' in rows[0].feature_settings  # the quantized model's digest, not null
+    assert run_feature_settings(backbone, PREPROCESSING, int8_settings) == rows[0].feature_settings
 
 
 _PEAK_MEMORY_OF_QUANTIZATION = """

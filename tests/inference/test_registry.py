@@ -41,3 +41,52 @@ def test_a_pytorch_backbone_has_no_keras_model_and_runs_on_onnx_only():
     assert get_backbone("mobilenet_v2").runtimes == ("keras", "onnx", "onnx_int8")
     with pytest.raises(UnsupportedRuntimeError, match=r"feature_extraction\.runtime"):
         lite0.build(224, None)
+
+
+def test_a_variant_names_backbone_runtime_and_size_in_either_order():
+    from fruits_kedro.inference.registry import parse_variant
+
+    plain = parse_variant("mobilenet_v2")
+    assert (plain.backbone.name, plain.runtime, plain.input_size) == ("mobilenet_v2", "onnx", 224)
+    int8 = parse_variant("efficientnet_lite0@onnx_int8")
+    assert (int8.backbone.name, int8.runtime, int8.input_size) == ("efficientnet_lite0", "onnx_int8", 224)
+    for spec in ("mobilenet_v2@160@onnx_int8", "mobilenet_v2@onnx_int8@160"):
+        variant = parse_variant(spec)
+        assert (variant.runtime, variant.input_size, variant.spec) == ("onnx_int8", 160, spec)
+        assert variant.pass_key == ("mobilenet_v2", 160)
+    assert parse_variant("vgg16", default_runtime="keras").runtime == "keras"
+    assert parse_variant("mobilenet_v2", default_input_size=112).input_size == 112
+    assert parse_variant("mobilenet_v2@96", default_input_size=112).input_size == 96
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("alexnet@onnx", r"'alexnet@onnx': unknown backbone 'alexnet'; known: .*mobilenet_v2"),
+        ("mobilenet_v2@fast", r"'fast' is neither a runtime \(keras, onnx, onnx_int8\) nor an input size"),
+        ("mobilenet_v2@onnx@onnx_int8", r"two runtimes \(onnx and onnx_int8\)"),
+        ("mobilenet_v2@160@96", r"two input sizes \(160 and 96\)"),
+        ("mobilenet_v2@16", r"input size 16 outside 32\.\.1024"),
+        ("efficientnet_lite0@keras", r"torch network and runs on onnx, onnx_int8 only"),
+        ("mobilenet_v2@", r"'' is neither a runtime"),
+    ],
+)
+def test_a_bad_variant_is_refused_with_what_is_wrong(spec, message):
+    from fruits_kedro.inference.registry import VariantError, parse_variant
+
+    with pytest.raises(VariantError, match=message):
+        parse_variant(spec)
+
+
+def test_two_names_of_one_variant_are_refused():
+    from fruits_kedro.inference.registry import VariantError, parse_variants
+
+    assert [v.spec for v in parse_variants(["mobilenet_v2", "mobilenet_v2@onnx_int8", "mobilenet_v2@160"])] == [
+        "mobilenet_v2",
+        "mobilenet_v2@onnx_int8",
+        "mobilenet_v2@160",
+    ]
+    with pytest.raises(VariantError, match=r"'mobilenet_v2' and 'mobilenet_v2@224@onnx' are the same variant"):
+        parse_variants(["mobilenet_v2", "mobilenet_v2@224@onnx"])
+    with pytest.raises(VariantError, match=r"same variant \(mobilenet_v2, onnx, 112 px\)"):
+        parse_variants(["mobilenet_v2", "mobilenet_v2@112"], default_input_size=112)

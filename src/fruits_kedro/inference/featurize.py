@@ -20,6 +20,7 @@ functions use: keep their import graph free of pandas, which slows each Python w
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,13 +40,14 @@ from fruits_kedro.datasets.files import Unreadable, read_files
 from fruits_kedro.feature_settings import SETTINGS_COLUMN, feature_settings
 from fruits_kedro.imaging.decode import ImageDecoder
 from fruits_kedro.inference.onnx_export import inference_payload
-from fruits_kedro.inference.quantize import cached_int8_model
-from fruits_kedro.inference.registry import get_backbone
+from fruits_kedro.inference.quantize import cached_int8_model, existing_int8_model
+from fruits_kedro.inference.registry import get_backbone, resolve_input_size
 from fruits_kedro.inference.runtime import (
     CPU_BATCH_SIZE,
     GPU_BATCH_SIZE,
     INT8_RUNTIME,
     inference_batch_size,
+    resolve_runtime,
     worker_feature_fn,
 )
 
@@ -109,6 +111,44 @@ class RejectedImages:
         )
 
 
+class _SecondsByName(AccumulatorParam):
+    """Sums ``{name: seconds}`` dicts (time spent decoding, and in each runtime's session)."""
+
+    def zero(self, value: dict[str, float]) -> dict[str, float]:
+        return {}
+
+    def addInPlace(self, value1: dict[str, float], value2: dict[str, float]) -> dict[str, float]:
+        for name, seconds in value2.items():
+            value1[name] = value1.get(name, 0.0) + seconds
+        return value1
+
+
+class TaskSeconds:
+    """Seconds the featurization's tasks spent decoding and in each runtime's session, summed
+    over tasks (an accumulator: read it after the features are computed, once)."""
+
+    DECODE = "decode"
+
+    def __init__(self, spark_context) -> None:
+        self._accumulator = spark_context.accumulator({}, _SecondsByName())
+
+    @property
+    def accumulator(self):
+        return self._accumulator
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        return dict(self._accumulator.value)
+
+    def wall_seconds_alone(self, runtime: str, wall_seconds: float) -> float:
+        """The pass's ``wall_seconds`` less the share of task time the other runtimes' sessions
+        took: about what a pass with ``runtime`` alone would have taken."""
+        seconds = self.seconds
+        total = sum(seconds.values())
+        others = sum(v for k, v in seconds.items() if k not in (self.DECODE, runtime))
+        return wall_seconds * (total - others) / total if total > 0 else wall_seconds
+
+
 def featurize_images(
     raw_images: DataFrame,
     backbone_params: dict[str, Any],
@@ -136,24 +176,68 @@ def featurize_images(
     :class:`RejectedImages` (read it after the save). The CNN runs once per image: a
     ``mapInArrow`` is opaque to Spark's optimizer, which cannot split or repeat it.
     """
+    runtime = resolve_runtime(params["runtime"], params["execution_provider"])
+    featurized, rejected, _ = featurize_with_runtimes(
+        raw_images, backbone_params, preprocessing_params, params, {runtime: "features"}, max_file_bytes=max_file_bytes
+    )
+    settings = run_feature_settings(backbone_params, preprocessing_params, params)
+    return with_constant_column(featurized, SETTINGS_COLUMN, settings), rejected
+
+
+def run_feature_settings(
+    backbone_params: dict[str, Any], preprocessing_params: dict[str, Any], params: dict[str, Any]
+) -> str:
+    """:func:`~fruits_kedro.feature_settings.feature_settings` of a featurization with these
+    parameters, the INT8 model's identity included (none before the first run has made it)."""
+    runtime = resolve_runtime(params["runtime"], params["execution_provider"])
+    int8_model = None
+    if runtime == INT8_RUNTIME:
+        backbone = get_backbone(backbone_params["name"])
+        size = resolve_input_size(backbone, backbone_params["input_size"])
+        fp32 = inference_payload(backbone, size, backbone_params["weights"], runtime)
+        int8_model = existing_int8_model(fp32, f"{backbone.name}_{size}", int(params["int8_calibration_photos"]))
+    return feature_settings(backbone_params, preprocessing_params, runtime, int8_model)
+
+
+def featurize_with_runtimes(
+    raw_images: DataFrame,
+    backbone_params: dict[str, Any],
+    preprocessing_params: dict[str, Any],
+    params: dict[str, Any],
+    columns: dict[str, str],
+    *,
+    max_file_bytes: int | None = None,
+) -> tuple[DataFrame, RejectedImages, TaskSeconds]:
+    """:func:`featurize_images` for several runtimes in one pass: each photo is read and decoded
+    once and its pixels go through every runtime's session in turn (``columns``: runtime ->
+    the column of its features, e.g. ``{"onnx": "fp32", "onnx_int8": "int8"}``).
+
+    Also returns the :class:`TaskSeconds` the tasks spent decoding and in each session, so
+    that each runtime's speed can be told apart within the one pass.
+    """
     backbone = get_backbone(backbone_params["name"])
     decoder = ImageDecoder.from_params(backbone_params, preprocessing_params)
     size = decoder.size
-    runtime = params["runtime"]
-    payload = inference_payload(backbone, size, backbone_params["weights"], runtime)
-    if runtime == INT8_RUNTIME:
-        calibration = calibration_pixels(
-            raw_images,
-            decoder,
-            int(params["int8_calibration_photos"]),
-            float(params["read_retry_seconds"]),
-            max_file_bytes=max_file_bytes,
-        )
-        payload = cached_int8_model(payload, calibration, f"{backbone.name}_{size}")
+    runtimes = list(columns)
     spark = raw_images.sparkSession
-    payload_broadcast = spark.sparkContext.broadcast(payload)
+    payloads = {}
+    for runtime in runtimes:
+        payload = inference_payload(backbone, size, backbone_params["weights"], runtime)
+        if runtime == INT8_RUNTIME:
+            n_photos = int(params["int8_calibration_photos"])
+            payload = cached_int8_model(
+                payload,
+                lambda n=n_photos: calibration_pixels(
+                    raw_images, decoder, n, float(params["read_retry_seconds"]), max_file_bytes=max_file_bytes
+                ),
+                f"{backbone.name}_{size}",
+                n_photos,
+            )
+        payloads[runtime] = spark.sparkContext.broadcast(payload)
     rejected = RejectedImages(spark.sparkContext)
     rejected_accumulator = rejected.accumulator
+    task_seconds = TaskSeconds(spark.sparkContext)
+    seconds_accumulator = task_seconds.accumulator
     progress.count_rejected(lambda: len(rejected_accumulator.value))
     images_sender = progress.count_images(spark.sparkContext)
     job_token = uuid.uuid4().hex
@@ -169,40 +253,54 @@ def featurize_images(
         name,
         size,
         size,
-        runtime,
+        ", ".join(runtimes),
         backbone.feature_dim(size),
         batch_size or f"{CPU_BATCH_SIZE} on the CPU, {GPU_BATCH_SIZE} on a GPU",
         threads,
     )
+    decode_key = TaskSeconds.DECODE
 
-    def featurize(batch: pa.RecordBatch, files: list[bytes | Unreadable], infer, per_call: int) -> pa.RecordBatch:
+    def featurize(batch: pa.RecordBatch, files: list[bytes | Unreadable], infers, per_call: int) -> pa.RecordBatch:
         """The batch's decodable images with their features; the others go to ``rejected``."""
         paths = batch.column("path").to_pylist()
         contents = [None if isinstance(data, Unreadable) else data for data in files]
         kept: list[int] = []
-        vectors: list[np.ndarray] = []
+        vectors: dict[str, list[np.ndarray]] = {runtime: [] for runtime in runtimes}
+        seconds = dict.fromkeys([decode_key, *runtimes], 0.0)
         rejected_here: dict[str, str] = {}
         for start in range(0, len(contents), per_call):
+            started = time.perf_counter()
             pixels, decoded, reasons = decoder.decode_valid(contents[start : start + per_call])
+            seconds[decode_key] += time.perf_counter() - started
             for offset, reason in enumerate(reasons):
                 if reason is not None:
                     data = files[start + offset]
                     rejected_here[paths[start + offset]] = data.reason if isinstance(data, Unreadable) else reason
             if decoded:
-                vectors.append(infer(pixels).astype(np.float32, copy=False).reshape(len(decoded), -1))
+                for runtime, infer in infers.items():
+                    started = time.perf_counter()
+                    out = infer(pixels)
+                    seconds[runtime] += time.perf_counter() - started
+                    vectors[runtime].append(out.astype(np.float32, copy=False).reshape(len(decoded), -1))
                 kept.extend(start + i for i in decoded)
         if rejected_here:
             rejected_accumulator.add(rejected_here)
-        matrix = np.concatenate(vectors) if vectors else np.empty((0, 0), np.float32)
-        offsets = np.arange(len(kept) + 1, dtype=np.int32) * matrix.shape[1]
-        features = pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.ravel()), type=features_type)
+        seconds_accumulator.add(seconds)
+        arrays = []
+        for runtime in runtimes:
+            matrix = np.concatenate(vectors[runtime]) if vectors[runtime] else np.empty((0, 0), np.float32)
+            offsets = np.arange(len(kept) + 1, dtype=np.int32) * matrix.shape[1]
+            arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.ravel()), type=features_type))
         # The path columns pass through as Spark sent them (their Arrow types included).
         ids = batch.take(pa.array(kept, pa.int64()))
-        return pa.RecordBatch.from_arrays([*ids.columns, features], names=[*ids.schema.names, "features"])
+        return pa.RecordBatch.from_arrays([*ids.columns, *arrays], names=[*ids.schema.names, *columns.values()])
 
     def featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        infer = worker_feature_fn(name, size, payload_broadcast, threads, job_token, runtime, provider)
-        per_call = inference_batch_size(infer, batch_size)
+        infers = {
+            runtime: worker_feature_fn(name, size, payloads[runtime], threads, job_token, runtime, provider)
+            for runtime in runtimes
+        }
+        per_call = inference_batch_size(next(iter(infers.values())), batch_size)
         # Reading releases the GIL (file and network I/O), inference too (ONNX Runtime,
         # TensorFlow): one reader thread fetches batch k+1 while batch k is inferred.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-reader") as reader:
@@ -211,10 +309,10 @@ def featurize_images(
                 paths = batch.column("path").to_pylist()
                 upcoming = (batch, reader.submit(read_files, paths, retry_seconds, max_bytes=max_file_bytes))
                 if pending is not None:
-                    yield featurize(pending[0], pending[1].result(), infer, per_call)
+                    yield featurize(pending[0], pending[1].result(), infers, per_call)
                 pending = upcoming
             if pending is not None:
-                yield featurize(pending[0], pending[1].result(), infer, per_call)
+                yield featurize(pending[0], pending[1].result(), infers, per_call)
 
     def counted_featurize_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """The task tells the driver's progress line its images as they come out of the network."""
@@ -232,15 +330,15 @@ def featurize_images(
     # which slows each Python worker's start, and the features go from NumPy to
     # Arrow in one copy instead of one Python object per image.
     ids = raw_images.select(*FEATURE_ID_COLUMNS)
-    schema = T.StructType([*ids.schema.fields, T.StructField("features", T.ArrayType(T.FloatType()), True)])
-    features_type = to_arrow_schema(schema).field("features").type
-    settings = feature_settings(backbone_params, preprocessing_params, runtime)
+    vector_fields = [T.StructField(column, T.ArrayType(T.FloatType()), True) for column in columns.values()]
+    schema = T.StructType([*ids.schema.fields, *vector_fields])
+    features_type = to_arrow_schema(schema).field(vector_fields[0].name).type
     # Marked as an Arrow function of the listing's partitions: the Parquet writer runs in the
     # same worker, so features never become JVM rows and each task holds one ONNX session.
     featurized = with_arrow_source(
         ids.mapInArrow(counted_featurize_partition, schema), ids, counted_featurize_partition, fixed_partitions=True
     )
-    return with_constant_column(featurized, SETTINGS_COLUMN, settings), rejected
+    return featurized, rejected, task_seconds
 
 
 def calibration_pixels(

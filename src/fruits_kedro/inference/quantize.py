@@ -3,9 +3,11 @@
 ONNX Runtime's static quantization (QDQ format, weights per channel, activation ranges from the
 percentiles of a calibration set) turns the FP32 export into a model that runs the same graph
 contract (uint8 pixels in, features out) with integer kernels. The calibration set is photos of
-the run itself, decoded by the run's own decoder, so the ranges are those the network will see.
-The result is cached beside the FP32 exports, keyed by the FP32 model, the calibration pixels
-and the versions that shape it; the executors run it like any ONNX model.
+the first run that needs the model, decoded by the run's own decoder, so the ranges are those the
+network will see. The result is cached beside the FP32 exports, keyed by the FP32 model, the
+number of calibration photos and the versions that shape it, and reused by every later run (so
+an incremental run's new features and the ones it reuses come from one model); the executors
+run it like any ONNX model.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from fruits_kedro.inference.model_cache import onnx_cache_dir, write_cached_mode
 logger = logging.getLogger(__name__)
 
 # Part of the cache key: bump it whenever quantize_int8 makes a different model.
-QUANTIZATION_VERSION = 2
+QUANTIZATION_VERSION = 3
 CALIBRATION_BATCH = 16
 
 
@@ -85,19 +87,34 @@ def quantize_int8(fp32_model: bytes, calibration: np.ndarray) -> bytes:
         return quantized.read_bytes()
 
 
-def cached_int8_model(fp32_model: bytes, calibration: np.ndarray, name: str) -> bytes:
-    """:func:`quantize_int8`, at most once per machine for the same model and calibration pixels."""
+def int8_model_path(fp32_model: bytes, name: str, n_photos: int) -> Path:
+    """Where the INT8 model of ``fp32_model`` calibrated on ``n_photos`` photos is cached."""
     from importlib.metadata import version
 
-    digest = hashlib.sha256()
-    for part in (fp32_model, np.ascontiguousarray(calibration).tobytes(), str(calibration.shape).encode()):
-        digest.update(hashlib.sha256(part).digest())
-    key = json.dumps([QUANTIZATION_VERSION, version("onnxruntime"), version("onnx"), digest.hexdigest()])
-    path = onnx_cache_dir() / f"{name}_int8_{hashlib.sha256(key.encode()).hexdigest()[:20]}.onnx"
+    fp32_digest = hashlib.sha256(fp32_model).hexdigest()
+    key = json.dumps([QUANTIZATION_VERSION, version("onnxruntime"), version("onnx"), fp32_digest, n_photos])
+    return onnx_cache_dir() / f"{name}_int8_{n_photos}_{hashlib.sha256(key.encode()).hexdigest()[:20]}.onnx"
+
+
+def existing_int8_model(fp32_model: bytes, name: str, n_photos: int) -> bytes | None:
+    """The cached INT8 model of ``fp32_model``, or None where none was made yet."""
+    path = int8_model_path(fp32_model, name, n_photos)
+    return path.read_bytes() if path.is_file() else None
+
+
+def cached_int8_model(fp32_model: bytes, calibration: Callable[[], np.ndarray], name: str, n_photos: int) -> bytes:
+    """:func:`quantize_int8` at most once per machine, FP32 model and number of photos.
+
+    The first run calibrates (``calibration()``: up to ``n_photos`` of its photos, decoded) and
+    every later run reuses that model, whatever its photos: so features of an incremental run
+    and those it reuses come from one model. Delete the cached file to calibrate again.
+    """
+    path = int8_model_path(fp32_model, name, n_photos)
     if path.is_file():
         logger.info("INT8 model for %s from the cache %s", name, path)
         return path.read_bytes()
-    model = quantize_int8(fp32_model, calibration)
-    logger.info("Quantized %s to INT8 on %d calibration photos (%.1f MB)", name, len(calibration), len(model) / 1e6)
+    pixels = calibration()
+    model = quantize_int8(fp32_model, pixels)
+    logger.info("Quantized %s to INT8 on %d calibration photos (%.1f MB)", name, len(pixels), len(model) / 1e6)
     write_cached_model(path, model)
     return model

@@ -31,6 +31,11 @@ class UnsupportedRuntimeError(ValueError):
     """The backbone cannot run on the configured inference runtime."""
 
 
+# Every inference runtime (:mod:`.runtime` builds them); a PyTorch network runs the ONNX ones only.
+RUNTIME_NAMES = ("keras", "onnx", "onnx_int8")
+ONNX_RUNTIME_NAMES = ("onnx", "onnx_int8")
+
+
 @dataclass(frozen=True)
 class Backbone:
     name: str
@@ -49,7 +54,7 @@ class Backbone:
     @property
     def runtimes(self) -> tuple[str, ...]:
         """The inference runtimes this backbone runs on (a PyTorch network: its ONNX export only)."""
-        return ("keras", "onnx", "onnx_int8") if self.framework == "keras" else ("onnx", "onnx_int8")
+        return RUNTIME_NAMES if self.framework == "keras" else ONNX_RUNTIME_NAMES
 
     def check_runtime(self, runtime: str) -> None:
         """Raise :class:`UnsupportedRuntimeError` when this backbone cannot run on ``runtime``."""
@@ -179,3 +184,73 @@ def get_backbone(name: str) -> Backbone:
 
 def resolve_input_size(backbone: Backbone, input_size: int | None) -> int:
     return int(input_size) if input_size else backbone.default_input_size
+
+
+class VariantError(ValueError):
+    """A feature-set variant (``backbone[@runtime][@size]``) that cannot be run."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One backbone run one way: its runtime and input size, as a feature set names it."""
+
+    spec: str  # as written, e.g. "mobilenet_v2@160@onnx_int8": the feature set's name in reports
+    backbone: Backbone
+    runtime: str
+    input_size: int
+
+    @property
+    def pass_key(self) -> tuple[str, int]:
+        """Variants with the same key see the same decoded pixels: one featurization pass serves them."""
+        return self.backbone.name, self.input_size
+
+
+def parse_variant(spec: str, default_runtime: str = "onnx", default_input_size: int | None = None) -> Variant:
+    """``backbone[@runtime][@size]`` (either order) -> a :class:`Variant`.
+
+    Without a runtime the variant runs on ``default_runtime``; without a size, on
+    ``default_input_size`` or else the backbone's own. Raises :class:`VariantError` naming
+    the part that is wrong and what would be right.
+    """
+    name, *options = str(spec).strip().split("@")
+    if name not in BACKBONES:
+        raise VariantError(f"{spec!r}: unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    backbone = BACKBONES[name]
+    runtime, size = None, None
+    for option in options:
+        if option.isdigit():
+            if size is not None:
+                raise VariantError(f"{spec!r}: two input sizes ({size} and {option}); give one")
+            size = int(option)
+            if not backbone.min_input_size <= size <= 1024:
+                raise VariantError(f"{spec!r}: input size {size} outside {backbone.min_input_size}..1024 pixels")
+        elif option in RUNTIME_NAMES:
+            if runtime is not None:
+                raise VariantError(f"{spec!r}: two runtimes ({runtime} and {option}); give one")
+            runtime = option
+        else:
+            raise VariantError(
+                f"{spec!r}: {option!r} is neither a runtime ({', '.join(RUNTIME_NAMES)}) nor an input size in "
+                f"pixels; write backbone[@runtime][@size], e.g. mobilenet_v2@onnx_int8@160"
+            )
+    runtime = runtime or default_runtime
+    if runtime not in backbone.runtimes:
+        raise VariantError(
+            f"{spec!r}: {name} is a {backbone.framework} network and runs on {', '.join(backbone.runtimes)} only"
+        )
+    return Variant(str(spec).strip(), backbone, runtime, resolve_input_size(backbone, size or default_input_size))
+
+
+def parse_variants(
+    specs: list[str], default_runtime: str = "onnx", default_input_size: int | None = None
+) -> list[Variant]:
+    """:func:`parse_variant` of each, refusing two that name the same (backbone, runtime, size)."""
+    variants = [parse_variant(spec, default_runtime, default_input_size) for spec in specs]
+    seen: dict[tuple[str, str, int], str] = {}
+    for variant in variants:
+        key = (variant.backbone.name, variant.runtime, variant.input_size)
+        if key in seen:
+            same = f"({key[0]}, {key[1]}, {key[2]} px)"
+            raise VariantError(f"{seen[key]!r} and {variant.spec!r} are the same variant {same}; list it once")
+        seen[key] = variant.spec
+    return variants

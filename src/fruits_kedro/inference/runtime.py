@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,6 +116,52 @@ def inference_batch_size(infer: Callable[[np.ndarray], np.ndarray], configured: 
 
 # The ONNX model quantized to INT8 on the driver (:mod:`.quantize`): the workers run it as any ONNX model.
 INT8_RUNTIME = "onnx_int8"
+# feature_extraction.runtime: auto -> onnx_int8 where the CPU has fast 8-bit dot products, else onnx.
+AUTO_RUNTIME = "auto"
+# /proc/cpuinfo's names of the 8-bit dot-product instructions ONNX Runtime's INT8 kernels use:
+# VNNI on x86 (AVX-512 or AVX), the dot-product extension on arm64.
+FAST_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "asimddp")
+_runtime_choices_logged: set[str] = set()
+
+
+def fast_int8_instructions(cpuinfo: str | None = None) -> list[str]:
+    """The fast 8-bit instructions among the CPU's flags (``/proc/cpuinfo``, or its text given);
+    none where there is no such file (macOS, Windows): those get FP32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return []
+    found: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):  # x86, arm64
+            found.update(flag for flag in value.split() if flag in FAST_INT8_FLAGS)
+    return sorted(found)
+
+
+def resolve_runtime(runtime: str, provider: str = "cpu", cpuinfo: str | None = None) -> str:
+    """``feature_extraction.runtime`` as it runs: explicit values as they are; ``auto`` gives
+    ``onnx_int8`` on a CPU with fast 8-bit dot products and ``onnx`` (FP32) elsewhere, GPUs
+    included, saying which in one info line. The driver's CPU decides: a cluster whose workers
+    have another CPU should set the runtime explicitly."""
+    if runtime != AUTO_RUNTIME:
+        return runtime
+    if provider != "cpu" and execution_providers(provider)[0] != "CPUExecutionProvider":
+        chosen, why = "onnx", "a GPU runs the FP32 model"
+    else:
+        instructions = fast_int8_instructions(cpuinfo)
+        if instructions:
+            chosen, why = INT8_RUNTIME, f"this CPU has fast 8-bit dot products ({', '.join(instructions)})"
+        else:
+            chosen, why = "onnx", "this CPU lacks fast 8-bit dot products (VNNI, asimddp), where INT8 gains little"
+    message = f"feature_extraction.runtime auto: {chosen} ({why}; set onnx or onnx_int8 to choose)"
+    if message not in _runtime_choices_logged:
+        _runtime_choices_logged.add(message)
+        logger.info(message)
+    return chosen
+
+
 # How each inference runtime turns the broadcast payload into a features function.
 _WORKER_BUILDERS = {"keras": _keras_feature_fn, "onnx": _onnx_feature_fn, INT8_RUNTIME: _onnx_feature_fn}
 RUNTIMES = tuple(_WORKER_BUILDERS)
@@ -142,6 +189,8 @@ def worker_feature_fn(
             fn = _keras_feature_fn(backbone, input_size, payload, threads)
         else:
             fn = _WORKER_BUILDERS[runtime](backbone, input_size, payload, threads, provider)
-        _worker_models.clear()  # one model per worker: a new job replaces the previous one
+        # One job's models per worker (a job may run several runtimes): a new job replaces them.
+        for stale in [k for k in _worker_models if k[2] != job_token]:
+            del _worker_models[stale]
         _worker_models[key] = fn
     return fn

@@ -72,7 +72,7 @@ def test_a_backbone_without_weights_is_skipped_with_the_setting_to_fix(spark, tm
         assert missing in report[name]["reason"] and "evaluation.weights" in report[name]["reason"]
 
 
-def test_a_pytorch_backbone_is_skipped_on_the_keras_runtime_and_without_its_extra(spark, monkeypatch, tmp_path):
+def test_a_pytorch_backbone_is_skipped_without_its_extra(spark, monkeypatch, tmp_path):
     import sys
 
     from fruits_kedro.inference import onnx_export
@@ -80,39 +80,51 @@ def test_a_pytorch_backbone_is_skipped_on_the_keras_runtime_and_without_its_extr
     raw = spark.createDataFrame(
         [("/a.jpg", "A", "Training", b"")], "path string, label string, split string, content binary"
     )
-    settings = params("evaluation", feature_sets=["efficientnet_lite0"])
-    features, report = featurize_with_backbones(
-        raw, settings, params("preprocessing"), params("feature_extraction", runtime="keras")
-    )
-    assert features == {} and report["efficientnet_lite0"]["status"] == "skipped"
-    assert "onnx, onnx_int8 only" in report["efficientnet_lite0"]["reason"]
-    assert "feature_extraction.runtime" in report["efficientnet_lite0"]["reason"]
+    settings = params("evaluation", feature_sets=["efficientnet_lite0", "efficientnet_lite0@onnx_int8"])
     monkeypatch.setenv("FRUITS_KEDRO_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(onnx_export, "_onnx_models", {})
     monkeypatch.setitem(sys.modules, "torch", None)  # as where the [torch] extra is not installed
     features, report = featurize_with_backbones(raw, settings, params("preprocessing"), params("feature_extraction"))
-    reason = report["efficientnet_lite0"]["reason"]
-    assert features == {} and report["efficientnet_lite0"]["status"] == "skipped"
-    assert "evaluation.feature_sets" in reason and 'pip install -e ".[torch]"' in reason
+    assert features == {}
+    for name, runtime in (("efficientnet_lite0", "onnx"), ("efficientnet_lite0@onnx_int8", "onnx_int8")):
+        reason = report[name]["reason"]
+        assert report[name]["status"] == "skipped" and report[name]["runtime"] == runtime
+        assert "evaluation.feature_sets" in reason and 'pip install -e ".[torch]"' in reason
 
 
-def test_the_results_table_shows_width_k_scores_and_speed():
-    common = {"status": "evaluated", "n_train": 10, "n_test": 5, "training_seconds": 12.0}
+def test_the_results_table_shows_runtime_interval_speed_frontier_and_the_rules_pick():
+    common = {"status": "evaluated", "n_train": 10, "n_test": 500, "training_seconds": 12.0}
+    cnn = {**common, "kind": "cnn", "backbone": "mobilenet_v2", "input_size": 224, "n_input_features": 1280}
     metrics = {
         "n_classes": 3,
         "feature_sets": {
             "mobilenet_v2": {
-                **common,
-                "kind": "cnn",
-                "input_size": 224,
-                "n_input_features": 1280,
+                **cnn,
+                "runtime": "onnx",
                 "n_features": 90,
-                "accuracy": 0.9412,
+                "accuracy": 0.95,
+                "accuracy_interval_95": [0.927, 0.966],
                 "macro_f1": 0.93,
                 "featurization_seconds": 40.0,
                 "images_per_second": 38.6,
             },
-            "vgg16": {"kind": "cnn", "status": "skipped", "reason": "Cannot load weights 'imagenet'\nHow to fix"},
+            "mobilenet_v2@onnx_int8": {
+                **cnn,
+                "runtime": "onnx_int8",
+                "n_features": 91,
+                "accuracy": 0.946,
+                "accuracy_interval_95": [0.923, 0.963],
+                "macro_f1": 0.92,
+                "featurization_seconds": 20.0,
+                "images_per_second": 77.2,
+            },
+            "vgg16": {
+                "kind": "cnn",
+                "status": "skipped",
+                "runtime": "onnx",
+                "input_size": 100,
+                "reason": "Cannot load weights 'imagenet'\nHow to fix",
+            },
             "orb": {
                 **common,
                 "kind": "orb_bag_of_words",
@@ -120,18 +132,28 @@ def test_the_results_table_shows_width_k_scores_and_speed():
                 "n_features": 100,
                 "n_images_without_keypoints": 2,
                 "accuracy": 0.5,
+                "accuracy_interval_95": [0.456, 0.544],
                 "macro_f1": 0.25,
                 "featurization_seconds": 30.0,
                 "images_per_second": 0.5,
             },
         },
+        "best_feature_set": "mobilenet_v2",
+        "frontier": ["mobilenet_v2", "mobilenet_v2@onnx_int8"],
+        "chosen_by_rule": {"feature_set": "mobilenet_v2@onnx_int8", "why": "0.40 point behind", "rule": "R"},
     }
     table = results_table(metrics)
-    assert table.startswith("| Feature set | Input | Feature width | PCA k | Test accuracy | Macro F1 ")
-    assert "| Images/s |" in table.splitlines()[0]
-    assert "| mobilenet_v2 | 224 px | 1280 | 90 | 94.1% | 0.930 | 40 s | 39 | 12 s |" in table
-    assert "| orb | ORB words (2 photos without keypoints) | 100 | - | 50.0% | 0.250 | 30 s | 0 | 12 s |" in table
-    assert "| vgg16 | skipped | - | - | - | - | - | - | Cannot load weights 'imagenet' |" in table
+    assert table.startswith("| Feature set | Runtime | Input | Feature width | PCA k | Test accuracy | 95% interval ")
+    fp32 = "| mobilenet_v2 | onnx | 224 px | 1280 | 90 | 95.0% | 92.7%-96.6% | 0.930 | 39 | 40 s | 12 s | yes |"
+    assert fp32 in table
+    assert "| mobilenet_v2@onnx_int8 | onnx_int8 | 224 px | 1280 | 91 | 94.6% | 92.3%-96.3% | 0.920 | 77 |" in table
+    assert "| orb | OpenCV | ORB words (2 photos without keypoints) | 100 | - | 50.0% | 45.6%-54.4% |" in table
+    assert "| 0 | 30 s | 12 s | - |" in table  # ORB: off the frontier
+    assert "| vgg16 | onnx | 100 px | skipped | - | - | - | - | - | - | Cannot load weights 'imagenet' | - |" in table
+    assert "By the rule (R): **mobilenet_v2@onnx_int8**: 0.40 point behind." in table
+    assert "Not told apart from mobilenet_v2 on these Test photos (the intervals overlap): mobilenet_v2@onnx_int8." in (
+        table
+    )
 
 
 def test_skipped_backbones_are_reported_and_the_run_goes_on(spark, tmp_path):
@@ -251,3 +273,47 @@ def test_the_classifier_is_the_same_whatever_the_partitioning(spark):
     coefficients = [m.stages[0].coefficientMatrix.toArray() for m in models]
     assert np.array_equal(coefficients[0], coefficients[1])
     assert np.array_equal(models[0].stages[0].interceptVector.toArray(), models[1].stages[0].interceptVector.toArray())
+
+
+def test_variants_of_one_backbone_and_size_share_one_featurization(spark, tmp_path, monkeypatch):
+    from fruits_kedro.inference.featurize import featurize_with_runtimes
+    from fruits_kedro.pipelines.evaluation import nodes
+    from tests.inference.raw_images import random_images
+
+    calls = []
+
+    def counted(raw_images, backbone_params, preprocessing_params, params, columns):
+        calls.append((backbone_params["name"], backbone_params["input_size"], dict(columns)))
+        return featurize_with_runtimes(raw_images, backbone_params, preprocessing_params, params, columns)
+
+    monkeypatch.setattr(nodes, "featurize_with_runtimes", counted)
+    # The sizes and calibration of the featurization tests: their ONNX and INT8 models are in the session's cache.
+    images = random_images(spark, tmp_path, n=4, size=64)
+    settings = params(
+        "evaluation",
+        feature_sets=["mobilenet_v2", "mobilenet_v2@onnx_int8", "mobilenet_v2@32", "orb"],
+        input_size=64,
+        weights=None,
+    )
+    features, report = featurize_with_backbones(
+        images, settings, params("preprocessing"), params("feature_extraction", int8_calibration_photos=4)
+    )
+    assert calls == [
+        ("mobilenet_v2", 64, {"onnx": "features_onnx", "onnx_int8": "features_onnx_int8"}),
+        ("mobilenet_v2", 32, {"onnx": "features_onnx"}),
+    ]
+    assert features["mobilenet_v2"] is features["mobilenet_v2@onnx_int8"]  # one persisted frame, two columns
+    fp32, int8, small = (report[name] for name in ("mobilenet_v2", "mobilenet_v2@onnx_int8", "mobilenet_v2@32"))
+    assert (fp32["runtime"], int8["runtime"], small["runtime"]) == ("onnx", "onnx_int8", "onnx")
+    assert (fp32["input_size"], int8["input_size"], small["input_size"]) == (64, 64, 32)
+    assert fp32["pass_variants"] == int8["pass_variants"] == ["mobilenet_v2", "mobilenet_v2@onnx_int8"]
+    assert fp32["pass_seconds"] == int8["pass_seconds"] and small["pass_variants"] == ["mobilenet_v2@32"]
+    for entry in (fp32, int8):  # each runtime's share of the one pass, and its rate from it
+        assert 0 < entry["featurization_seconds"] <= entry["pass_seconds"]
+        assert entry["images_per_second"] == pytest.approx(4 / entry["featurization_seconds"], rel=0.01, abs=0.1)
+    assert small["featurization_seconds"] == small["pass_seconds"]
+    for name, entry in report.items():
+        frame = features[name].select(entry["features_column"]).collect()
+        assert len(frame) == 4 and {len(row[0]) for row in frame} == {1280}, name
+    for frame in features.values():
+        frame.unpersist()

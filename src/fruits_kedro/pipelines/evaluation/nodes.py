@@ -1,10 +1,13 @@
 """Evaluation: how well does each feature set classify the photos?
 
-For every configured backbone the featurization of the main pipelines runs again on the
-shared raw images (:func:`fruits_kedro.inference.featurize.featurize_images`: the decode at
-that backbone's input size, then the network), inside this one node, so that a backbone
-whose weights cannot be had is *reported* as skipped instead of failing the run, as a
-separate Kedro node would. The ORB histograms come from the orb_baseline pipeline.
+Each configured variant (a backbone, its runtime and input size:
+:func:`fruits_kedro.inference.registry.parse_variant`) is featurized on the shared raw images
+by the main pipelines' code (:func:`fruits_kedro.inference.featurize.featurize_with_runtimes`:
+the decode at that input size, then the network), one pass per (backbone, size) whatever the
+runtimes, inside this one node, so that a variant whose weights cannot be had is *reported*
+as skipped instead of failing the run, as a separate Kedro node would. The ORB histograms
+come from the orb_baseline pipeline. The report's accuracies carry their 95% interval, and
+the frontier and the rule's pick come from :mod:`fruits_kedro.ml.frontier`.
 
 Each feature set gets a Spark ML multinomial logistic regression trained on the Training
 split and scored on Test. CNN features are first centred and reduced by PCA fitted on the
@@ -30,11 +33,13 @@ from pyspark.ml.functions import array_to_vector, vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruits_kedro.inference.featurize import featurize_images
+from fruits_kedro.inference.featurize import TaskSeconds, featurize_with_runtimes
 from fruits_kedro.inference.onnx_export import inference_payload
-from fruits_kedro.inference.registry import UnsupportedRuntimeError, get_backbone, resolve_input_size
+from fruits_kedro.inference.registry import UnsupportedRuntimeError, Variant, get_backbone, parse_variants
+from fruits_kedro.inference.runtime import INT8_RUNTIME
 from fruits_kedro.inference.weights import WeightsUnavailableError
 from fruits_kedro.ml.exported_classifier import export_arrays
+from fruits_kedro.ml.frontier import choose_by_rule, pareto_optimal, wilson_interval
 from fruits_kedro.ml.pca import CentredProjection, choose_k, fit_principal_components
 from fruits_kedro.params import section
 
@@ -47,21 +52,28 @@ VECTOR_COLUMN = "vector"
 PREDICTED_LABEL_COLUMN = "predicted_label"
 # The classifier's training partitions: a constant, so the metrics are the same on any cluster.
 CLASSIFIER_PARTITIONS = 2
+RULE = "the most accurate, unless another is within 0.5 point and at least 1.5x faster"
 
 
 def _settings(params: dict[str, Any]) -> dict[str, Any]:
     return section("evaluation", params).model_dump()
 
 
-def backbones_of(settings: dict[str, Any]) -> list[str]:
-    """The CNN feature sets of ``evaluation.feature_sets``, in their order."""
-    return [name for name in settings["feature_sets"] if name != ORB_FEATURE_SET]
+def variants_of(settings: dict[str, Any]) -> list[Variant]:
+    """The CNN feature sets of ``evaluation.feature_sets``, in their order: a backbone alone runs
+    on FP32 ONNX at ``evaluation.input_size`` (or its own size); ``@runtime`` and ``@size`` say otherwise."""
+    specs = [name for name in settings["feature_sets"] if name != ORB_FEATURE_SET]
+    return parse_variants(specs, default_runtime="onnx", default_input_size=settings["input_size"])
+
+
+def _with_orb(settings: dict[str, Any]) -> bool:
+    return settings["include_orb"] and ORB_FEATURE_SET in settings["feature_sets"]
 
 
 def images_for_orb(raw_images: DataFrame, params: dict[str, Any]) -> DataFrame:
     """The photos the ORB baseline describes: all of them, or none when ``evaluation.feature_sets``
-    leaves ``orb`` out (its nodes then run on nothing, in milliseconds)."""
-    return raw_images if ORB_FEATURE_SET in _settings(params)["feature_sets"] else raw_images.limit(0)
+    leaves ``orb`` out or ``evaluation.include_orb`` is false (its nodes then run on nothing, in milliseconds)."""
+    return raw_images if _with_orb(_settings(params)) else raw_images.limit(0)
 
 
 # --------------------------------------------------------------------------------------
@@ -74,66 +86,99 @@ def featurize_with_backbones(
     feature_extraction_params: dict[str, Any],
     ingestion_params: dict[str, Any] | None = None,
 ) -> tuple[dict[str, DataFrame], dict[str, dict[str, Any]]]:
-    """CNN features of every photo for each backbone of ``evaluation.feature_sets``.
+    """CNN features of every photo for each variant of ``evaluation.feature_sets``.
 
-    Returns ({backbone: DataFrame(path, label, split, features)}, {backbone: report}).
-    A backbone whose weights are unavailable (or that cannot run on
-    ``feature_extraction.runtime``) gets ``status: skipped`` and the reason.
-    Features are materialised here and timed on the driver: ``model_seconds`` prepares what
-    the executors run (weights or ONNX model), ``featurization_seconds`` is decode + CNN over
-    every photo, and ``images_per_second`` the photos featurized per second of it.
+    Returns ({variant: DataFrame(path, label, split, <features_column>)}, {variant: report}).
+    Variants of one (backbone, input size) share one pass: each photo is read and decoded
+    once and goes through each runtime's session (the FP32 and INT8 models of one backbone
+    see the same pixels). A variant whose weights are unavailable gets ``status: skipped``
+    and the reason. Timed on the driver: ``model_seconds`` prepares what the executors run
+    (weights, ONNX model, INT8 calibration), ``pass_seconds`` the pass over every photo, and
+    a variant's ``featurization_seconds`` that pass less the other runtimes' share of the
+    tasks' time (:class:`~fruits_kedro.inference.featurize.TaskSeconds`): ``images_per_second``
+    is the photos per second of it.
     """
     settings = _settings(params)
-    runtime = feature_extraction_params["runtime"]
+    passes: dict[tuple[str, int], list[Variant]] = {}
+    for variant in variants_of(settings):
+        passes.setdefault(variant.pass_key, []).append(variant)
     features: dict[str, DataFrame] = {}
     reports: dict[str, dict[str, Any]] = {}
-    for name in backbones_of(settings):
-        backbone = get_backbone(name)
-        size = resolve_input_size(backbone, settings["input_size"])
+    for (name, size), variants in passes.items():
         backbone_params = {"name": name, "input_size": size, "weights": settings["weights"]}
-        started = time.perf_counter()
-        try:
-            # Before decoding, so that a skip costs seconds; featurize_images finds it in the process cache.
-            inference_payload(backbone, size, settings["weights"], runtime)
-        except (WeightsUnavailableError, UnsupportedRuntimeError) as exc:
-            reason = str(exc).replace("backbone.weights", "evaluation.weights")
-            reason = reason.replace("backbone.name", "evaluation.feature_sets")
-            logger.warning("Evaluation skips backbone %s: %s", name, reason.splitlines()[0])
-            reports[name] = {"status": "skipped", "reason": reason, "input_size": size, "weights": settings["weights"]}
+        ready: dict[str, float] = {}
+        for variant in variants:
+            started = time.perf_counter()
+            try:
+                # Before decoding, so that a skip costs seconds; the featurization finds it in the process cache.
+                inference_payload(variant.backbone, size, settings["weights"], variant.runtime)
+            except (WeightsUnavailableError, UnsupportedRuntimeError) as exc:
+                reason = str(exc).replace("backbone.weights", "evaluation.weights")
+                reason = reason.replace("backbone.name", "evaluation.feature_sets")
+                logger.warning("Evaluation skips %s: %s", variant.spec, reason.splitlines()[0])
+                reports[variant.spec] = {**_variant_fields(variant, settings), "status": "skipped", "reason": reason}
+                continue
+            ready[variant.spec] = time.perf_counter() - started
+        runnable = [variant for variant in variants if variant.spec in ready]
+        if not runnable:
             continue
-        model_seconds = time.perf_counter() - started
-        featurized, rejected = featurize_images(
+        columns = {variant.runtime: f"features_{variant.runtime}" for variant in runnable}
+        started = time.perf_counter()
+        featurized, rejected, task_seconds = featurize_with_runtimes(
             raw_images,
             backbone_params,
             preprocessing_params,
             feature_extraction_params,
+            columns,
             max_file_bytes=(ingestion_params or {}).get("max_file_bytes"),
         )
+        preparation = time.perf_counter() - started  # the INT8 calibration, where there is one
         extracted = featurized.persist(StorageLevel.MEMORY_AND_DISK)
         started = time.perf_counter()
-        n_images = extracted.count()  # runs the CNN, which gathers the rejected images
-        seconds = time.perf_counter() - started
+        n_images = extracted.count()  # runs the CNNs, which gathers the rejected images and the timings
+        wall = time.perf_counter() - started
         n_rejected = len(rejected.reasons)
-        features[name] = extracted  # the persisted frame itself, so that classification can unpersist it
-        reports[name] = {
-            "status": "evaluated",
-            "input_size": size,
-            "weights": settings["weights"],
-            "n_images": int(n_images),
-            "n_rejected": int(n_rejected),
-            "n_input_features": backbone.feature_dim(size),
-            "model_seconds": round(model_seconds, 3),
-            "featurization_seconds": round(seconds, 3),
-            "images_per_second": _rate(n_images + n_rejected, seconds),
-        }
-        logger.info(
-            "Evaluation: %s features of %d images in %.1f s (%.1f images/s)",
-            name,
-            n_images,
-            seconds,
-            reports[name]["images_per_second"],
-        )
+        seconds = task_seconds.seconds
+        for variant in runnable:
+            alone = task_seconds.wall_seconds_alone(variant.runtime, wall)
+            quantized = variant.runtime == INT8_RUNTIME
+            features[variant.spec] = extracted  # the persisted frame itself, so that classification can unpersist it
+            reports[variant.spec] = {
+                **_variant_fields(variant, settings),
+                "status": "evaluated",
+                "features_column": columns[variant.runtime],
+                "n_images": int(n_images),
+                "n_rejected": int(n_rejected),
+                "n_input_features": variant.backbone.feature_dim(size),
+                "model_seconds": round(ready[variant.spec] + (preparation if quantized else 0.0), 3),
+                "pass_variants": [v.spec for v in runnable],
+                "pass_seconds": round(wall, 3),
+                "decode_task_seconds": round(seconds.get(TaskSeconds.DECODE, 0.0), 3),
+                "session_task_seconds": round(seconds.get(variant.runtime, 0.0), 3),
+                "featurization_seconds": round(alone, 3),
+                "images_per_second": _rate(n_images + n_rejected, alone),
+            }
+            logger.info(
+                "Evaluation: %s features of %d images, %.1f images/s (%.1f s of the %.1f s pass)",
+                variant.spec,
+                n_images,
+                reports[variant.spec]["images_per_second"],
+                alone,
+                wall,
+            )
     return features, reports
+
+
+_PASS_FIELDS = ("pass_variants", "pass_seconds", "decode_task_seconds", "session_task_seconds", "model_seconds")
+
+
+def _variant_fields(variant: Variant, settings: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "backbone": variant.backbone.name,
+        "runtime": variant.runtime,
+        "input_size": variant.input_size,
+        "weights": settings["weights"],
+    }
 
 
 def _rate(n_images: int, seconds: float) -> float:
@@ -244,7 +289,14 @@ def score_classifier(model: PipelineModel, vectors: DataFrame) -> dict[str, Any]
     counts = model.transform(test).groupBy("label", PREDICTED_LABEL_COLUMN).count().collect()
     labels, matrix = confusion_from_counts([(r["label"], r[PREDICTED_LABEL_COLUMN], r["count"]) for r in counts])
     accuracy, macro_f1 = accuracy_and_macro_f1(matrix)
-    return {"accuracy": accuracy, "macro_f1": macro_f1, "n_test": int(matrix.sum()), "labels": labels, "matrix": matrix}
+    return {
+        "accuracy": accuracy,
+        "macro_f1": macro_f1,
+        "n_test": int(matrix.sum()),
+        "n_correct": int(np.trace(matrix)),
+        "labels": labels,
+        "matrix": matrix,
+    }
 
 
 def project_2d(vectors: DataFrame) -> pd.DataFrame:
@@ -289,15 +341,17 @@ def classify_feature_sets(
     models: dict[str, tuple[PipelineModel, dict[str, Any]]] = {}
 
     feature_sets: list[tuple[str, DataFrame | None, bool]] = []
-    for name in backbones_of(settings):
+    for variant in variants_of(settings):
+        name = variant.spec
         frame = backbone_features.get(name)
+        column = backbone_report.get(name, {}).get("features_column", "features")
         vectors = (
             None
             if frame is None
-            else frame.select("path", "label", "split", array_to_vector("features").alias(VECTOR_COLUMN))
+            else frame.select("path", "label", "split", array_to_vector(column).alias(VECTOR_COLUMN))
         )
         feature_sets.append((name, vectors, True))
-    if ORB_FEATURE_SET in settings["feature_sets"]:
+    if _with_orb(settings):
         orb_vectors = orb_histograms.select("path", "label", "split", array_to_vector("histogram").alias(VECTOR_COLUMN))
         feature_sets.append((ORB_FEATURE_SET, orb_vectors, False))
 
@@ -320,10 +374,13 @@ def classify_feature_sets(
         rate = featurization.get("images_per_second")
         if rate is None:  # ORB's report has its photos and seconds
             rate = _rate(featurization.get("n_images", 0), float(featurization["featurization_seconds"]))
+        low, high = wilson_interval(scores["n_correct"], scores["n_test"])
         entry = {
             "kind": "cnn" if is_backbone else "orb_bag_of_words",
             "status": "evaluated",
             "accuracy": scores["accuracy"],
+            "accuracy_interval_95": [low, high],
+            "n_correct": scores["n_correct"],
             "macro_f1": scores["macro_f1"],
             "n_train": info["n_train"],
             "n_test": scores["n_test"],
@@ -335,10 +392,14 @@ def classify_feature_sets(
         }
         if is_backbone:
             entry.update(
+                backbone=featurization.get("backbone", name),
+                runtime=featurization.get("runtime", "onnx"),
                 input_size=featurization["input_size"],
                 weights=featurization["weights"],
                 explained_variance_at_k=info["explained_variance_at_k"],
                 n_rejected=featurization.get("n_rejected", 0),
+                # The one pass this variant shared with others of its backbone and size, and its share.
+                **{key: featurization[key] for key in _PASS_FIELDS if key in featurization},
             )
             models[name] = (model, info)
             # The classifier's own PCA (Training fit): its first two components, for every image.
@@ -368,9 +429,14 @@ def classify_feature_sets(
         frame.unpersist()
     model, classifier_settings = _classifier_for_predict(settings, models, backbone_report, threshold)
     evaluated = {k: v for k, v in metrics.items() if v["status"] == "evaluated"}
+    points = {k: (v["accuracy"], v["images_per_second"]) for k, v in evaluated.items()}
+    chosen, why = choose_by_rule(points)
     report = {
         "feature_sets": metrics,
-        "best_feature_set": max(evaluated, key=lambda k: evaluated[k]["accuracy"]) if evaluated else None,
+        # Ties in accuracy go to the faster, as in the rule.
+        "best_feature_set": max(evaluated, key=lambda k: points[k]) if evaluated else None,
+        "frontier": pareto_optimal(points),
+        "chosen_by_rule": {"feature_set": chosen, "why": why, "rule": RULE},
         "n_classes": len({label for c in details["confusion"].values() for label in c["labels"]}),
         "classifier": {"type": "pyspark.ml LogisticRegression (multinomial)", **settings["logistic_regression"]},
         "predict_backbone": classifier_settings["backbone"],
@@ -384,20 +450,22 @@ def _classifier_for_predict(
     backbone_report: dict[str, dict[str, Any]],
     threshold: float,
 ) -> tuple[PipelineModel, dict[str, Any]]:
-    """The PipelineModel of ``evaluation.predict_backbone`` (or, if it was skipped, of the
-    first evaluated backbone), and the settings to feed it."""
+    """The PipelineModel of the variant ``evaluation.predict_backbone`` (or, if it was skipped,
+    of the first evaluated FP32 one: predict and serve run the FP32 model), and the settings to feed it."""
     wanted = settings["predict_backbone"]
-    chosen = wanted if wanted in models else next(iter(models), None)
+    fp32 = [name for name in models if backbone_report[name].get("runtime") != INT8_RUNTIME]
+    chosen = wanted if wanted in models else next(iter(fp32), None)
     if chosen is None:
         reasons = {name: r.get("reason", "") for name, r in backbone_report.items()}
         # An empty PipelineModel keeps the catalog entry valid; predict explains the reason.
-        return PipelineModel([]), {"backbone": None, "reason": f"every backbone was skipped: {reasons}"}
+        return PipelineModel([]), {"backbone": None, "reason": f"no FP32 variant was evaluated: {reasons}"}
     if chosen != wanted:
         logger.warning("evaluation.predict_backbone %r was not evaluated; predict will use %r", wanted, chosen)
     _, info = models[chosen]
     featurization = backbone_report[chosen]
     return models[chosen][0], {
-        "backbone": chosen,
+        "backbone": featurization.get("backbone", chosen),
+        "variant": chosen,
         "input_size": featurization["input_size"],
         "weights": featurization["weights"],
         "n_components": info["n_features"],
@@ -409,38 +477,60 @@ def _classifier_for_predict(
 
 
 def results_table(metrics: dict[str, Any]) -> str:
-    """The metrics as a Markdown table, for the README: per feature set its feature width, the
-    classifier's input width (PCA k; ORB: no PCA), Test accuracy, macro F1 and featurization speed."""
+    """The metrics as a Markdown table, for the README: per feature set its runtime, input, feature
+    width, the classifier's input width (PCA k; ORB: no PCA), Test accuracy with its 95% interval,
+    macro F1, featurization speed, and whether it is on the accuracy/speed frontier; then the
+    variant the rule picks, and those the Test photos cannot tell apart from the most accurate."""
     lines = [
-        "| Feature set | Input | Feature width | PCA k | Test accuracy | Macro F1 "
-        "| Featurization | Images/s | Classifier time |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Feature set | Runtime | Input | Feature width | PCA k | Test accuracy | 95% interval | Macro F1 "
+        "| Images/s | Featurization | Classifier time | Frontier |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    frontier = set(metrics.get("frontier", []))
     for name, entry in metrics["feature_sets"].items():
         if entry["status"] != "evaluated":
             first_line = str(entry.get("reason", "")).splitlines()[0] if entry.get("reason") else ""
-            lines.append(f"| {name} | skipped | - | - | - | - | - | - | {first_line[:80]} |")
+            runtime = entry.get("runtime", "-")
+            size = f"{entry['input_size']} px" if entry.get("input_size") else "-"
+            lines.append(f"| {name} | {runtime} | {size} | skipped | - | - | - | - | - | - | {first_line[:80]} | - |")
             continue
         if entry["kind"] == "cnn":
-            source = f"{entry['input_size']} px"
-            k = str(entry["n_features"])
+            runtime, source, k = entry["runtime"], f"{entry['input_size']} px", str(entry["n_features"])
         else:
             missing = entry["n_images_without_keypoints"]
+            runtime, k = "OpenCV", "-"
             source = f"ORB words ({missing} photo{'' if missing == 1 else 's'} without keypoints)"
-            k = "-"
+        low, high = entry["accuracy_interval_95"]
         lines.append(
-            f"| {name} | {source} | {entry['n_input_features']} | {k} | {entry['accuracy']:.1%} "
-            f"| {entry['macro_f1']:.3f} | {entry['featurization_seconds']:.0f} s | {entry['images_per_second']:.0f} "
-            f"| {entry['training_seconds']:.0f} s |"
+            f"| {name} | {runtime} | {source} | {entry['n_input_features']} | {k} | {entry['accuracy']:.1%} "
+            f"| {low:.1%}-{high:.1%} | {entry['macro_f1']:.3f} | {entry['images_per_second']:.0f} "
+            f"| {entry['featurization_seconds']:.0f} s | {entry['training_seconds']:.0f} s "
+            f"| {'yes' if name in frontier else '-'} |"
         )
-    any_entry = next((e for e in metrics["feature_sets"].values() if e["status"] == "evaluated"), None)
-    if any_entry:
+    evaluated = {name: e for name, e in metrics["feature_sets"].items() if e["status"] == "evaluated"}
+    if evaluated:
+        any_entry = next(iter(evaluated.values()))
         lines.append("")
         lines.append(
             f"{any_entry['n_train']} Training / {any_entry['n_test']} Test photos, {metrics['n_classes']} classes; "
-            "Spark ML multinomial logistic regression trained on Training, scored on Test. Featurization: "
-            "decode + CNN (ORB: detection, vocabulary and histograms), timed on the driver."
+            "Spark ML multinomial logistic regression trained on Training, scored on Test; 95% interval: Wilson's. "
+            "Images/s: decode + CNN over every photo, timed on the driver in this run (variants of one backbone and "
+            "size share one pass: each gets the pass less the other runtimes' share of the tasks' time; ORB: "
+            "detection, vocabulary and histograms). Frontier: no other variant is both as accurate and as fast."
         )
+        chosen = metrics.get("chosen_by_rule") or {}
+        if chosen.get("feature_set"):
+            lines.append("")
+            lines.append(f"By the rule ({chosen['rule']}): **{chosen['feature_set']}**: {chosen['why']}.")
+        best = metrics.get("best_feature_set")
+        if best in evaluated:
+            best_low = evaluated[best]["accuracy_interval_95"][0]
+            close = [n for n, e in evaluated.items() if n != best and e["accuracy_interval_95"][1] >= best_low]
+            if close:
+                lines.append("")
+                lines.append(
+                    f"Not told apart from {best} on these Test photos (the intervals overlap): {', '.join(close)}."
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -511,6 +601,68 @@ def plot_feature_set_comparison(metrics: dict[str, Any]):
         "Feature sets, logistic regression on Test\n(above bars: classifier features, featurization speed)", fontsize=10
     )
     ax.legend(loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_frontier(metrics: dict[str, Any]):
+    """Test accuracy (its 95% interval as an error bar) against featurization images/s, one
+    point per evaluated feature set: the frontier's points filled and joined, the rule's pick starred."""
+    import matplotlib.pyplot as plt
+
+    sets = {name: e for name, e in metrics["feature_sets"].items() if e["status"] == "evaluated"}
+    frontier = [name for name in metrics.get("frontier", []) if name in sets]
+    chosen = (metrics.get("chosen_by_rule") or {}).get("feature_set")
+    fig, ax = plt.subplots(figsize=(8.0, 5.2))
+    if not sets:
+        ax.text(0.5, 0.5, "no feature set was evaluated", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    for name, entry in sets.items():
+        x, y = entry["images_per_second"], entry["accuracy"]
+        low, high = entry["accuracy_interval_95"]
+        on_frontier = name in frontier
+        colour = "#2e86c1" if on_frontier else "#7f8c8d"
+        ax.errorbar(
+            x,
+            y,
+            yerr=[[y - low], [high - y]],
+            fmt="o",
+            color=colour,
+            markerfacecolor=colour if on_frontier else "white",
+            capsize=3,
+            markersize=7,
+        )
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(7, 5), fontsize=8)
+    if frontier:
+        ordered = sorted(frontier, key=lambda name: sets[name]["images_per_second"])
+        ax.plot(
+            [sets[n]["images_per_second"] for n in ordered],
+            [sets[n]["accuracy"] for n in ordered],
+            "--",
+            color="#2e86c1",
+            linewidth=1,
+            label="frontier (no other is as accurate and as fast)",
+        )
+    if chosen in sets:
+        ax.plot(
+            sets[chosen]["images_per_second"],
+            sets[chosen]["accuracy"],
+            "*",
+            color="#e67e22",
+            markersize=16,
+            label=f"the rule's pick: {chosen}",
+        )
+    speeds = [e["images_per_second"] for e in sets.values() if e["images_per_second"] > 0]
+    if speeds and max(speeds) / min(speeds) > 5:  # ORB beside the CNNs: a log scale keeps both readable
+        ax.set_xscale("log")
+    n_test = next(iter(sets.values()))["n_test"]
+    ax.margins(x=0.2)  # room for the names right of the points
+    ax.set_xlabel("featurization images/s (this run)")
+    ax.set_ylabel(f"Test accuracy ({n_test} photos; bars: 95% interval)")
+    ax.set_title("Accuracy against speed, logistic regression on each feature set", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
 

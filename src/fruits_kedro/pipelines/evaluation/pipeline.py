@@ -5,6 +5,7 @@ from fruits_kedro.pipelines.evaluation.nodes import (
     export_classifier,
     featurize_with_backbones,
     images_for_orb,
+    plot_accuracy_frontier,
     plot_confusion_matrices,
     plot_feature_projections,
     plot_feature_set_comparison,
@@ -15,8 +16,8 @@ from fruits_kedro.pipelines.evaluation.nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     """Evaluation nodes only; they read ``raw_images`` (ingestion) and the ORB outputs.
 
-    The backbones are not read from ``params:backbone``: each one of
-    ``evaluation.feature_sets`` is tried in turn, and one without weights is skipped.
+    The backbones are not read from ``params:backbone``: each variant of
+    ``evaluation.feature_sets`` (backbone, runtime, input size) is tried, and one without weights is skipped.
     """
     return Pipeline(
         [
@@ -64,6 +65,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "evaluation_metrics",
                 "evaluation_comparison_plot",
                 name="plot_feature_set_comparison",
+            ),
+            Node(
+                plot_accuracy_frontier,
+                "evaluation_metrics",
+                "evaluation_frontier_plot",
+                name="plot_accuracy_frontier",
             ),
             Node(
                 plot_feature_projections,

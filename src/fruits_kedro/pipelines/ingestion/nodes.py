@@ -18,7 +18,8 @@ from pyspark.sql import functions as F
 
 from fruits_kedro import progress
 from fruits_kedro.datasets.image_folder import file_bytes_reader
-from fruits_kedro.feature_settings import IMAGE_KEY, ReusableFeatures, feature_settings, reusable_features
+from fruits_kedro.feature_settings import IMAGE_KEY, ReusableFeatures, reusable_features
+from fruits_kedro.inference.featurize import run_feature_settings
 from fruits_kedro.labels import MAX_DEPTH, NESTED
 from fruits_kedro.params import section
 
@@ -178,7 +179,7 @@ def reusable_previous_features(
     # The orb_baseline and evaluation pipelines map their own section here: it has no switch.
     if not params.get("incremental") or previous_image_features is None:
         return ReusableFeatures()
-    settings = feature_settings(backbone_params, preprocessing_params, params["runtime"])
+    settings = run_feature_settings(backbone_params, preprocessing_params, params)
     return ReusableFeatures(reusable_features(previous_image_features, settings))
 
 
