@@ -133,11 +133,10 @@ def _classifier_part(project, name: str, run_id: str):
     from fruits_kedro.datasets.output_set import OutputSetDataset
     from fruits_kedro.predict import classifier_datasets
 
-    current = classifier_datasets(project)[name]
-    described = current._describe()
+    current = classifier_datasets(project)[name]  # its configuration: the output's name, not the current file
     dataset = OutputSetDataset(
-        dataset={**current._config, "filepath": described["filepath"]},
-        path=described["path"],
+        dataset={**current._config, "filepath": current._filepath},
+        path=current._describe()["path"],
         version=Version(None, run_id),
     )
     dataset.hold()

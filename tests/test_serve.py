@@ -99,6 +99,9 @@ def test_a_file_that_is_not_a_photo_is_refused_naming_it(server):
 def test_a_jpeg_with_less_data_than_its_header_says_is_refused(server, generated_sample):
     for name, data in incomplete_jpegs(_photo(generated_sample)).items():
         response = httpx.post(f"{server}/predict", files={"file": (name, data, "image/jpeg")}, timeout=60)
+        if name == "grey_9000.jpg":  # 81 Mpx: over serve's pixel limit, refused from its header first
+            assert response.status_code == 413 and "9000x9000" in response.json()["detail"], response.text
+            continue
         assert (response.status_code, response.json()["detail"]) == (415, f"{name}: {TRUNCATED}")
 
 

@@ -13,6 +13,7 @@ import pytest
 from fruits_kedro import tracking
 from tests.conftest import make_project_copy, run_kedro
 from tests.extras import requires_mlflow
+from tests.outputs import current_model
 
 
 def _client():
@@ -66,7 +67,7 @@ def test_an_evaluation_records_each_feature_set_its_plots_and_the_classifier(gen
     run = _run_of(generated_evaluation)
     sets = json.loads((generated_evaluation / "data/08_reporting/evaluation_metrics.json").read_text())["feature_sets"]
     evaluated = [name for name, entry in sets.items() if entry["status"] == "evaluated"]
-    assert evaluated == ["mobilenet_v2", "orb"]
+    assert evaluated == ["mobilenet_v2", "mobilenet_v2@onnx_int8", "orb"]
     for name in evaluated:
         for metric, field in (("accuracy", "accuracy"), ("macro_f1", "macro_f1"), ("k", "n_features")):
             assert run.data.metrics[f"{name}.{metric}"] == pytest.approx(sets[name][field]), (name, metric)
@@ -74,11 +75,12 @@ def test_an_evaluation_records_each_feature_set_its_plots_and_the_classifier(gen
     assert _artifacts(run, "plots") == {
         "evaluation_confusion_matrix.png",
         "evaluation_feature_sets.png",
+        "evaluation_frontier.png",
         "evaluation_projection_2d.png",
     }
     assert _artifacts(run, "model") == {"classifier_export.npz", "classifier_settings.json"}
     exported = Path(_client().download_artifacts(run.info.run_id, "model/classifier_export.npz"))
-    assert exported.read_bytes() == (generated_evaluation / "data/06_models/classifier_export.npz").read_bytes()
+    assert exported.read_bytes() == current_model(generated_evaluation, "classifier_export.npz").read_bytes()
 
 
 @requires_mlflow

@@ -116,6 +116,7 @@ class TrackingHooks:
         self._client = None
         self._run_id: str | None = None
         self._artifacts: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._config_loader = None
         self._timings: _NodeSeconds | None = None
 
     # Before kedro-mlflow's own hook, which opens the store.
@@ -128,7 +129,7 @@ class TrackingHooks:
             return
         if not is_verbose():  # its notices (resolvers, the run); kedro-mlflow sets INFO when imported
             logging.getLogger("kedro_mlflow").setLevel(logging.WARNING)
-        self._artifacts = _artifact_entries(context.config_loader["catalog"])
+        self._config_loader = context.config_loader  # the catalog is read once the parameters are checked
         try:
             uri = str(context.config_loader["mlflow"].get("server", {}).get("mlflow_tracking_uri") or "")
         except MissingConfigException:  # no mlflow.yml: kedro-mlflow warns and uses its defaults
@@ -151,6 +152,8 @@ class TrackingHooks:
             return
         self._client = mlflow.MlflowClient(mlflow.get_tracking_uri())
         self._run_id = run.info.run_id
+        if self._config_loader is not None:
+            self._artifacts = _artifact_entries(self._config_loader["catalog"])
         self._timings = _NodeSeconds(self._log_metrics)
         logging.getLogger("fruits_kedro.hooks.timing").addHandler(self._timings)
         logger.info("MLflow run %s in %s (make mlflow: the UI)", self._run_id, mlflow.get_tracking_uri())

@@ -282,9 +282,9 @@ def test_variants_of_one_backbone_and_size_share_one_featurization(spark, tmp_pa
 
     calls = []
 
-    def counted(raw_images, backbone_params, preprocessing_params, params, columns):
+    def counted(raw_images, backbone_params, preprocessing_params, params, columns, **options):
         calls.append((backbone_params["name"], backbone_params["input_size"], dict(columns)))
-        return featurize_with_runtimes(raw_images, backbone_params, preprocessing_params, params, columns)
+        return featurize_with_runtimes(raw_images, backbone_params, preprocessing_params, params, columns, **options)
 
     monkeypatch.setattr(nodes, "featurize_with_runtimes", counted)
     # The sizes and calibration of the featurization tests: their ONNX and INT8 models are in the session's cache.
