@@ -13,6 +13,8 @@ from typing import Any
 
 _MODULES = {
     "ImageFolderDataset": "image_folder",
+    "ImageStreamDataset": "image_stream",
+    "MicroBatchQueryDataset": "image_stream",
     "NumpyArraysDataset": "numpy_arrays",
     "OutputSetDataset": "output_set",
     "SparkCSVFileDataset": "spark_csv",
