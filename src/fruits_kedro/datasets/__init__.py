@@ -19,6 +19,7 @@ _MODULES = {
     "OutputSetDataset": "output_set",
     "SparkCSVFileDataset": "spark_csv",
     "SparkParquetFsspecDataset": "spark_parquet",
+    "StreamOutputsDataset": "stream_outputs",
 }
 
 __all__ = list(_MODULES)

@@ -82,6 +82,39 @@ class ImageStream:
         root = root.rstrip("/") or "/"
         return root if self.local else fs.unstrip_protocol(root)
 
+    def backlog(self, after) -> tuple[int, Any] | None:
+        """Files that arrived after ``after`` (a ``datetime``, the newest arrival processed): how
+        many, and the oldest one's arrival (a UTC ``datetime``); None where this is not known
+        (a remote source). Spark's file source takes files in arrival order, so they are the ones
+        waiting."""
+        import os
+        from datetime import UTC, datetime
+
+        if not self.local or after is None:
+            return None
+        threshold = after.timestamp() + 0.001  # Spark keeps milliseconds
+        count, oldest = 0, None
+        folders = [self.root]
+        while folders:
+            try:
+                with os.scandir(folders.pop()) as entries:
+                    for entry in entries:
+                        if entry.name.startswith("."):
+                            continue
+                        if entry.is_dir():
+                            folders.append(entry.path)
+                            continue
+                        try:
+                            mtime = entry.stat().st_mtime
+                        except OSError:
+                            continue
+                        if mtime > threshold:
+                            count += 1
+                            oldest = mtime if oldest is None else min(oldest, mtime)
+            except OSError:
+                continue
+        return count, None if oldest is None else datetime.fromtimestamp(oldest, tz=UTC)
+
     def read(self, max_files_per_trigger: int | None = None):
         """The streaming DataFrame of ``SOURCE_COLUMNS`` (see the module's docstring)."""
         from pyspark.sql import functions as F
@@ -176,10 +209,10 @@ class MicroBatchJob:
     of ``frame`` (a streaming DataFrame), started with ``trigger`` (the keyword arguments of
     ``DataStreamWriter.trigger``).
 
-    ``source`` names what the checkpoint belongs to; ``check_checkpoint(checkpoint, marker)`` is
+    ``source`` names what the checkpoint belongs to; ``before_start(checkpoint, marker)`` is
     called before the query starts (``marker`` is None for a new checkpoint) and raises if the
     checkpoint does not match the state the job continues from; ``on_stop()`` runs once the
-    query has stopped, whatever stopped it.
+    query has ended by itself or was stopped (not when it failed).
     """
 
     frame: Any
@@ -187,7 +220,7 @@ class MicroBatchJob:
     trigger: dict[str, Any]
     source: str
     name: str = "fruits_kedro_stream"
-    check_checkpoint: Callable[[str, dict[str, Any] | None], None] | None = None
+    before_start: Callable[[str, dict[str, Any] | None], None] | None = None
     on_stop: Callable[[], None] | None = None
 
 
@@ -204,7 +237,7 @@ class MicroBatchQueryDataset(AbstractDataset[MicroBatchJob, None]):
     ``stop()`` from another thread). Progress of every micro-batch is in Spark's event log.
 
     Args:
-        checkpoint: The query's checkpoint folder (offsets, commits, the source's seen files).
+        path: The query's checkpoint folder (offsets, commits, the source's seen files).
         metadata: Any arbitrary metadata; ignored by Kedro.
 
     Examples:
@@ -212,16 +245,16 @@ class MicroBatchQueryDataset(AbstractDataset[MicroBatchJob, None]):
 
             stream_query:
               type: fruits_kedro.datasets.MicroBatchQueryDataset
-              checkpoint: data/04_feature/stream/checkpoint
+              path: data/04_feature/stream/checkpoint
 
         Using the Python API::
 
-            dataset = MicroBatchQueryDataset(checkpoint="/tmp/checkpoint")
+            dataset = MicroBatchQueryDataset(path="/tmp/checkpoint")
             dataset.save(MicroBatchJob(frame, process, {"availableNow": True}, source="data/01_raw/fruits"))
     """
 
-    def __init__(self, *, checkpoint: str, metadata: dict[str, Any] | None = None) -> None:
-        self._checkpoint = str(checkpoint).rstrip("/")
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._checkpoint = str(path).rstrip("/")
         self.query = None
         self.metadata = metadata
 
@@ -236,8 +269,8 @@ class MicroBatchQueryDataset(AbstractDataset[MicroBatchJob, None]):
                 f"Checkpoint {self._checkpoint} belongs to the stream of {marker.get('source')}, not of "
                 f"{data.source}: give this source its own checkpoint (catalog entry of the stream's checkpoint)."
             )
-        if data.check_checkpoint is not None:
-            data.check_checkpoint(self._checkpoint, marker)
+        if data.before_start is not None:
+            data.before_start(self._checkpoint, marker)
         if marker is None:
             self._write_marker(data.source)
         writer = (
@@ -250,11 +283,13 @@ class MicroBatchQueryDataset(AbstractDataset[MicroBatchJob, None]):
         logger.info("Streaming query %s started (checkpoint %s, trigger %s)", data.name, self._checkpoint, data.trigger)
         try:
             self.query.awaitTermination()
+        except KeyboardInterrupt:
+            logger.info("Stopping the streaming query (the micro-batch under way finishes first)")
         finally:
             if self.query.isActive:
                 self.query.stop()
-            if data.on_stop is not None:
-                data.on_stop()
+        if self.query.exception() is None and data.on_stop is not None:
+            data.on_stop()
 
     def stop(self) -> None:
         """Stop the running query (it finishes the micro-batch under way first)."""
