@@ -29,72 +29,67 @@ def _table(project, member: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def batch_and_stream(tmp_path_factory, generated_sample):
-    """The same 24 photos, featurized by a batch run and by a stream of 4 micro-batches whose
-    every batch refits the PCA (so the last fit covers every row)."""
-    base = tmp_path_factory.mktemp("batch_equals_stream")
+def runs(tmp_path_factory, generated_sample):
+    """A batch run on 16 photos, and a stream of the same photos in 3 micro-batches whose every
+    batch refits the PCA (the last fit covers every row). Then, in the batch run's project, with
+    photos landing before each: a stream, an incremental batch run, a stream."""
+    base = tmp_path_factory.mktemp("stream_and_batch")
     landing = Landing(photo_pool(generated_sample), base / "photos")
-    landing.land(24)
     batch, stream = make_project_copy(base / "batch"), make_project_copy(base / "stream")
+    found = {}
     with pytest.MonkeyPatch.context() as monkeypatch:
+        found["first"] = landing.land(16)
         run_kedro(batch, monkeypatch, images_root=str(landing.folder), **STREAM_PARAMS)
-        state = _stream(stream, monkeypatch, landing.folder, max_files_per_trigger=7, refit_growth=0.01)
-    return batch, stream, state, landing.landed
+        found["fresh_stream"] = _stream(stream, monkeypatch, landing.folder, max_files_per_trigger=6, refit_growth=0.01)
+        found["reference"] = {
+            member: _table(batch, member)
+            for member in ("04_feature/image_features.parquet", "04_feature/image_features_pca.parquet")
+        }
+        found["reference_pca"] = json.loads(
+            current_output(batch, "08_reporting/pca_explained_variance.json").read_text()
+        )
+        landing.land(4)
+        found["stream"] = _stream(batch, monkeypatch, landing.folder)["totals"]
+        found["stream_rows"] = _table(batch, "04_feature/image_features_pca.csv")
+        landing.land(3)
+        incremental = {"feature_extraction": {"incremental": True}}
+        run_kedro(batch, monkeypatch, images_root=str(landing.folder), **incremental, **STREAM_PARAMS)
+        found["batch"] = json.loads(current_output(batch, "08_reporting/feature_extraction_report.json").read_text())
+        landing.land(2)
+        found["stream_again"] = _stream(batch, monkeypatch, landing.folder)["totals"]
+    return batch, stream, landing, found
 
 
-def test_the_streams_features_equal_the_batch_runs(batch_and_stream):
-    batch, stream, state, landed = batch_and_stream
-    assert state["last_batch"] == 3  # 24 photos, 7 a micro-batch
-    expected, got = (
-        _table(batch, "04_feature/image_features.parquet"),
-        _table(stream, "04_feature/image_features.parquet"),
-    )
-    assert sorted(got.index) == sorted(expected.index) == sorted(landed)
+def test_the_streams_features_equal_the_batch_runs(runs):
+    _, stream, _, found = runs
+    assert found["fresh_stream"]["last_batch"] == 2  # 16 photos, 6 a micro-batch
+    expected = found["reference"]["04_feature/image_features.parquet"]
+    got = _table(stream, "04_feature/image_features.parquet")
+    assert sorted(got.index) == sorted(expected.index) == sorted(found["first"])
     assert (got["label"] == expected["label"]).all() and (got["modified"] == expected["modified"]).all()
     a, b = np.stack(got["features"]), np.stack(expected["features"])
     assert np.isfinite(a).all() and np.abs(a - b).max() <= 1e-5
 
 
-def test_a_refit_equals_the_batch_pca_on_the_same_rows(batch_and_stream):
-    batch, stream, state, landed = batch_and_stream
-    expected = json.loads(current_output(batch, "08_reporting/pca_explained_variance.json").read_text())
+def test_a_refit_equals_the_batch_pca_on_the_same_rows(runs):
+    _, stream, _, found = runs
+    expected = found["reference_pca"]
     got = json.loads(current_output(stream, "08_reporting/pca_explained_variance.json").read_text())
-    assert got["n_images"] == expected["n_images"] == len(landed)
-    assert got["k"] == expected["k"] == state["k"]
+    assert got["n_images"] == expected["n_images"] == len(found["first"])
+    assert got["k"] == expected["k"] == found["fresh_stream"]["k"]
+    reference = found["reference"]["04_feature/image_features_pca.parquet"]
     for member in ("04_feature/image_features_pca.parquet", "04_feature/image_features_pca.csv"):
-        scores, reference = _table(stream, member), _table(batch, "04_feature/image_features_pca.parquet")
-        assert sorted(scores.index) == sorted(landed)
-        assert set(scores["pca_basis"]) == {state["basis"]}
+        scores = _table(stream, member)
+        assert sorted(scores.index) == sorted(found["first"])
+        assert set(scores["pca_basis"]) == {found["fresh_stream"]["basis"]}
         columns = [f"pc_{i + 1}" for i in range(got["k"])]
         a, b = scores.loc[reference.index, columns].to_numpy(), reference[columns].to_numpy()
         signs = np.sign((a * b).sum(axis=0))  # an axis's sign is arbitrary
         assert np.abs(a * signs - b).max() <= 1e-4
 
 
-@pytest.fixture(scope="module")
-def alternating(tmp_path_factory, generated_sample):
-    """Batch run, stream, incremental batch run, stream: photos land before each."""
-    base = tmp_path_factory.mktemp("alternating")
-    landing = Landing(photo_pool(generated_sample), base / "photos")
-    project = make_project_copy(base / "project")
-    runs = {}
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        landing.land(16)
-        run_kedro(project, monkeypatch, images_root=str(landing.folder), **STREAM_PARAMS)
-        landing.land(4)
-        runs["stream"] = _stream(project, monkeypatch, landing.folder)["totals"]
-        runs["stream_rows"] = _table(project, "04_feature/image_features_pca.csv")
-        landing.land(3)
-        incremental = {"feature_extraction": {"incremental": True}}
-        run_kedro(project, monkeypatch, images_root=str(landing.folder), **incremental, **STREAM_PARAMS)
-        runs["batch"] = json.loads(current_output(project, "08_reporting/feature_extraction_report.json").read_text())
-        landing.land(2)
-        runs["stream_again"] = _stream(project, monkeypatch, landing.folder)["totals"]
-    return project, landing, runs
-
-
-def test_the_stream_starts_from_a_batch_runs_features_and_a_batch_run_from_the_streams(alternating):
-    project, landing, runs = alternating
+def test_the_stream_starts_from_a_batch_runs_features_and_a_batch_run_from_the_streams(runs):
+    project, _, landing, runs = runs
     assert (runs["stream"]["featurized"], runs["stream"]["already_featurized"]) == (4, 16)
     assert sorted(runs["stream_rows"].index) == sorted(landing.landed[:20])  # the CSV: old and new rows
     assert (runs["batch"]["featurized"], runs["batch"]["reused"]) == (3, 20)
@@ -107,8 +102,8 @@ def test_the_stream_starts_from_a_batch_runs_features_and_a_batch_run_from_the_s
     assert current_outputs(project)["outputs"]["04_feature/image_features.parquet"].startswith("04_feature/stream/")
 
 
-def test_a_deleted_or_foreign_checkpoint_is_a_one_line_error(alternating, tmp_path, monkeypatch):
-    project, landing, _ = alternating
+def test_a_deleted_or_foreign_checkpoint_is_a_one_line_error(runs, tmp_path, monkeypatch):
+    project, _, landing, _ = runs
     checkpoint = project / "data/04_feature/stream/checkpoint"
     checkpoint.rename(tmp_path / "kept")
     try:
