@@ -69,6 +69,7 @@ class StreamSettings:
     variance_threshold: float
     max_components: int | None
     refit_growth: float
+    refit_min_rows: int
     feature_settings: str
     totals: Counter = field(default_factory=Counter)
 
@@ -296,7 +297,8 @@ class MicroBatches:
             return False
         if state["basis"] is None:
             return True
-        return rows >= state["fitted_rows"] * (1.0 + self.settings.refit_growth)
+        fitted = state["fitted_rows"]
+        return rows - fitted >= max(fitted * self.settings.refit_growth, self.settings.refit_min_rows)
 
     def _refit(self) -> None:
         """A new basis from the running moments; every row projected with it; the CSV rewritten."""
