@@ -209,9 +209,11 @@ class MicroBatches:
         if photos is not None:
             featurized, rejected = self._featurize(photos, n_photos, part, batch_id)
         account.update({"featurized": featurized, "rejected": rejected, "listed": len(rows)})
-        refit = self._refit_due()
-        if featurized and store.state["basis"] is not None and not refit:
+        # Projected even when a refit follows: the committed batch must be in the table if the
+        # refit never completes (a killed driver; another refit_growth at the restart).
+        if featurized and store.state["basis"] is not None:
             self._project(part)
+        refit = self._refit_due()
         self._pause("written", batch_id)
         state = store.state
         state["last_batch"] = batch_id
