@@ -109,13 +109,8 @@ def write_feature_table(
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("path", type=Path)
-    parser.add_argument("--n", type=int, default=71_000)
-    parser.add_argument("--d", type=int, default=1280)
-    parser.add_argument("--settings", default=None, help="the rows' feature_settings (default: marked synthetic)")
-    args = parser.parse_args(argv)
+def configure_local_spark() -> None:
+    """This process's Spark: the ``local`` environment's settings, without an event log."""
     import yaml
 
     from fruits_kedro import spark
@@ -126,6 +121,16 @@ def main(argv: list[str] | None = None) -> None:
         if path.exists():
             conf.update(yaml.safe_load(path.read_text()) or {})
     spark.configure({**conf, "spark.eventLog.enabled": False})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--n", type=int, default=71_000)
+    parser.add_argument("--d", type=int, default=1280)
+    parser.add_argument("--settings", default=None, help="the rows' feature_settings (default: marked synthetic)")
+    args = parser.parse_args(argv)
+    configure_local_spark()
     write_feature_table(args.path, args.n, args.d, settings=args.settings)
     print(f"{args.path}: {args.n} x {args.d}")
 

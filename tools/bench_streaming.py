@@ -199,17 +199,10 @@ def measure_checkpoint(files: int, work: Path) -> dict:
 
 
 def _checkpoint_run(files: int, work: Path, result: Path) -> None:
-    import yaml
-
-    from fruits_kedro import spark
     from fruits_kedro.datasets.image_stream import ImageStream
+    from tools.bench_features import configure_local_spark
 
-    conf: dict = {}
-    for env in ("base", "local"):
-        path = PROJECT_ROOT / "conf" / env / "spark.yml"
-        if path.exists():
-            conf.update(yaml.safe_load(path.read_text()) or {})
-    spark.configure({**conf, "spark.eventLog.enabled": False})
+    configure_local_spark()
     photos = work / "tiny"
     for i in range(files):
         folder = photos / "Training" / f"Class {i % 100:02d}"
