@@ -83,6 +83,14 @@ class DimensionalityReductionParams(_Section):
     max_components: int | None = Field(gt=0)
 
 
+class StreamingParams(_Section):
+    trigger: Literal["available_now", "processing_time"]
+    interval_seconds: float = Field(gt=0.0, le=86400.0, description="processing_time: seconds between triggers")
+    max_files_per_trigger: int = Field(gt=0)
+    refit_growth: float = Field(gt=0.0)
+    refit_min_rows: int = Field(ge=1)
+
+
 class OrbBaselineParams(_Section):
     image_size: int = Field(ge=32, le=2048)
     contrast: Literal["clahe", "equalize", "none"]
@@ -179,6 +187,7 @@ class ProjectParams(BaseModel):
     dimensionality_reduction: DimensionalityReductionParams
     orb_baseline: OrbBaselineParams
     evaluation: EvaluationParams
+    streaming: StreamingParams
 
     # Runtime parameters (`kedro run --params images_root=...`), read by conf/*/catalog.yml and
     # spark.yml as ${runtime_params:...}, whose defaults are there: None here means "not given".

@@ -199,6 +199,31 @@ def run_feature_settings(
     return feature_settings(backbone_params, preprocessing_params, runtime, int8_model)
 
 
+def calibrated_runtime(backbone_params: dict[str, Any], params: dict[str, Any]) -> str:
+    """The runtime of a featurization that has no calibration photos of its own (a stream's
+    micro-batches): :func:`resolve_runtime`'s choice, INT8 only where its model was already
+    calibrated on this machine (by a batch run); ``auto`` then runs FP32, saying so in one line.
+
+    Raises:
+        ValueError: ``onnx_int8`` asked for explicitly, and no INT8 model made yet.
+    """
+    runtime = resolve_runtime(params["runtime"], params["execution_provider"])
+    if runtime != INT8_RUNTIME:
+        return runtime
+    backbone = get_backbone(backbone_params["name"])
+    size = resolve_input_size(backbone, backbone_params["input_size"])
+    fp32 = inference_payload(backbone, size, backbone_params["weights"], runtime)
+    if existing_int8_model(fp32, f"{backbone.name}_{size}", int(params["int8_calibration_photos"])) is not None:
+        return runtime
+    if params["runtime"] == INT8_RUNTIME:
+        raise ValueError(
+            "feature_extraction.runtime = 'onnx_int8': no INT8 model of this backbone is calibrated on this "
+            "machine yet; a batch `kedro run` calibrates it once on its photos (or use onnx)"
+        )
+    logger.info("The stream runs FP32 (onnx): no INT8 model is calibrated yet; a batch `kedro run` makes it")
+    return "onnx"
+
+
 def featurize_with_runtimes(
     raw_images: DataFrame,
     backbone_params: dict[str, Any],
@@ -221,6 +246,7 @@ def featurize_with_runtimes(
     runtimes = list(columns)
     spark = raw_images.sparkSession
     payloads = {}
+    tokens = []
     for runtime in runtimes:
         payload = inference_payload(backbone, size, backbone_params["weights"], runtime)
         if runtime == INT8_RUNTIME:
@@ -233,14 +259,15 @@ def featurize_with_runtimes(
                 f"{backbone.name}_{size}",
                 n_photos,
             )
-        payloads[runtime] = spark.sparkContext.broadcast(payload)
+        payloads[runtime], token = _broadcast(spark.sparkContext, payload)
+        tokens.append(token)
+    job_token = "-".join(tokens)  # one job's models stay together in the workers
     rejected = RejectedImages(spark.sparkContext)
     rejected_accumulator = rejected.accumulator
     task_seconds = TaskSeconds(spark.sparkContext)
     seconds_accumulator = task_seconds.accumulator
     progress.count_rejected(lambda: len(rejected_accumulator.value))
     images_sender = progress.count_images(spark.sparkContext)
-    job_token = uuid.uuid4().hex
     batch_size = params["batch_size"]
     provider = params["execution_provider"]
     retry_seconds = float(params["read_retry_seconds"])
@@ -339,6 +366,27 @@ def featurize_with_runtimes(
         ids.mapInArrow(counted_featurize_partition, schema), ids, counted_featurize_partition, fixed_partitions=True
     )
     return featurized, rejected, task_seconds
+
+
+# (application, payload id) -> (payload, its broadcast, the token the workers key their model by)
+_broadcasts: dict[tuple[str, int], tuple[Any, Any, str]] = {}
+
+
+def _broadcast(spark_context, payload) -> tuple[Any, str]:
+    """The payload's broadcast and token, made once per application and payload: featurizations
+    that follow one another (a stream's micro-batches) reuse the workers' models instead of
+    building, and keeping, one per call."""
+    key = (spark_context.applicationId, id(payload))
+    found = _broadcasts.get(key)
+    if found is None or found[0] is not payload:
+        found = (payload, spark_context.broadcast(payload), uuid.uuid4().hex)
+        _broadcasts[key] = found
+        while len(_broadcasts) > _KEPT_BROADCASTS:  # payloads made anew each time (Keras weights)
+            _broadcasts.pop(next(iter(_broadcasts)))
+    return found[1], found[2]
+
+
+_KEPT_BROADCASTS = 4
 
 
 def calibration_pixels(

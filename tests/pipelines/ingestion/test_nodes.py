@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
 from fruits_kedro.datasets.image_folder import HIDDEN, ImageFolderDataset
+from fruits_kedro.datasets.photo_rules import label_column
 from fruits_kedro.labels import NESTED, normalize_label
 from fruits_kedro.pipelines.ingestion.nodes import (
     account_for_listing,
     attach_image_bytes,
-    label_column,
     label_images,
     list_skipped_files,
     sample_per_class,
