@@ -143,19 +143,9 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
     def _list_remote(self, fs, root: str) -> list[dict[str, Any]]:
         rows = []
         for name, info in sorted(self._find_remote(fs, root).items()):
-            relative = posixpath.relpath(name, root)
-            if any(part.startswith(".") for part in relative.split("/")):
-                continue  # hidden files and folders (.DS_Store, .sample_complete, ._*) are not photos
-            size = int(info.get("size") or 0)
-            rows.append(
-                {
-                    "path": fs.unstrip_protocol(name),
-                    "relative_path": relative,
-                    "size": size,
-                    "modified": _modified(info),
-                    "skipped": _size_reason(size, self._max_file_bytes),
-                }
-            )
+            row = remote_listing_row(fs, root, name, info, self._max_file_bytes)
+            if row is not None:
+                rows.append(row)
         return rows
 
     def _find_remote(self, fs, root: str) -> dict[str, Any]:
@@ -346,6 +336,27 @@ def display_name(name: str) -> str:
     """``os.fsdecode`` text as UTF-8 text: each byte that is not valid UTF-8 becomes ``%XX``."""
     text = os.fsencode(name).decode("utf-8", "surrogateescape")  # the raw bytes, whatever the locale
     return _ESCAPED_BYTE.sub(lambda found: f"%{ord(found.group()) - 0xDC00:02X}", text)
+
+
+def remote_listing_row(
+    fs, root: str, name: str, info: dict[str, Any], max_file_bytes: int | None
+) -> dict[str, Any] | None:
+    """The listing row of one object that fsspec's ``find`` returned under ``root``; None for
+    what is not a photo's file: hidden names and folder markers (empty keys ending in ``/``
+    that consoles create for "folders")."""
+    relative = posixpath.relpath(name, root)
+    if any(part.startswith(".") for part in relative.split("/")):
+        return None  # hidden files and folders (.DS_Store, .sample_complete, ._*) are not photos
+    if str(info.get("Key") or name).endswith("/"):
+        return None
+    size = int(info.get("size") or 0)
+    return {
+        "path": fs.unstrip_protocol(name),
+        "relative_path": relative,
+        "size": size,
+        "modified": _modified(info),
+        "skipped": _size_reason(size, max_file_bytes),
+    }
 
 
 def _modified(info: dict[str, Any]) -> str | None:
