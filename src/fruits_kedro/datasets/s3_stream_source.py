@@ -6,8 +6,9 @@ Source API and lists the prefix with the project's S3 client (s3fs, with the ret
 of :mod:`fruits_kedro.cloud.s3_retries`). Each row is one new object, with the columns and
 rules of the batch listing (:class:`~fruits_kedro.datasets.image_folder.ImageFolderDataset`:
 ``path``, ``relative_path``, ``size``, ``modified`` = ETag, ``skipped``; hidden names and
-folder markers left out, objects over ``maxFileBytes`` listed as skipped). Extensions and
-labels are the ingestion's business, as in the batch mode.
+folder markers left out, objects over ``maxFileBytes`` listed as skipped), then ``arrival``,
+its LastModified (the stream's column contract, :mod:`fruits_kedro.datasets.image_stream`).
+Extensions and labels are the ingestion's business, as in the batch mode.
 
 **Offsets.** S3 lists keys in lexicographic order, not by time, and a photo may land under a
 key lower than any seen before, so a key cursor would miss it. An object is identified by
@@ -42,6 +43,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
@@ -52,7 +54,7 @@ from pyspark.sql.streaming.datasource import (
     ReadMaxRows,
     SupportsTriggerAvailableNow,
 )
-from pyspark.sql.types import LongType, StringType, StructField, StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
 SOURCE_NAME = "fruits_s3_images"
 OFFSET_VERSION = 1
@@ -66,6 +68,7 @@ SCHEMA = StructType(
         StructField("size", LongType(), False),
         StructField("modified", StringType(), True),
         StructField("skipped", StringType(), True),
+        StructField("arrival", TimestampType(), True),
     ]
 )
 
@@ -77,7 +80,7 @@ class StreamSourceError(ValueError):
 @dataclass(frozen=True)
 class ListedObject:
     """One object of the listing: its key relative to the prefix, its LastModified in
-    milliseconds and its listing row (the columns of :data:`SCHEMA`, in order)."""
+    milliseconds and its row (the columns of :data:`SCHEMA`, in order)."""
 
     key: str
     modified_ms: int
@@ -213,7 +216,7 @@ class S3ImageStreamSource(DataSource):
                 .option("path", "s3://bucket/fruits/raw")
                 .option("maxFilesPerTrigger", 500)
                 .load()
-            )  # path, relative_path, size, modified, skipped
+            )  # path, relative_path, size, modified, skipped, arrival
     """
 
     @classmethod
@@ -275,7 +278,9 @@ class S3ImageStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             row = remote_listing_row(fs, root, name, info, self._max_file_bytes)
             if row is not None:
                 modified_ms = _epoch_ms(info.get("LastModified"))
-                listing.append(ListedObject(row["relative_path"], modified_ms, tuple(row[c] for c in LISTING_COLUMNS)))
+                arrival = datetime.fromtimestamp(modified_ms / 1000, tz=UTC)
+                values = (*(row[column] for column in LISTING_COLUMNS), arrival)
+                listing.append(ListedObject(row["relative_path"], modified_ms, values))
         return listing
 
     def initialOffset(self) -> dict:
@@ -335,8 +340,6 @@ def _epoch_ms(value: Any) -> int:
         raise StreamSourceError("the S3 listing gave an object without LastModified")
     if hasattr(value, "timestamp"):
         return int(round(value.timestamp() * 1000))
-    from datetime import datetime
-
     return int(round(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000))
 
 
