@@ -72,6 +72,13 @@ class DimensionalityReductionParams(_Section):
     max_components: int | None = Field(gt=0)
 
 
+class StreamingParams(_Section):
+    trigger: Literal["available_now", "processing_time"]
+    interval_seconds: float = Field(gt=0.0, le=86400.0, description="processing_time: seconds between triggers")
+    max_files_per_trigger: int = Field(gt=0)
+    refit_growth: float = Field(gt=0.0)
+
+
 class OrbBaselineParams(_Section):
     image_size: int = Field(ge=32, le=2048)
     contrast: Literal["clahe", "equalize", "none"]
@@ -142,6 +149,7 @@ class ProjectParams(BaseModel):
     dimensionality_reduction: DimensionalityReductionParams
     orb_baseline: OrbBaselineParams
     evaluation: EvaluationParams
+    streaming: StreamingParams
 
     @model_validator(mode="before")
     @classmethod

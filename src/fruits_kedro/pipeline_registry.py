@@ -11,6 +11,7 @@ from fruits_kedro.pipelines import (
     ingestion,
     orb_baseline,
     preprocessing,
+    streaming,
 )
 
 
@@ -36,4 +37,6 @@ def register_pipelines() -> dict[str, Pipeline]:
     # In evaluation, ORB describes the photos that evaluation.feature_sets gives it: none without orb.
     orb_for_evaluation = Pipeline(orb_baseline.create_pipeline(), inputs={"raw_images": "images_for_orb"})
     pipelines["evaluation"] = full_ingestion + orb_for_evaluation + evaluation.create_pipeline()
+    # Photos that keep arriving (docs/streaming.md): outside __default__, it runs until stopped.
+    pipelines["streaming"] = streaming.create_pipeline()
     return pipelines

@@ -13,10 +13,13 @@ from typing import Any
 
 _MODULES = {
     "ImageFolderDataset": "image_folder",
+    "ImageStreamDataset": "image_stream",
+    "MicroBatchQueryDataset": "image_stream",
     "NumpyArraysDataset": "numpy_arrays",
     "OutputSetDataset": "output_set",
     "SparkCSVFileDataset": "spark_csv",
     "SparkParquetFsspecDataset": "spark_parquet",
+    "StreamOutputsDataset": "stream_outputs",
 }
 
 __all__ = list(_MODULES)

@@ -129,16 +129,7 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
             raise DatasetError(f"Image folder not found: {self._path}")
         if not os.path.isdir(root):
             raise DatasetError(f"Image folder is not a folder: {self._path}")
-        return [
-            {
-                "path": listing_path(entry.path),
-                "relative_path": display_name(entry.relative),
-                "size": entry.size,
-                "modified": None if entry.modified is None else str(entry.modified),
-                "skipped": entry.skipped,
-            }
-            for entry in walk_local(root, self._max_file_bytes)
-        ]
+        return [listing_row(entry) for entry in walk_local(root, self._max_file_bytes)]
 
     def _list_remote(self, fs, root: str) -> list[dict[str, Any]]:
         rows = []
@@ -168,8 +159,6 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
         return entries
 
     def load(self):
-        from pyspark.sql import types as T
-
         from fruits_kedro.spark import get_spark
 
         listing = self._run_listing
@@ -179,16 +168,7 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
         if not is_local_path(self._path):
             # read_files runs in the executors: they must reach the same endpoint.
             forward_aws_environment(spark.sparkContext)
-        schema = T.StructType(
-            [
-                T.StructField("path", T.StringType(), False),
-                T.StructField("relative_path", T.StringType(), False),
-                T.StructField("size", T.LongType(), False),
-                T.StructField("modified", T.StringType(), True),
-                T.StructField("skipped", T.StringType(), True),
-            ]
-        )
-        return spark.createDataFrame(listing, schema=schema)
+        return listing_frame(spark, listing)
 
     def save(self, data: None) -> None:
         raise DatasetError(f"{type(self).__name__} is read-only: upload images to {self._path} instead")
@@ -199,6 +179,51 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path, "protocol": self._protocol, "max_file_bytes": self._max_file_bytes}
+
+
+def listing_frame(spark, rows):
+    """Listing rows (pandas, or dicts of ``LISTING_COLUMNS``) as the Spark DataFrame a listing loads as."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType(
+        [
+            T.StructField("path", T.StringType(), False),
+            T.StructField("relative_path", T.StringType(), False),
+            T.StructField("size", T.LongType(), False),
+            T.StructField("modified", T.StringType(), True),
+            T.StructField("skipped", T.StringType(), True),
+        ]
+    )
+    if isinstance(rows, list):
+        rows = [tuple(row[c] for c in LISTING_COLUMNS) for row in rows]
+    return spark.createDataFrame(rows, schema=schema)
+
+
+def local_listing_row(path: str, relative: str, max_file_bytes: int | None = None) -> dict[str, Any] | None:
+    """One local file's listing row, as :meth:`ImageFolderDataset.list_files` gives it (``path``
+    and ``relative`` as ``os.fsdecode`` text); None for a hidden name or a file already gone."""
+    if any(part.startswith(".") for part in relative.split("/")):
+        return None
+    try:
+        info = os.stat(path)  # follows links; never opens the file
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        entry = LocalEntry(path, relative, 0, None, _stat_failure(exc, os.path.islink(path)))
+    else:
+        entry = LocalEntry(path, relative, info.st_size, info.st_mtime, _file_reason(info, max_file_bytes))
+    return listing_row(entry)
+
+
+def listing_row(entry: LocalEntry) -> dict[str, Any]:
+    """A local entry as a row of ``LISTING_COLUMNS``."""
+    return {
+        "path": listing_path(entry.path),
+        "relative_path": display_name(entry.relative),
+        "size": entry.size,
+        "modified": None if entry.modified is None else str(entry.modified),
+        "skipped": entry.skipped,
+    }
 
 
 @dataclass(frozen=True)

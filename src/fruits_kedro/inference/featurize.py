@@ -144,11 +144,10 @@ def featurize_images(
         )
         payload = cached_int8_model(payload, calibration, f"{backbone.name}_{size}")
     spark = raw_images.sparkSession
-    payload_broadcast = spark.sparkContext.broadcast(payload)
+    payload_broadcast, job_token = _broadcast(spark.sparkContext, payload)
     rejected = RejectedImages(spark.sparkContext)
     rejected_accumulator = rejected.accumulator
     progress.count_rejected(lambda: len(rejected_accumulator.value))
-    job_token = uuid.uuid4().hex
     batch_size = params["batch_size"]
     provider = params["execution_provider"]
     retry_seconds = float(params["read_retry_seconds"])
@@ -220,6 +219,27 @@ def featurize_images(
         ids.mapInArrow(featurize_partition, schema), ids, featurize_partition, fixed_partitions=True
     )
     return with_constant_column(featurized, SETTINGS_COLUMN, settings), rejected
+
+
+# (application, payload id) -> (payload, its broadcast, the token the workers key their model by)
+_broadcasts: dict[tuple[str, int], tuple[Any, Any, str]] = {}
+
+
+def _broadcast(spark_context, payload) -> tuple[Any, str]:
+    """The payload's broadcast and token, made once per application and payload: featurizations
+    that follow one another (a stream's micro-batches) reuse the workers' models instead of
+    building, and keeping, one per call."""
+    key = (spark_context.applicationId, id(payload))
+    found = _broadcasts.get(key)
+    if found is None or found[0] is not payload:
+        found = (payload, spark_context.broadcast(payload), uuid.uuid4().hex)
+        _broadcasts[key] = found
+        while len(_broadcasts) > _KEPT_BROADCASTS:  # payloads made anew each time (Keras weights)
+            _broadcasts.pop(next(iter(_broadcasts)))
+    return found[1], found[2]
+
+
+_KEPT_BROADCASTS = 4
 
 
 def calibration_pixels(raw_images: DataFrame, decoder: ImageDecoder, n: int, retry_seconds: float) -> np.ndarray:

@@ -11,6 +11,9 @@ Spark ML stage that saves and loads in a ``PipelineModel``, the projection is
 from __future__ import annotations
 
 import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,8 +36,13 @@ from fruits_kedro.ml.moments import (
     partition_projection,
 )
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
+    "SCORE_ID_COLUMNS",
     "CentredProjection",
+    "PcaFit",
+    "fit_from_moments",
     "Moments",
     "choose_k",
     "column_moments",
@@ -44,6 +52,9 @@ __all__ = [
     "principal_components",
     "project_columns",
 ]
+
+
+SCORE_ID_COLUMNS = ("path", "label", "split")  # what identifies a row of scores
 
 
 def choose_k(explained_variance: list[float] | np.ndarray, threshold: float) -> int:
@@ -126,6 +137,61 @@ def principal_components(moments: Moments) -> tuple[np.ndarray, np.ndarray, np.n
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = eigenvalues / total if total > 0 else np.full_like(eigenvalues, np.nan)
     return mean, ratios, eigenvectors
+
+
+@dataclass(frozen=True)
+class PcaFit:
+    """A fitted PCA: the d column means, the d x k axes kept, and the variance report."""
+
+    mean: np.ndarray
+    axes: np.ndarray
+    report: dict[str, Any]
+
+    @property
+    def k(self) -> int:
+        return int(self.axes.shape[1])
+
+
+def fit_from_moments(moments: Moments, threshold: float, max_components: int | None = None) -> PcaFit:
+    """The fewest principal axes of ``moments`` that explain ``threshold`` of the variance.
+
+    Raises:
+        ValueError: fewer than 2 rows, or rows without variance: PCA is undefined.
+    """
+    n_images, n_input = moments[0], moments[1].size
+    if n_images == 0:
+        raise ValueError("No image features to reduce: every image was rejected or the input folder is empty")
+    if n_images == 1:
+        raise ValueError("PCA needs at least 2 images: only 1 image has features (variance is undefined)")
+    # Rank is at most n-1 after centring: components beyond it carry no variance.
+    k_max = max(1, min(n_input, n_images - 1, max_components or n_input))
+    mean, ratios, components = principal_components(moments)
+    if not np.all(np.isfinite(ratios)):
+        raise ValueError(
+            f"The {n_images} feature vector(s) have no variance (all identical): PCA is undefined. "
+            "Use more, or more varied, images."
+        )
+    ratios = ratios[:k_max]
+    k = choose_k(ratios, threshold)
+    cumulative = np.cumsum(ratios)
+    logger.info(
+        "PCA: %d images x %d features -> k=%d components explain %.4f (threshold %.2f)",
+        n_images,
+        n_input,
+        k,
+        cumulative[k - 1],
+        threshold,
+    )
+    report = {
+        "k": k,
+        "threshold": threshold,
+        "n_input_features": n_input,
+        "n_images": n_images,
+        "explained_variance_at_k": float(cumulative[k - 1]),
+        "explained_variance": [float(r) for r in ratios],
+        "cumulative": [float(c) for c in cumulative],
+    }
+    return PcaFit(mean, components[:, :k], report)
 
 
 def project_columns(

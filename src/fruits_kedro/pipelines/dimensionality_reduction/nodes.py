@@ -15,12 +15,10 @@ from typing import Any
 import numpy as np
 from pyspark.sql import DataFrame
 
-from fruits_kedro.ml.pca import choose_k, column_moments, principal_components, project_columns
+from fruits_kedro.ml.pca import SCORE_ID_COLUMNS, column_moments, fit_from_moments, project_columns
 from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
-
-ID_COLUMNS = ("path", "label", "split")
 
 
 def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFrame, dict[str, Any]]:
@@ -30,43 +28,10 @@ def fit_pca(image_features: DataFrame, params: dict[str, Any]) -> tuple[DataFram
     when they are saved, in the tasks that read the features (:func:`project_columns`).
     """
     settings = section("dimensionality_reduction", params)
-    threshold = settings.variance_threshold
     moments = column_moments(image_features, "features")
-    n_images, n_input = moments[0], moments[1].size
-    if n_images == 0:
-        raise ValueError("No image features to reduce: every image was rejected or the input folder is empty")
-    if n_images == 1:
-        raise ValueError("PCA needs at least 2 images: only 1 image has features (variance is undefined)")
-    # Rank is at most n-1 after centring: components beyond it carry no variance.
-    k_max = max(1, min(n_input, n_images - 1, settings.max_components or n_input))
-    mean, ratios, components = principal_components(moments)
-    if not np.all(np.isfinite(ratios)):
-        raise ValueError(
-            f"The {n_images} feature vector(s) have no variance (all identical): PCA is undefined. "
-            "Use more, or more varied, images."
-        )
-    ratios = ratios[:k_max]
-    k = choose_k(ratios, threshold)
-    cumulative = np.cumsum(ratios)
-    logger.info(
-        "PCA: %d images x %d features -> k=%d components explain %.4f (threshold %.2f)",
-        n_images,
-        n_input,
-        k,
-        cumulative[k - 1],
-        threshold,
-    )
-    reduced = project_columns(image_features, "features", mean, components[:, :k], ID_COLUMNS)
-    report = {
-        "k": k,
-        "threshold": threshold,
-        "n_input_features": n_input,
-        "n_images": n_images,
-        "explained_variance_at_k": float(cumulative[k - 1]),
-        "explained_variance": [float(r) for r in ratios],
-        "cumulative": [float(c) for c in cumulative],
-    }
-    return reduced, report
+    fit = fit_from_moments(moments, settings.variance_threshold, settings.max_components)
+    reduced = project_columns(image_features, "features", fit.mean, fit.axes, SCORE_ID_COLUMNS)
+    return reduced, fit.report
 
 
 def export_pca_csv(image_features_pca: DataFrame) -> DataFrame:

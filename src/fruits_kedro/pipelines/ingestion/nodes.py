@@ -1,7 +1,8 @@
 """Ingestion nodes: pure Spark transformations of the image listing.
 
 ``label_images`` derives ``label`` (the parent folder, spaces -> ``_``) and ``split`` (the
-grandparent folder, when the file sits two folders down) and keeps image files only.
+grandparent folder, when the file sits two folders down) and keeps image files only, by the
+rules of :mod:`fruits_kedro.datasets.photo_rules` (which the stream applies too).
 ``sample_per_class`` keeps a deterministic N per (split, label). ``attach_image_bytes``
 adds the bytes as a lazy column, fetched by the executors only for the rows that remain.
 """
@@ -16,44 +17,21 @@ from pyspark.sql import functions as F
 
 from fruits_kedro import progress
 from fruits_kedro.datasets.image_folder import read_file_bytes
+from fruits_kedro.datasets.photo_rules import (  # noqa: F401 - normalize_label: the labels' rule, named here too
+    depth,
+    image_extension_pattern,
+    labelled,
+    normalize_label,
+    skip_reason,
+)
 from fruits_kedro.feature_settings import IMAGE_KEY, ReusableFeatures, feature_settings, reusable_features
 from fruits_kedro.params import section
 
 logger = logging.getLogger(__name__)
 
 
-def normalize_label(folder_name: str) -> str:
-    """The label of a class folder: every whitespace character becomes ``_``.
-
-    Mirrors :func:`label_column`, for code outside Spark (e.g. the upload command).
-    """
-    return "".join("_" if ch.isspace() else ch for ch in folder_name.strip())
-
-
-def label_column(folder: F.Column) -> F.Column:
-    # Java's \s matches ASCII whitespace only; (?U) makes it Unicode-aware like str.isspace.
-    return F.regexp_replace(F.trim(folder), r"(?U)\s", "_")
-
-
-def image_extension_pattern(extensions: list[str]) -> str:
-    """A Java regex matching paths that end with one of ``extensions``, in any case.
-
-    A regex rather than ``lower(...) isin``: Spark 4's ``lower`` goes through ICU, whose
-    first use costs a fresh JVM a second of class initialisation, paid by every run for a
-    handful of suffixes. ``\\Q...\\E`` quotes each
-    suffix literally (a ``.`` is a dot); ``(?iu)`` folds case as ``str.lower`` does, like
-    the up-front check in ``hooks.py``.
-    """
-    quoted = "|".join(r"\Q" + e.replace(r"\E", r"\E\\E\Q") + r"\E" for e in extensions)
-    return rf"(?iu)(?:{quoted})$"
-
-
 def _extensions(params: dict[str, Any]) -> list[str]:
     return section("ingestion", params).extensions
-
-
-def _depth() -> F.Column:
-    return F.size(F.split(F.col("relative_path"), "/"))
 
 
 def unsplit_folders(image_files: DataFrame, params: dict[str, Any]) -> list[str]:
@@ -64,26 +42,16 @@ def unsplit_folders(image_files: DataFrame, params: dict[str, Any]) -> list[str]
         F.col("skipped").isNull() & F.col("relative_path").rlike(image_extension_pattern(_extensions(params)))
     )
     found = images.agg(
-        F.max((_depth() >= 3).cast("int")).alias("split"),
-        F.sort_array(F.collect_set(F.when(_depth() == 2, F.split("relative_path", "/")[0]))).alias("unsplit"),
+        F.max((depth() >= 3).cast("int")).alias("split"),
+        F.sort_array(F.collect_set(F.when(depth() == 2, F.split("relative_path", "/")[0]))).alias("unsplit"),
     ).first()
     return list(found["unsplit"] or []) if found["split"] else []
 
 
 def _skip_reason(params: dict[str, Any], excluded_folders: list[str]) -> F.Column:
     """Why a listed file is not an image of this run (null: it is one), before sampling."""
-    limit = section("ingestion", params).max_file_bytes
-    reason = (
-        F.when(F.col("skipped").isNotNull(), F.col("skipped"))
-        .when(~F.col("relative_path").rlike(image_extension_pattern(_extensions(params))), "not an image (extension)")
-        .when(_depth() < 2, "no class folder (directly under the root)")
-    )
-    if limit is not None:
-        reason = reason.when(F.col("size") > int(limit), f"larger than ingestion.max_file_bytes ({int(limit)} bytes)")
-    if excluded_folders:
-        excluded = (_depth() == 2) & F.split("relative_path", "/")[0].isin(excluded_folders)
-        reason = reason.when(excluded, "outside the split folders (ingestion.unsplit_folders: exclude)")
-    return reason
+    settings = section("ingestion", params)
+    return skip_reason(settings.extensions, settings.max_file_bytes, excluded_folders)
 
 
 def _excluded_folders(image_files: DataFrame, params: dict[str, Any], warn: bool) -> list[str]:
@@ -108,17 +76,8 @@ def label_images(image_files: DataFrame, params: dict[str, Any]) -> DataFrame:
     without an image extension or a class folder, files over ``max_file_bytes``, and, with
     ``unsplit_folders: exclude``, folders of images beside the split folders.
     """
-    parts = F.split(F.col("relative_path"), "/")
-    depth = F.size(parts)
     excluded = _excluded_folders(image_files, params, warn=True)
-    return image_files.where(_skip_reason(params, excluded).isNull()).select(
-        "path",
-        "relative_path",
-        label_column(F.element_at(parts, -2)).alias("label"),
-        F.when(depth >= 3, F.element_at(parts, 1)).otherwise(F.lit(None).cast("string")).alias("split"),
-        "size",
-        "modified",
-    )
+    return labelled(image_files.where(_skip_reason(params, excluded).isNull()))
 
 
 def account_for_listing(image_files: DataFrame, sampled_images: DataFrame, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,335 @@
+"""``ImageStreamDataset``: the photos that arrive under a folder, as a Spark Structured Streaming
+source; and ``MicroBatchQueryDataset``: the query that hands each micro-batch to the project's code.
+
+The column contract
+-------------------
+Whatever the source, the streaming DataFrame that :meth:`ImageStream.read` returns has exactly
+these columns (``SOURCE_SCHEMA``), one row per new file, and never the files' bytes:
+
+========== ========= ======================================================================
+column     type      value
+========== ========= ======================================================================
+path       string    the file as the batch listing names it (``image_folder.LISTING_COLUMNS``):
+                     a local absolute path; a remote object as its full URL (``s3://B/key``)
+size       long      bytes
+modified   string    the batch listing's change marker, or null. Local: null here, filled in by
+                     the micro-batch from one ``os.stat`` (``str(st_mtime)``, the batch
+                     listing's exact text; Spark's ``modificationTime`` has milliseconds only).
+                     S3: the ETag without quotes, as ``ImageFolderDataset`` lists it.
+arrival    timestamp when the file landed: its mtime (local) or LastModified (S3); latency and
+                     backlog are measured from it
+========== ========= ======================================================================
+
+Rows may name hidden files (a part starting with ``.``), files without an image extension, or
+files that are too large: the micro-batch applies the batch mode's rules to them.
+
+The source is chosen by ``path``'s protocol:
+
+- a local folder: Spark's file source, ``binaryFile`` with ``recursiveFileLookup`` and
+  ``pathGlobFilter``, of which only ``path``, ``length`` and ``modificationTime`` are selected:
+  Spark lists the files and never reads them (the micro-batch reads the bytes in the
+  executors, as the batch mode does). Spark's ``file:`` URI becomes the plain path.
+- ``s3://``: the project's Python data source (:mod:`fruits_kedro.datasets.s3_stream_source`):
+  its ``DataSource`` subclass ``S3ImageStreamSource``, whose ``name()`` is ``fruits_s3_images``
+  (``S3_SOURCE_FORMAT``), is registered (``spark.dataSource.register``) and read with
+  ``spark.readStream.format("fruits_s3_images").options(**load_args).option("path", url)
+  .option("maxFilesPerTrigger", n).load()`` (options arrive as strings; ``path`` is the URL
+  with no trailing ``/``). Its rows already have the columns above, in that order
+  (``arrival`` may be null where the listing has no LastModified).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+from kedro.io.core import AbstractDataset, DatasetError
+
+from fruits_kedro.datasets.aws import forward_aws_environment, is_local_path
+
+logger = logging.getLogger(__name__)
+
+SOURCE_COLUMNS = ("path", "size", "modified", "arrival")
+SOURCE_SCHEMA = "path string, size long, modified string, arrival timestamp"
+S3_SOURCE_FORMAT = "fruits_s3_images"
+# Spark's binaryFile schema; a streaming file source must be given one.
+BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
+# The checkpoint's own record of what it belongs to, beside Spark's files.
+CHECKPOINT_MARKER = "fruits_kedro_stream.json"
+CHECKPOINT_FORMAT = "fruits_kedro.stream_checkpoint/1"
+
+
+@dataclass(frozen=True)
+class ImageStream:
+    """A source of arriving photos: ``read()`` gives the streaming DataFrame of the contract."""
+
+    path: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        return is_local_path(self.path)
+
+    @property
+    def root(self) -> str:
+        """The folder as the batch listing writes its paths: absolute, no protocol, for local folders."""
+        fs, root = fsspec.core.url_to_fs(self.path)
+        root = root.rstrip("/") or "/"
+        return root if self.local else fs.unstrip_protocol(root)
+
+    def backlog(self, after) -> tuple[int, Any] | None:
+        """Files that arrived after ``after`` (a ``datetime``, the newest arrival processed): how
+        many, and the oldest one's arrival (a UTC ``datetime``); None where this is not known
+        (a remote source). Spark's file source takes files in arrival order, so they are the ones
+        waiting."""
+        import os
+        from datetime import UTC, datetime
+
+        if not self.local or after is None:
+            return None
+        threshold = after.timestamp() + 0.001  # Spark keeps milliseconds
+        count, oldest = 0, None
+        folders = [self.root]
+        while folders:
+            try:
+                with os.scandir(folders.pop()) as entries:
+                    for entry in entries:
+                        if entry.name.startswith("."):
+                            continue
+                        if entry.is_dir():
+                            folders.append(entry.path)
+                            continue
+                        try:
+                            mtime = entry.stat().st_mtime
+                        except OSError:
+                            continue
+                        if mtime > threshold:
+                            count += 1
+                            oldest = mtime if oldest is None else min(oldest, mtime)
+            except OSError:
+                continue
+        return count, None if oldest is None else datetime.fromtimestamp(oldest, tz=UTC)
+
+    def read(self, max_files_per_trigger: int | None = None):
+        """The streaming DataFrame of ``SOURCE_COLUMNS`` (see the module's docstring)."""
+        from pyspark.sql import functions as F
+
+        from fruits_kedro.spark import get_spark
+
+        spark = get_spark()
+        options = dict(self.options)
+        if max_files_per_trigger is not None:
+            options["maxFilesPerTrigger"] = str(int(max_files_per_trigger))
+        if self.local:
+            reader = (
+                spark.readStream.format("binaryFile")
+                .schema(BINARY_FILE_SCHEMA)
+                .option("recursiveFileLookup", "true")
+                .options(**options)
+            )
+            files = reader.load(self.root).select("path", "length", "modificationTime")
+            return files.select(
+                # Hadoop names a local file "file:/abs/path", unescaped: the path is what follows.
+                F.regexp_replace("path", "^file:", "").alias("path"),
+                F.col("length").alias("size"),
+                F.lit(None).cast("string").alias("modified"),
+                F.col("modificationTime").alias("arrival"),
+            )
+        from fruits_kedro.datasets.s3_stream_source import S3ImageStreamSource
+
+        spark.dataSource.register(S3ImageStreamSource)
+        forward_aws_environment(spark.sparkContext)
+        frame = spark.readStream.format(S3_SOURCE_FORMAT).options(**options).option("path", self.root).load()
+        return frame.select(*SOURCE_COLUMNS)
+
+
+class ImageStreamDataset(AbstractDataset[None, ImageStream]):
+    """The photos arriving under ``path`` (a local folder or ``s3://``), as a streaming source; read-only.
+
+    Loading starts nothing: it returns an :class:`ImageStream`, whose ``read()`` gives the
+    streaming DataFrame, with the micro-batch size the run's parameters choose.
+
+    Args:
+        path: The folder: a local path or an ``s3://`` URL.
+        load_args: Source options handed to Spark as they are (the file source's
+            ``pathGlobFilter``, ``maxFileAge``, ``latestFirst``, ``maxCachedFiles``...).
+        metadata: Any arbitrary metadata; ignored by Kedro.
+
+    Examples:
+        Using the YAML API (``conf/base/catalog.yml``)::
+
+            new_photos:
+              type: fruits_kedro.datasets.ImageStreamDataset
+              path: data/01_raw/fruits
+              load_args:
+                maxFileAge: 7d
+
+        Using the Python API::
+
+            from fruits_kedro.datasets import ImageStreamDataset
+
+            stream = ImageStreamDataset(path="data/01_raw/fruits").load()
+            frame = stream.read(max_files_per_trigger=500)  # path, size, modified, arrival
+    """
+
+    def __init__(
+        self, *, path: str, load_args: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None
+    ) -> None:
+        self._stream = ImageStream(str(path), {str(k): _option(v) for k, v in (load_args or {}).items()})
+        self.metadata = metadata
+
+    def load(self) -> ImageStream:
+        if self._stream.local:
+            fs, root = fsspec.core.url_to_fs(self._stream.path)
+            if not fs.isdir(root):
+                raise DatasetError(f"Image folder not found: {self._stream.path}")
+        return self._stream
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"{type(self).__name__} is read-only: put photos under {self._stream.path} instead")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._stream.path, "load_args": self._stream.options}
+
+
+def _option(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass
+class MicroBatchJob:
+    """What :class:`MicroBatchQueryDataset` runs: ``process(frame, batch_id)`` on each micro-batch
+    of ``frame`` (a streaming DataFrame), started with ``trigger`` (the keyword arguments of
+    ``DataStreamWriter.trigger``).
+
+    ``source`` names what the checkpoint belongs to; ``before_start(checkpoint, marker)`` is
+    called before the query starts (``marker`` is None for a new checkpoint) and raises if the
+    checkpoint does not match the state the job continues from; ``on_stop()`` runs once the
+    query has ended by itself or was stopped (not when it failed).
+    """
+
+    frame: Any
+    process: Callable[[Any, int], None]
+    trigger: dict[str, Any]
+    source: str
+    name: str = "fruits_kedro_stream"
+    before_start: Callable[[str, dict[str, Any] | None], None] | None = None
+    on_stop: Callable[[], None] | None = None
+
+
+class StreamCheckpointError(DatasetError):
+    """The checkpoint is missing, or belongs to another source or another stream's outputs."""
+
+
+class MicroBatchQueryDataset(AbstractDataset[MicroBatchJob, None]):
+    """Runs a streaming query whose micro-batches go to the project's code (``foreachBatch``),
+    checkpointed at ``checkpoint``; keeps the query's handle (``query``).
+
+    Saving a :class:`MicroBatchJob` starts the query and waits for it: until the source has
+    nothing left (``availableNow``), or until it is stopped (``processingTime``: Ctrl-C, or
+    ``stop()`` from another thread). Progress of every micro-batch is in Spark's event log.
+
+    Args:
+        path: The query's checkpoint folder (offsets, commits, the source's seen files).
+        metadata: Any arbitrary metadata; ignored by Kedro.
+
+    Examples:
+        Using the YAML API (``conf/base/catalog.yml``)::
+
+            stream_query:
+              type: fruits_kedro.datasets.MicroBatchQueryDataset
+              path: data/04_feature/stream/checkpoint
+
+        Using the Python API::
+
+            dataset = MicroBatchQueryDataset(path="/tmp/checkpoint")
+            dataset.save(MicroBatchJob(frame, process, {"availableNow": True}, source="data/01_raw/fruits"))
+    """
+
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._checkpoint = str(path).rstrip("/")
+        self.query = None
+        self.metadata = metadata
+
+    @property
+    def checkpoint(self) -> str:
+        return self._checkpoint
+
+    def save(self, data: MicroBatchJob) -> None:
+        marker = self.read_marker()
+        if marker is not None and marker.get("source") != data.source:
+            raise StreamCheckpointError(
+                f"Checkpoint {self._checkpoint} belongs to the stream of {marker.get('source')}, not of "
+                f"{data.source}: give this source its own checkpoint (catalog entry of the stream's checkpoint)."
+            )
+        if data.before_start is not None:
+            data.before_start(self._checkpoint, marker)
+        if marker is None:
+            self._write_marker(data.source)
+        writer = (
+            data.frame.writeStream.queryName(data.name)
+            .foreachBatch(data.process)
+            .option("checkpointLocation", self._checkpoint)
+            .trigger(**data.trigger)
+        )
+        self.query = writer.start()
+        logger.info("Streaming query %s started (checkpoint %s, trigger %s)", data.name, self._checkpoint, data.trigger)
+        try:
+            self.query.awaitTermination()
+        except KeyboardInterrupt:
+            logger.info("Stopping the streaming query (the micro-batch under way finishes first)")
+        finally:
+            if self.query.isActive:
+                self.query.stop()
+        if self.query.exception() is None and data.on_stop is not None:
+            data.on_stop()
+
+    def stop(self) -> None:
+        """Stop the running query (it finishes the micro-batch under way first)."""
+        if self.query is not None and self.query.isActive:
+            self.query.stop()
+
+    def load(self) -> None:
+        raise DatasetError(f"{type(self).__name__} runs a query; its outputs are other datasets")
+
+    def read_marker(self) -> dict[str, Any] | None:
+        """The checkpoint's record of its source, or None for a checkpoint that has none yet.
+
+        Raises:
+            StreamCheckpointError: Spark's files are there but the record is not: a checkpoint
+                that another program made.
+        """
+        fs, root = fsspec.core.url_to_fs(self._checkpoint)
+        fs.invalidate_cache()
+        try:
+            text = fs.cat_file(posixpath.join(root, CHECKPOINT_MARKER)).decode("utf-8")
+        except FileNotFoundError:
+            if fs.exists(posixpath.join(root, "offsets")):
+                raise StreamCheckpointError(
+                    f"Checkpoint {self._checkpoint} was not made by this project's stream "
+                    f"(no {CHECKPOINT_MARKER}): point the stream's checkpoint elsewhere."
+                ) from None
+            return None
+        marker = json.loads(text)
+        if marker.get("format") != CHECKPOINT_FORMAT:
+            raise StreamCheckpointError(f"{self._checkpoint}/{CHECKPOINT_MARKER} is not a {CHECKPOINT_FORMAT} file")
+        return marker
+
+    def _write_marker(self, source: str) -> None:
+        from fruits_kedro.datasets.spark_parquet import write_text_atomically
+
+        fs, root = fsspec.core.url_to_fs(self._checkpoint)
+        if is_local_path(self._checkpoint):
+            fs.makedirs(root, exist_ok=True)
+        marker = {"format": CHECKPOINT_FORMAT, "source": source}
+        write_text_atomically(fs, posixpath.join(root, CHECKPOINT_MARKER), json.dumps(marker) + "\n")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"checkpoint": self._checkpoint}

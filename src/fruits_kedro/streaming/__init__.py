@@ -1,0 +1,1 @@
+"""The stream of arriving photos: its micro-batches and its outputs (the pipeline is ``pipelines/streaming``)."""

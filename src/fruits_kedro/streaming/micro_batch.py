@@ -1,0 +1,441 @@
+"""What the stream does with each micro-batch, on the driver (``foreachBatch``), with the batch
+mode's modules: the listing rules (:mod:`fruits_kedro.datasets.photo_rules`), the featurization
+(:func:`fruits_kedro.inference.featurize.featurize_images`), the PCA's moments and projection
+(:mod:`fruits_kedro.ml.pca`), the Parquet and CSV datasets and the output set.
+
+Per micro-batch ``b``:
+
+1. the batch's rows (paths, sizes, stamps: never bytes) become listing rows as the batch listing
+   makes them (a local file is ``stat``-ed: special files are skipped, ``modified`` is its exact
+   mtime text), then the ingestion's rules say which are photos, with their labels;
+2. photos whose (path, size, modified) a batch run already featurized are left out (counted);
+3. the others are featurized in the executors, and saved as ``b``'s part of the features (and of
+   the rejected photos, with their reasons);
+4. ``b``'s features' moments are merged into the running ones (float64), and ``b`` is projected
+   with the current basis (its rows carry the basis id, ``pca_basis``);
+5. ``state.json`` is committed (the commit point), then the tables' manifests;
+6. when the rows have grown by ``refit_growth`` since the last fit, the basis is fitted again from
+   the running moments (no feature row is read for it), every row is projected with it, the CSV is
+   written, and the new set becomes current through ``current_outputs.json``.
+
+A batch that Spark replays after a crash replaces its own files (every file of ``b`` is named by
+``b``); one that ``state.json`` already committed is not run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kedro.io.core import generate_timestamp
+
+from fruits_kedro import progress
+from fruits_kedro.datasets.arrow_source import with_constant_column
+from fruits_kedro.datasets.image_folder import listing_frame, local_listing_row
+from fruits_kedro.datasets.image_stream import ImageStream, StreamCheckpointError
+from fruits_kedro.datasets.photo_rules import labelled, skip_reason
+from fruits_kedro.datasets.spark_csv import SparkCSVFileDataset
+from fruits_kedro.datasets.spark_parquet import SparkParquetFsspecDataset
+from fruits_kedro.feature_settings import IMAGE_KEY, SETTINGS_COLUMN
+from fruits_kedro.inference.featurize import featurize_images
+from fruits_kedro.ml.moments import merge_moments
+from fruits_kedro.ml.pca import SCORE_ID_COLUMNS, column_moments, fit_from_moments, project_columns
+from fruits_kedro.streaming.store import BASE, StreamStore, batch_folder, new_state
+
+logger = logging.getLogger(__name__)
+
+BASIS_COLUMN = "pca_basis"
+GONE = "file is gone: listed, then removed before it was read"
+# A driver paused here (point@batch) waits to be killed: the exactly-once tests' fault points.
+PAUSE_VARIABLE = "FRUITS_KEDRO_STREAM_PAUSE"
+PAUSE_MARKER_VARIABLE = "FRUITS_KEDRO_STREAM_PAUSE_MARKER"
+
+
+@dataclass
+class StreamSettings:
+    """What a micro-batch needs from the run's parameters."""
+
+    backbone: dict[str, Any]
+    preprocessing: dict[str, Any]
+    feature_extraction: dict[str, Any]
+    extensions: list[str]
+    max_file_bytes: int | None
+    variance_threshold: float
+    max_components: int | None
+    refit_growth: float
+    feature_settings: str
+    totals: Counter = field(default_factory=Counter)
+
+
+class MicroBatches:
+    """The ``foreachBatch`` function of the stream, and what runs before and after its query."""
+
+    def __init__(self, stream: ImageStream, store: StreamStore, settings: StreamSettings) -> None:
+        self.stream = stream
+        self.store = store
+        self.settings = settings
+        self.checkpoint: str | None = None
+        self._known: set[tuple] | None = None
+        self._root = stream.root
+
+    # ---- before the query -----------------------------------------------------------------
+    def before_start(self, checkpoint: str, marker: dict[str, Any] | None) -> None:
+        """Check that the checkpoint is the stream's own, then :meth:`prepare`."""
+        self.check_checkpoint(checkpoint)
+        self.prepare()
+
+    def check_checkpoint(self, checkpoint: str) -> None:
+        """The checkpoint must be the one the stream's outputs were made with: one that was
+        deleted, or that another stream made, would have Spark list every photo again."""
+        self.checkpoint = checkpoint
+        state = self.store.read_state()
+        query_id = _spark_query_id(checkpoint)
+        if state is None:
+            if query_id is not None and _has_commits(checkpoint):
+                raise StreamCheckpointError(
+                    f"Checkpoint {checkpoint} has already seen photos, but the stream's outputs "
+                    f"({self.store.path('state.json')}) are missing: delete the checkpoint to start over."
+                )
+            return
+        if state["last_batch"] >= 0 and query_id is None:
+            raise StreamCheckpointError(
+                f"Checkpoint {checkpoint} is missing or new, but the stream's outputs under {self.store.folder} "
+                f"record {state['last_batch'] + 1} committed micro-batches: restore the checkpoint, or delete "
+                f"{self.store.folder} to featurize everything again."
+            )
+        if state.get("query_id") and query_id is not None and query_id != state["query_id"]:
+            raise StreamCheckpointError(
+                f"Checkpoint {checkpoint} belongs to another stream (query {query_id}) than the outputs "
+                f"under {self.store.folder} (query {state['query_id']}): point the checkpoint back at its own."
+            )
+        if state["source"] != self.stream.path:
+            raise StreamCheckpointError(
+                f"The stream's outputs under {self.store.folder} are of {state['source']}, not of {self.stream.path}."
+            )
+
+    def prepare(self) -> None:
+        """Load the stream's state; start from a batch run's features when one replaced the
+        stream's (or came first); repair what a killed driver left between two commits."""
+        store = self.store
+        state = store.read_state()
+        current = store.output_set.read()
+        if state is not None and state["settings"] != self.settings.feature_settings:
+            raise StreamCheckpointError(
+                f"The stream's features under {store.folder} were made with other feature settings "
+                f"({state['settings']}, now {self.settings.feature_settings}): delete {store.folder} "
+                "(checkpoint included) to featurize everything again with these."
+            )
+        if state is None or not store.is_current(current) and _names_features(current, store):
+            previous = state
+            store.state = new_state(self.stream.path, self.settings.feature_settings)
+            if previous is not None:
+                store.state.update({k: previous[k] for k in ("query_id", "last_batch", "totals")})
+            self._adopt(current)
+        else:
+            store.state = state
+            store.write_manifests()
+        if self._refit_due():
+            self._refit()
+        store.write_state()
+        store.publish()
+        store.remove_unused()
+
+    def _adopt(self, current: dict[str, Any] | None) -> None:
+        """Start from the current features of a batch run, if they were made with these settings."""
+        store = self.store
+        if not _names_features(current, store):
+            store.write_state()
+            return
+        source = store.output_set.path(current["outputs"][store.members["features"]])
+        base = SparkParquetFsspecDataset(filepath=source, load_args={"missing_ok": True}).load()
+        if base is None:
+            store.write_state()
+            return
+        stored = base.select(SETTINGS_COLUMN).limit(1).collect() if SETTINGS_COLUMN in base.columns else []
+        if not stored or stored[0][0] != self.settings.feature_settings:
+            logger.warning("Stream: the current features (%s) were made with other settings: not reused", source)
+            store.write_state()
+            return
+        rows = store.save_part("features", BASE, base)
+        store.state["adopted"] = {"from": source, "at": time.time()}
+        moments = column_moments(store.load_part("features", BASE), "features")
+        store.state["moments"] = store.write_moments(moments, BASE)
+        logger.info("Stream: starting from the %d features of %s", rows, source)
+        store.write_state()
+
+    # ---- each micro-batch -------------------------------------------------------------------
+    def __call__(self, frame, batch_id: int) -> None:
+        store = self.store
+        started = time.monotonic()
+        if batch_id <= store.state["last_batch"]:
+            logger.info("Micro-batch %d: already committed (replayed after a restart)", batch_id)
+            store.write_manifests()
+            return
+        if store.state["query_id"] is None and self.checkpoint is not None:
+            store.state["query_id"] = _spark_query_id(self.checkpoint)
+        spark = frame.sparkSession
+        rows = [row.asDict() for row in frame.collect()]  # paths and stamps only
+        listing, known, gone = self._listing(rows)
+        account = Counter()
+        account["already_featurized"] = known
+        part = batch_folder(batch_id)
+        photos = None
+        if listing:
+            files = listing_frame(spark, listing)
+            reason = skip_reason(self.settings.extensions, self.settings.max_file_bytes, [])
+            reasons = Counter(row["reason"] for row in files.select(reason.alias("reason")).collect())
+            skipped = {r: n for r, n in reasons.items() if r is not None}
+            n_photos = reasons.get(None, 0)
+            account.update({"skipped": sum(skipped.values())})
+            if n_photos:
+                partitions = max(1, min(n_photos, spark.sparkContext.defaultParallelism))
+                photos = labelled(files.where(reason.isNull())).repartition(partitions)
+        else:
+            skipped, n_photos = {}, 0
+        account["skipped"] += gone
+        if gone:
+            skipped[GONE] = skipped.get(GONE, 0) + gone
+        featurized = rejected = 0
+        if photos is not None:
+            featurized, rejected = self._featurize(photos, n_photos, part, batch_id)
+        account.update({"featurized": featurized, "rejected": rejected, "listed": len(rows)})
+        refit = self._refit_due()
+        if featurized and store.state["basis"] is not None and not refit:
+            self._project(part)
+        self._pause("written", batch_id)
+        state = store.state
+        state["last_batch"] = batch_id
+        for key in ("listed", "featurized", "already_featurized", "rejected", "skipped"):
+            state["totals"][key] += account[key]
+        by_reason = state["totals"].setdefault("skipped_by_reason", {})
+        for key, n in skipped.items():
+            by_reason[key] = by_reason.get(key, 0) + n
+        store.write_state()
+        if refit:
+            self._refit()
+            store.write_state()
+            self.after_refit()
+        store.publish()
+        self._pause("committed", batch_id)
+        self._log(batch_id, rows, account, time.monotonic() - started)
+
+    def _listing(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
+        """The batch listing's rows of the batch's files; how many a batch run already featurized,
+        and how many are gone (local files removed before they could be examined)."""
+        listing, gone = [], 0
+        for row in rows:
+            relative = _relative(row["path"], self._root)
+            if any(part.startswith(".") for part in relative.split("/")):
+                continue  # hidden files and folders are not photos, as in the batch listing
+            if self.stream.local:
+                entry = local_listing_row(row["path"], relative)
+                if entry is None:
+                    gone += 1
+                    continue
+            else:
+                entry = {**{k: row[k] for k in ("path", "size", "modified")}, "relative_path": relative}
+                entry["skipped"] = None
+            listing.append(entry)
+        known = self._known_keys()
+        kept = [entry for entry in listing if (entry["path"], entry["size"], entry["modified"]) not in known]
+        return kept, len(listing) - len(kept), gone
+
+    def _known_keys(self) -> set[tuple]:
+        """(path, size, modified) of the features adopted from a batch run: read once per driver."""
+        if self._known is None:
+            self._known = set()
+            if self.store.state["adopted"]:
+                keys = self.store.read_columns("features", BASE, list(IMAGE_KEY))
+                self._known.update(zip(*(keys[c] for c in IMAGE_KEY)))
+        return self._known
+
+    def _featurize(self, photos, n_photos: int, part: str, batch_id: int) -> tuple[int, int]:
+        settings = self.settings
+        features, rejected = featurize_images(
+            photos, settings.backbone, settings.preprocessing, settings.feature_extraction
+        )
+        progress.expect_images(n_photos)
+        reporter = progress.for_node(photos.sparkSession.sparkContext, f"micro-batch {batch_id}", True)
+        reporter.start()
+        try:
+            featurized = self.store.save_part("features", part, features)
+        finally:
+            reporter.stop()
+        reasons = rejected.reasons
+        if reasons:
+            self.store.save_part("rejected", part, rejected.to_frame(photos))
+        else:
+            self.store.set_part("rejected", part, [], 0)
+        if featurized:
+            batch = column_moments(self.store.load_part("features", part), "features")
+            moments = merge_moments(self.store.read_moments(), batch)
+            self.store.state["moments"] = self.store.write_moments(moments, part)
+        return featurized, len(reasons)
+
+    def _project(self, part: str) -> None:
+        mean, axes = self.store.read_basis()
+        features = self.store.load_part("features", part)
+        scores = project_columns(features, "features", mean, axes, SCORE_ID_COLUMNS)
+        self.store.save_part("pca", part, with_constant_column(scores, BASIS_COLUMN, self.store.state["basis"]))
+
+    # ---- the PCA's basis --------------------------------------------------------------------
+    def _refit_due(self) -> bool:
+        state = self.store.state
+        rows = state["tables"]["features"]["rows"]
+        if rows < 2 or not state["moments"]:
+            return False
+        if state["basis"] is None:
+            return True
+        return rows >= state["fitted_rows"] * (1.0 + self.settings.refit_growth)
+
+    def _refit(self) -> None:
+        """A new basis from the running moments; every row projected with it; the CSV rewritten."""
+        store = self.store
+        moments = store.read_moments()
+        try:
+            fit = fit_from_moments(moments, self.settings.variance_threshold, self.settings.max_components)
+        except ValueError as error:
+            logger.warning("Stream: no PCA yet (%s)", error)
+            return
+        basis = generate_timestamp()
+        previous = dict(store.state)
+        store.state["basis"] = basis
+        store.reset_table("pca")
+        report = {**fit.report, "run_id": basis, BASIS_COLUMN: basis}
+        store.write_basis(basis, fit.mean, fit.axes, report)
+        features = store.load_table("features")
+        scores = project_columns(features, "features", fit.mean, fit.axes, SCORE_ID_COLUMNS)
+        store.save_part("pca", BASE, with_constant_column(scores, BASIS_COLUMN, basis))
+        store.write_manifests(("pca",))  # a folder that nothing names until the next commit
+        self._pause("refit", store.state["last_batch"])
+        store.state.update(
+            {
+                "k": fit.k,
+                "fitted_rows": int(moments[0]),
+                "previous_basis": previous["basis"],
+            }
+        )
+        self.write_csv()
+        logger.info("Stream: PCA refitted on %d rows: basis %s, k=%d", moments[0], basis, fit.k)
+
+    def after_refit(self) -> None:
+        """Once the new fit is committed and current: the fits before the one it replaced go."""
+        self.store.publish()
+        self.store.remove_unused()
+
+    def write_csv(self) -> None:
+        """The PCA table as the one CSV that pandas reads (a new file, named by the next commit)."""
+        store = self.store
+        scores = store.load_table("pca")
+        if scores is None:
+            return
+        csv = generate_timestamp()
+        target = store.path(f"csv/{csv}/image_features_pca.csv")
+        SparkCSVFileDataset(filepath=target, save_args={"sort_by": ["path"]}).save(
+            with_constant_column(scores, "run_id", csv)
+        )
+        store.state.update(
+            {
+                "previous_csv": store.state["csv"],
+                "csv": csv,
+                "csv_rows": store.state["tables"]["pca"]["rows"],
+            }
+        )
+
+    def finish(self) -> None:
+        """After the query stops: the CSV holds every row of the PCA table, and is current."""
+        store = self.store
+        if store.state is None or store.state["basis"] is None:
+            return
+        if store.state["csv_rows"] != store.state["tables"]["pca"]["rows"]:
+            self.write_csv()
+            store.write_state()
+            store.publish()
+        totals = store.state["totals"]
+        logger.info(
+            "Stream: %d files seen: %d featurized, %d already featurized, %d rejected, %d skipped; "
+            "%d rows, PCA basis %s (k=%s)",
+            *(totals[k] for k in ("listed", "featurized", "already_featurized", "rejected", "skipped")),
+            store.state["tables"]["pca"]["rows"],
+            store.state["basis"],
+            store.state["k"],
+        )
+
+    # ---- observability and fault points -----------------------------------------------------
+    def _log(self, batch_id: int, rows: list[dict[str, Any]], account: Counter, seconds: float) -> None:
+        newest = max((row["arrival"] for row in rows if row.get("arrival") is not None), default=None)
+        waiting = self.stream.backlog(newest)
+        if waiting is None:
+            backlog = "backlog unknown"
+        elif waiting[0] == 0:
+            backlog = "backlog 0 files"
+        else:
+            age = (datetime.now(tz=UTC) - waiting[1]).total_seconds()
+            backlog = f"backlog {waiting[0]} files, the oldest waiting {age:.0f} s"
+        logger.info(
+            "Micro-batch %d: %d photos in %.1f s (%d featurized, %d rejected, %d skipped, %d already featurized), "
+            "%s, %.1f photos/s; %d rows, PCA basis %s (k=%s)",
+            batch_id,
+            len(rows),
+            seconds,
+            account["featurized"],
+            account["rejected"],
+            account["skipped"],
+            account["already_featurized"],
+            backlog,
+            account["featurized"] / seconds if seconds > 0 else 0.0,
+            self.store.state["tables"]["features"]["rows"],
+            self.store.state["basis"],
+            self.store.state["k"],
+        )
+
+    @staticmethod
+    def _pause(point: str, batch_id: int) -> None:
+        wanted = os.environ.get(PAUSE_VARIABLE, "")
+        name, _, at = wanted.partition("@")
+        if name != point or batch_id < int(at or 0):
+            return
+        marker = os.environ.get(PAUSE_MARKER_VARIABLE)
+        if marker:
+            with open(marker, "w") as handle:
+                handle.write(f"{point}@{batch_id}\n")
+        logger.warning("Paused at %s of micro-batch %d (%s)", point, batch_id, PAUSE_VARIABLE)
+        time.sleep(3600)
+
+
+def _relative(path: str, root: str) -> str:
+    return posixpath.relpath(path, root) if not path.startswith(root + "/") else path[len(root) + 1 :]
+
+
+def _names_features(current: dict[str, Any] | None, store: StreamStore) -> bool:
+    return bool(current) and store.members["features"] in current.get("outputs", {})
+
+
+def _spark_query_id(checkpoint: str) -> str | None:
+    """The query id Spark keeps in the checkpoint's ``metadata`` file, or None before its first start."""
+    import json
+
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(checkpoint)
+    fs.invalidate_cache()
+    try:
+        return json.loads(fs.cat_file(f"{root.rstrip('/')}/metadata").decode("utf-8")).get("id")
+    except FileNotFoundError:
+        return None
+
+
+def _has_commits(checkpoint: str) -> bool:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(checkpoint)
+    try:
+        return any(not name.rsplit("/", 1)[-1].startswith(".") for name in fs.ls(f"{root}/commits", detail=False))
+    except FileNotFoundError:
+        return False
