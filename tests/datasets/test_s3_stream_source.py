@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC
 from pathlib import Path
 
 import boto3
@@ -26,6 +27,7 @@ from fruits_kedro.datasets.s3_stream_source import (
     next_offset,
     objects_between,
     register_s3_stream_source,
+    s3_backlog,
 )
 from tests.s3_server import new_bucket
 
@@ -183,6 +185,11 @@ def test_runs_with_one_checkpoint_deliver_each_object_once_as_the_batch_listing_
     assert [sorted(row[1] for row in rows) for _, rows in second] == [new]
     assert second[0][0] == first[-1][0] + 1
     assert _stream(spark, folder, checkpoint, maxFilesPerTrigger=2, maxFileBytes=32) == []
+    # What waited after the first run: the two photos of the second.
+    newest = max(row[5] for _, rows in first for row in rows)
+    arrived = [row[5].astimezone(UTC) for row in second[0][1]]
+    assert s3_backlog(folder, newest) == (2, min(arrived))
+    assert s3_backlog(folder, max(arrived)) == (0, None)
 
 
 def test_a_checkpoint_of_another_prefix_is_refused(spark, aws_env, tmp_path):

@@ -186,9 +186,10 @@ def _positive_int(options: dict[str, str], name: str, default: int | None) -> in
 
 def _source_url(options: dict[str, str]) -> str:
     from fruits_kedro.cloud.s3_retries import is_s3_url
+    from fruits_kedro.datasets.aws import split_s3_url
 
     path = str(options.get("path") or "").rstrip("/")
-    if not is_s3_url(path) or "/" not in path.split("://", 1)[1].strip("/"):
+    if not is_s3_url(path) or not split_s3_url(path)[0]:
         raise StreamSourceError(
             f"{SOURCE_NAME} needs an S3 folder as its path (s3://bucket/prefix), got {options.get('path')!r}"
         )
@@ -341,6 +342,16 @@ def _epoch_ms(value: Any) -> int:
     if hasattr(value, "timestamp"):
         return int(round(value.timestamp() * 1000))
     return int(round(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000))
+
+
+def s3_backlog(source: str, after: datetime) -> tuple[int, datetime | None]:
+    """Objects under ``source`` with a LastModified later than ``after`` (naive: local time, as
+    Spark returns timestamps): how many, and the oldest one's LastModified (UTC)."""
+    threshold = after.timestamp() * 1000
+    later = [
+        obj.modified_ms for obj in S3ImageStreamReader({"path": source}).list_objects() if obj.modified_ms > threshold
+    ]
+    return len(later), datetime.fromtimestamp(min(later) / 1000, tz=UTC) if later else None
 
 
 def register_s3_stream_source(spark) -> str:
