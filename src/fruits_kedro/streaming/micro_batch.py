@@ -140,7 +140,10 @@ class MicroBatches:
         else:
             store.state = state
             store.write_manifests()
-        if self._refit_due():
+        # A PCA fitted since by `kedro run --pipelines dimensionality_reduction` is a refit on demand.
+        pca = (current or {}).get("outputs", {}).get(store.members["pca"])
+        refitted_elsewhere = store.state["basis"] is not None and pca != store.outputs().get(store.members["pca"])
+        if self._refit_due() or refitted_elsewhere:
             self._refit()
         store.write_state()
         store.publish()
@@ -267,6 +270,7 @@ class MicroBatches:
             featurized = self.store.save_part("features", part, features)
         finally:
             reporter.stop()
+        self._pause("features_saved", batch_id)
         reasons = rejected.reasons
         if reasons:
             self.store.save_part("rejected", part, rejected.to_frame(photos))
@@ -401,11 +405,11 @@ class MicroBatches:
         name, _, at = wanted.partition("@")
         if name != point or batch_id < int(at or 0):
             return
+        logger.warning("Paused at %s of micro-batch %d (%s)", point, batch_id, PAUSE_VARIABLE)
         marker = os.environ.get(PAUSE_MARKER_VARIABLE)
-        if marker:
+        if marker:  # after the log line: whoever waits for it kills this process
             with open(marker, "w") as handle:
                 handle.write(f"{point}@{batch_id}\n")
-        logger.warning("Paused at %s of micro-batch %d (%s)", point, batch_id, PAUSE_VARIABLE)
         time.sleep(3600)
 
 

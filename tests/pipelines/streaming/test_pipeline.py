@@ -1,0 +1,124 @@
+"""The stream against the batch mode: the same features and PCA for the same photos, one state
+shared by both (neither featurizes a photo the other did), and checkpoints that do not belong."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fruits_kedro.datasets.image_stream import StreamCheckpointError
+from tests.conftest import make_project_copy, run_kedro
+from tests.outputs import current_output, current_outputs
+from tests.pipelines.streaming.photos import STREAM_PARAMS, Landing, photo_pool
+
+pytestmark = [pytest.mark.streaming, pytest.mark.slow]
+
+
+def _stream(project, monkeypatch, photos, **streaming):
+    run_kedro(project, monkeypatch, pipeline="streaming", images_root=str(photos), streaming=streaming, **STREAM_PARAMS)
+    return json.loads((project / "data/04_feature/stream/state.json").read_text())
+
+
+def _table(project, member: str) -> pd.DataFrame:
+    path = current_output(project, member)
+    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    return frame.set_index("path").sort_index()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, generated_sample):
+    """A batch run on 16 photos, and a stream of the same photos in 3 micro-batches whose every
+    batch refits the PCA (the last fit covers every row). Then, in the batch run's project, with
+    photos landing before each: a stream, an incremental batch run, a stream."""
+    base = tmp_path_factory.mktemp("stream_and_batch")
+    landing = Landing(photo_pool(generated_sample), base / "photos")
+    batch, stream = make_project_copy(base / "batch"), make_project_copy(base / "stream")
+    found = {}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        found["first"] = landing.land(16)
+        run_kedro(batch, monkeypatch, images_root=str(landing.folder), **STREAM_PARAMS)
+        found["fresh_stream"] = _stream(stream, monkeypatch, landing.folder, max_files_per_trigger=6, refit_growth=0.01)
+        found["reference"] = {
+            member: _table(batch, member)
+            for member in ("04_feature/image_features.parquet", "04_feature/image_features_pca.parquet")
+        }
+        found["reference_pca"] = json.loads(
+            current_output(batch, "08_reporting/pca_explained_variance.json").read_text()
+        )
+        landing.land(4)
+        found["stream"] = _stream(batch, monkeypatch, landing.folder)["totals"]
+        found["stream_rows"] = _table(batch, "04_feature/image_features_pca.csv")
+        landing.land(3)
+        incremental = {"feature_extraction": {"incremental": True}}
+        run_kedro(batch, monkeypatch, images_root=str(landing.folder), **incremental, **STREAM_PARAMS)
+        found["batch"] = json.loads(current_output(batch, "08_reporting/feature_extraction_report.json").read_text())
+        landing.land(2)
+        found["stream_again"] = _stream(batch, monkeypatch, landing.folder)["totals"]
+    return batch, stream, landing, found
+
+
+def test_the_streams_features_equal_the_batch_runs(runs):
+    _, stream, _, found = runs
+    assert found["fresh_stream"]["last_batch"] == 2  # 16 photos, 6 a micro-batch
+    expected = found["reference"]["04_feature/image_features.parquet"]
+    got = _table(stream, "04_feature/image_features.parquet")
+    assert sorted(got.index) == sorted(expected.index) == sorted(found["first"])
+    assert (got["label"] == expected["label"]).all() and (got["modified"] == expected["modified"]).all()
+    a, b = np.stack(got["features"]), np.stack(expected["features"])
+    assert np.isfinite(a).all() and np.abs(a - b).max() <= 1e-5
+
+
+def test_a_refit_equals_the_batch_pca_on_the_same_rows(runs):
+    _, stream, _, found = runs
+    expected = found["reference_pca"]
+    got = json.loads(current_output(stream, "08_reporting/pca_explained_variance.json").read_text())
+    assert got["n_images"] == expected["n_images"] == len(found["first"])
+    assert got["k"] == expected["k"] == found["fresh_stream"]["k"]
+    reference = found["reference"]["04_feature/image_features_pca.parquet"]
+    for member in ("04_feature/image_features_pca.parquet", "04_feature/image_features_pca.csv"):
+        scores = _table(stream, member)
+        assert sorted(scores.index) == sorted(found["first"])
+        assert set(scores["pca_basis"]) == {found["fresh_stream"]["basis"]}
+        columns = [f"pc_{i + 1}" for i in range(got["k"])]
+        a, b = scores.loc[reference.index, columns].to_numpy(), reference[columns].to_numpy()
+        signs = np.sign((a * b).sum(axis=0))  # an axis's sign is arbitrary
+        assert np.abs(a * signs - b).max() <= 1e-4
+
+
+def test_the_stream_starts_from_a_batch_runs_features_and_a_batch_run_from_the_streams(runs):
+    project, _, landing, runs = runs
+    assert (runs["stream"]["featurized"], runs["stream"]["already_featurized"]) == (4, 16)
+    assert sorted(runs["stream_rows"].index) == sorted(landing.landed[:20])  # the CSV: old and new rows
+    assert (runs["batch"]["featurized"], runs["batch"]["reused"]) == (3, 20)
+    # The stream's source had seen 20 photos; of the 5 it had not, the batch run featurized 3.
+    assert runs["stream_again"]["featurized"] - runs["stream"]["featurized"] == 2
+    assert runs["stream_again"]["already_featurized"] - runs["stream"]["already_featurized"] == 3
+    for member in ("04_feature/image_features.parquet", "04_feature/image_features_pca.parquet"):
+        rows = _table(project, member)
+        assert sorted(rows.index) == sorted(landing.landed) and rows.index.is_unique
+    assert current_outputs(project)["outputs"]["04_feature/image_features.parquet"].startswith("04_feature/stream/")
+
+
+def test_a_deleted_or_foreign_checkpoint_is_a_one_line_error(runs, tmp_path, monkeypatch):
+    project, _, landing, _ = runs
+    checkpoint = project / "data/04_feature/stream/checkpoint"
+    checkpoint.rename(tmp_path / "kept")
+    try:
+        with pytest.raises(Exception) as deleted:
+            _stream(project, monkeypatch, landing.folder)
+    finally:
+        (tmp_path / "kept").rename(checkpoint)
+    other = tmp_path / "other_photos"
+    other.mkdir()
+    with pytest.raises(Exception) as foreign:
+        _stream(project, monkeypatch, other)
+    for error, words in ((deleted, "is missing or new"), (foreign, "belongs to the stream of")):
+        cause = error.value
+        while cause is not None and not isinstance(cause, StreamCheckpointError):
+            cause = cause.__cause__ or cause.__context__
+        assert cause is not None and words in str(cause) and "\n" not in str(cause)
+    rows = _table(project, "04_feature/image_features.parquet")
+    assert sorted(rows.index) == sorted(landing.landed)  # nothing featurized again, nothing lost
