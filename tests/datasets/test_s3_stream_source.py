@@ -192,6 +192,35 @@ def test_runs_with_one_checkpoint_deliver_each_object_once_as_the_batch_listing_
     assert s3_backlog(folder, max(arrived)) == (0, None)
 
 
+def test_a_running_query_takes_photos_as_they_land(spark, aws_env, tmp_path):
+    bucket = new_bucket()
+    folder = f"s3://{bucket}/fruits/raw"
+    batches = []
+    query = (
+        spark.readStream.format(register_s3_stream_source(spark))
+        .option("path", folder)
+        .option("maxFilesPerTrigger", 3)
+        .load()
+        .writeStream.foreachBatch(lambda frame, _: batches.append([row.relative_path for row in frame.collect()]))
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(processingTime="0.5 seconds")
+        .start()
+    )
+    landed = []
+    try:
+        for wave in range(3):  # each wave lands within a second: LastModified ties with the one before
+            keys = [f"Training/Kiwi/{wave}_{i}.jpg" for i in range(4)] + [f"Test/Apple/{wave}.jpg"]
+            _put(bucket, {f"fruits/raw/{key}": b"photo" for key in keys})
+            landed += keys
+            deadline = time.monotonic() + 60
+            while sorted(key for batch in batches for key in batch) != sorted(landed):
+                assert query.isActive and time.monotonic() < deadline, query.exception()
+                time.sleep(0.1)
+    finally:
+        query.stop()
+    assert all(1 <= len(batch) <= 3 for batch in batches)
+
+
 def test_a_checkpoint_of_another_prefix_is_refused(spark, aws_env, tmp_path):
     bucket = new_bucket()
     _put(bucket, {"one/raw/Apple/1.jpg": b"1", "two/raw/Apple/1.jpg": b"2"})
