@@ -55,13 +55,12 @@ def random_axes(d: int) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
-def _generate(axes: np.ndarray, n: int, classes: int):
+def _generate(axes: np.ndarray, n: int, classes: int, settings: str):
     """mapInArrow function: the table's rows for the row ranges of the input batch."""
 
     def generate(batches):
         import pyarrow as pa
 
-        settings = json.dumps({"synthetic": True, "d": int(axes.shape[0])})
         for batch in batches:
             for first in batch.column(0).to_pylist():
                 rows = min(ROWS_PER_PART, n - first)
@@ -86,8 +85,11 @@ def _generate(axes: np.ndarray, n: int, classes: int):
     return generate
 
 
-def write_feature_table(path: Path, n: int = 71_000, d: int = 1280, classes: int = 141) -> Path:
-    """Save the synthetic table at ``path`` (a Parquet dataset folder) unless it is there."""
+def write_feature_table(
+    path: Path, n: int = 71_000, d: int = 1280, classes: int = 141, settings: str | None = None
+) -> Path:
+    """Save the synthetic table at ``path`` (a Parquet dataset folder) unless it is there;
+    ``settings``: the rows' ``feature_settings`` (default: marked synthetic)."""
     from fruits_kedro.datasets import SparkParquetFsspecDataset
     from fruits_kedro.spark import get_spark
 
@@ -99,7 +101,10 @@ def write_feature_table(path: Path, n: int = 71_000, d: int = 1280, classes: int
     # One partition (hence one part file) per block of rows, as a featurization run writes them.
     frame = spark.createDataFrame(
         spark.sparkContext.parallelize([(s,) for s in starts], len(starts)), "first long"
-    ).mapInArrow(_generate(random_axes(d), n, classes), feature_table_schema())
+    ).mapInArrow(
+        _generate(random_axes(d), n, classes, settings or json.dumps({"synthetic": True, "d": d})),
+        feature_table_schema(),
+    )
     dataset.save(frame)
     return path
 
@@ -109,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("path", type=Path)
     parser.add_argument("--n", type=int, default=71_000)
     parser.add_argument("--d", type=int, default=1280)
+    parser.add_argument("--settings", default=None, help="the rows' feature_settings (default: marked synthetic)")
     args = parser.parse_args(argv)
     import yaml
 
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         if path.exists():
             conf.update(yaml.safe_load(path.read_text()) or {})
     spark.configure({**conf, "spark.eventLog.enabled": False})
-    write_feature_table(args.path, args.n, args.d)
+    write_feature_table(args.path, args.n, args.d, settings=args.settings)
     print(f"{args.path}: {args.n} x {args.d}")
 
 

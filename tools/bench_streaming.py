@@ -1,0 +1,242 @@
+"""Streaming figures: how long a photo waits from its arrival to its readable row, and what an
+``available_now`` run costs that finds a few new photos on top of many featurized ones.
+
+1. **Latency.** ``kedro run --pipelines streaming`` with the ``processing_time`` trigger, in a
+   throw-away copy of the project, while real distinct photos (:mod:`tools.bench_photos`) land
+   in its folder at a steady rate (each written under a hidden name, then renamed). A reader
+   polls what any reader opens (``current_outputs.json``, then the PCA table's ``_SUCCESS``)
+   and notes when each photo's row appears; latency = that time - the file's mtime.
+2. **New photos on top of old ones.** A synthetic ``image_features`` table of N rows
+   (:mod:`tools.bench_features`, with the run's feature settings) is made current; a first
+   stream run starts from it (one-time: its moments, the PCA, the CSV); then 10 photos land and
+   a second ``available_now`` run is timed, start-up included.
+
+    python -m tools.bench_streaming                          # 20 photos/s for 60 s; N = 20,000 and 71,000
+    python -m tools.bench_streaming --rate 5 --seconds 20 --old 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("FRUITS_KEDRO_CACHE_DIR", Path.home() / ".cache" / "fruits_kedro"))
+PCA_MEMBER = "04_feature/image_features_pca.parquet"
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "KEDRO_DISABLE_TELEMETRY": "1"}
+
+
+def make_project(destination: Path) -> Path:
+    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("credentials*.yml"))
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
+    (destination / "src").mkdir()
+    for layer in ("01_raw", "02_intermediate", "04_feature", "08_reporting"):
+        (destination / "data" / layer).mkdir(parents=True)
+    return destination
+
+
+def _stream(project: Path, photos: Path, params: str, log: Path) -> subprocess.Popen:
+    given = ",".join(filter(None, [f"images_root={photos}", params]))
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines", "streaming", "--params", given]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, cwd=project, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+
+
+def land(source: Path, photos: Path, relative: Path) -> float:
+    """Copy a photo into the stream's folder as an uploader would; returns its mtime."""
+    target = photos / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.parent / f".{target.name}.part"
+    shutil.copyfile(source, temp)
+    temp.rename(target)
+    return target.stat().st_mtime
+
+
+class ReadableRows(threading.Thread):
+    """Polls the current PCA table as a reader would: when each path's row became readable."""
+
+    def __init__(self, data: Path, every: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.data, self.every, self.seen, self.parts = data, every, {}, set()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        import pyarrow.parquet as pq
+
+        while not self.done.wait(self.every):
+            try:
+                outputs = json.loads((self.data / "current_outputs.json").read_text())["outputs"]
+                table = self.data / outputs[PCA_MEMBER]
+                files = json.loads((table / "_SUCCESS").read_text())["files"]
+            except (FileNotFoundError, KeyError, json.JSONDecodeError):
+                continue
+            now = time.time()
+            for name in files:
+                if (table, name) in self.parts:
+                    continue
+                self.parts.add((table, name))
+                for path in pq.read_table(table / name, columns=["path"]).column("path").to_pylist():
+                    self.seen.setdefault(path, now)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+def measure_latency(rate: float, seconds: float, work: Path, params: str, interval: float) -> dict:
+    """Photos landing at ``rate`` per second for ``seconds`` into a running processing-time stream."""
+    from tools.bench_photos import photo_set
+
+    n = int(rate * seconds)
+    warm_up = 10
+    source = photo_set(n + warm_up, CACHE / "bench_photos").root
+    sources = sorted(p for p in source.rglob("*.jpg"))
+    project = make_project(work / "latency")
+    photos = work / "incoming"
+    photos.mkdir()
+    log = work / "latency.log"
+    trigger = f"streaming.trigger=processing_time,streaming.interval_seconds={interval:g}"
+    run = _stream(project, photos, ",".join(filter(None, [params, trigger])), log)
+    reader = ReadableRows(project / "data")
+    reader.start()
+    try:
+        for photo in sources[:warm_up]:  # the model's loading is not a photo's latency
+            land(photo, photos, photo.relative_to(source))
+        _wait(lambda: len(reader.seen) >= warm_up, run, log, 600)
+        arrivals: dict[str, float] = {}
+        start = time.monotonic()
+        for i, photo in enumerate(sources[warm_up:]):
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            arrivals[str(photos / photo.relative_to(source))] = land(photo, photos, photo.relative_to(source))
+        _wait(lambda: all(path in reader.seen for path in arrivals), run, log, 600)
+    finally:
+        reader.stop()
+        run.send_signal(signal.SIGINT)  # the query stops after the micro-batch under way
+        try:
+            run.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            run.kill()
+    latencies = np.array([reader.seen[path] - arrived for path, arrived in arrivals.items()])
+    return {
+        "rate_per_s": rate,
+        "photos": n,
+        "interval_s": interval,
+        "p50_s": round(float(np.percentile(latencies, 50)), 2),
+        "p95_s": round(float(np.percentile(latencies, 95)), 2),
+        "max_s": round(float(latencies.max()), 2),
+    }
+
+
+def _wait(condition, run: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if run.poll() is not None:
+            raise RuntimeError(f"the stream stopped (exit status {run.returncode}): {log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no readable rows after {timeout:.0f} s: {log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def measure_new_photos(old: int, new: int, work: Path, params: str, width: int) -> dict:
+    """An ``available_now`` run that finds ``new`` photos on top of ``old`` featurized rows."""
+    from fruits_kedro.datasets.output_set import OutputSet
+    from tools.bench_photos import photo_set
+
+    project = make_project(work / f"new_on_{old}")
+    data = project / "data"
+    table = data / "04_feature" / "runs" / "bench" / "image_features.parquet"
+    command = [sys.executable, "-m", "tools.bench_features", str(table), "--n", str(old), "--d", str(width)]
+    subprocess.run([*command, "--settings", _feature_settings(params)], cwd=PROJECT_ROOT, env=_env(), check=True)
+    OutputSet(str(data)).commit("bench", {"04_feature/image_features.parquet": str(table.relative_to(data))})
+    photos = work / f"incoming_{old}"
+    photos.mkdir()
+    log = work / f"new_on_{old}.log"
+    started = time.perf_counter()
+    if _stream(project, photos, params, log).wait() != 0:
+        raise RuntimeError(f"the first stream run failed: {log.read_text()[-3000:]}")
+    first = time.perf_counter() - started
+    source = photo_set(new, CACHE / "bench_photos").root
+    for photo in sorted(source.rglob("*.jpg"))[:new]:
+        land(photo, photos, photo.relative_to(source))
+    started = time.perf_counter()
+    if _stream(project, photos, params, log).wait() != 0:
+        raise RuntimeError(f"the stream run failed: {log.read_text()[-3000:]}")
+    seconds = time.perf_counter() - started
+    state = json.loads((data / "04_feature" / "stream" / "state.json").read_text())
+    if state["tables"]["features"]["rows"] != old + new:
+        raise RuntimeError(f"{state['tables']['features']['rows']} feature rows, not {old + new}")
+    return {"old": old, "new": new, "run_s": round(seconds, 1), "first_run_s": round(first, 1), "k": state["k"]}
+
+
+def _feature_settings(params: str) -> str:
+    """The feature settings of a run with ``params`` (backbone.* only), as its rows carry them."""
+    from kedro.config import OmegaConfigLoader
+
+    from fruits_kedro.feature_settings import feature_settings
+    from fruits_kedro.settings import CONFIG_LOADER_ARGS
+
+    base = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["parameters"]
+    backbone = dict(base["backbone"])
+    for item in filter(None, params.split(",")):
+        key, _, value = item.partition("=")
+        if key.startswith("backbone."):
+            backbone[key.split(".", 1)[1]] = None if value == "null" else int(value) if value.isdigit() else value
+    return feature_settings(backbone, dict(base["preprocessing"]), "onnx")
+
+
+def format_figures(latency: dict | None, new_photos: list[dict]) -> str:
+    lines = []
+    if latency:
+        lines.append(
+            f"Streaming latency ({latency['photos']} photos at {latency['rate_per_s']:g}/s, processing_time "
+            f"every {latency['interval_s']:g} s): p50 {latency['p50_s']:.1f} s, p95 {latency['p95_s']:.1f} s, "
+            f"max {latency['max_s']:.1f} s from arrival to readable row"
+        )
+    for row in new_photos:
+        lines.append(
+            f"available_now with {row['new']} new photos on {row['old']:,} featurized: {row['run_s']:.1f} s "
+            f"(start-up included; the first stream run on them, once: {row['first_run_s']:.1f} s)"
+        )
+    return "\n".join(lines)
+
+
+def measure(rate: float, seconds: float, old: list[int], interval: float, params: str, width: int = 1280) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="fruits_bench_streaming_"))
+    try:
+        latency = measure_latency(rate, seconds, work, params, interval) if rate and seconds else None
+        new_photos = [measure_new_photos(n, 10, work, params, width) for n in old]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"latency": latency, "new_photos": new_photos}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=20.0, help="photos landing per second (0: no latency figure)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long they land")
+    parser.add_argument("--interval", type=float, default=2.0, help="streaming.interval_seconds")
+    parser.add_argument("--old", type=int, nargs="*", default=[20_000, 71_000], help="featurized rows already there")
+    parser.add_argument("--params", default="", help="more --params for the stream's runs")
+    args = parser.parse_args(argv)
+    figures = measure(args.rate, args.seconds, args.old, args.interval, args.params.strip(","))
+    print(format_figures(figures["latency"], figures["new_photos"]))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
