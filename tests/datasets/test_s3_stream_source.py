@@ -15,9 +15,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from kedro.io.core import DatasetError
 from pyspark.errors import StreamingQueryException
 
-from fruits_kedro.datasets import ImageFolderDataset
+from fruits_kedro.datasets import ImageFolderDataset, ImageStreamDataset
 from fruits_kedro.datasets.image_folder import LISTING_COLUMNS
 from fruits_kedro.datasets.s3_stream_source import (
     ListedObject,
@@ -230,6 +231,11 @@ def test_a_checkpoint_of_another_prefix_is_refused(spark, aws_env, tmp_path):
         StreamingQueryException, match=f"belongs to s3://{bucket}/one/raw, not to s3://{bucket}/two/raw"
     ):
         _stream(spark, f"s3://{bucket}/two/raw", checkpoint)
+
+
+def test_a_missing_bucket_is_named_before_the_stream_starts(aws_env):
+    with pytest.raises(DatasetError, match="bucket 'no-such-bucket-stream' does not exist"):
+        ImageStreamDataset(path="s3://no-such-bucket-stream/fruits/raw").load()
 
 
 def test_bad_options_are_named(spark, aws_env, tmp_path):

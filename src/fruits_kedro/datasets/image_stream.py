@@ -50,7 +50,7 @@ from typing import Any
 import fsspec
 from kedro.io.core import AbstractDataset, DatasetError
 
-from fruits_kedro.datasets.aws import is_local_path
+from fruits_kedro.datasets.aws import is_local_path, require_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -188,10 +188,12 @@ class ImageStreamDataset(AbstractDataset[None, ImageStream]):
         self.metadata = metadata
 
     def load(self) -> ImageStream:
+        fs, root = fsspec.core.url_to_fs(self._stream.path)
         if self._stream.local:
-            fs, root = fsspec.core.url_to_fs(self._stream.path)
             if not fs.isdir(root):
                 raise DatasetError(f"Image folder not found: {self._stream.path}")
+        else:  # a mistyped bucket is named before the stream writes its outputs to it
+            require_bucket(fs, self._stream.path, "stream new images from")
         return self._stream
 
     def save(self, data: None) -> None:
