@@ -252,6 +252,7 @@ class S3ImageStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         self._max_file_bytes = _positive_int(options, "maxFileBytes", None)
         self._lateness_ms = 1000 * _positive_int(options, "allowedLatenessSeconds", DEFAULT_LATENESS_SECONDS)
         self._target_ms: int | None = None
+        self._bucket_checked = False
         self._planned: tuple[str, str, list[ListedObject]] | None = None  # (start, end, objects)
 
     def list_objects(self) -> list[ListedObject]:
@@ -267,7 +268,9 @@ class S3ImageStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         root = root.rstrip("/")
         fs.invalidate_cache(root)  # objects uploaded since the last listing must be seen
         try:
-            require_bucket(fs, self._source, "list new images under")
+            if not self._bucket_checked:  # once: a bucket that goes away later fails the listing itself
+                require_bucket(fs, self._source, "list new images under")
+                self._bucket_checked = True
             found = fs.find(root, detail=True, withdirs=False)
         except Exception as exc:
             message = describe_s3_error(exc, self._source, "list new images under")
