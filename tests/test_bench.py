@@ -34,6 +34,9 @@ def test_bench_compares_the_whole_run_with_the_plain_script(tmp_path):
             "--compare-backbones",
             "mobilenet_v2",
             "efficientnet_lite0",
+            "--stream-rate",
+            "0",
+            "--stream-old",
             "--output",
             str(output),
         ]

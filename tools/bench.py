@@ -14,8 +14,10 @@ JVM) and Python workers, and the largest difference between the script's feature
 run's (the same work, to float rounding). The photos are real and distinct
 (:mod:`tools.bench_photos`). Then PCA + CSV on a synthetic feature table of the full
 dataset's size (:mod:`tools.bench_features`, ``kedro run --pipeline dimensionality_reduction``),
-``fruits-kedro serve``'s start-up and latency, and the INT8 runtime against FP32 on real photos
-(:mod:`tools.bench_int8`).
+``fruits-kedro serve``'s start-up and latency, the INT8 runtime against FP32 on real photos
+(:mod:`tools.bench_int8`), and the streaming pipeline's latency from a photo's arrival to its
+readable row and its ``available_now`` run on 10 new photos over 20,000 and 71,000
+featurized ones (:mod:`tools.bench_streaming`).
 
     python -m tools.bench                                  # N = 1000 5000 20000
     python -m tools.bench --n 1000 --pca-rows 0 --serve-requests 0
@@ -445,6 +447,11 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         default=["mobilenet_v2", "efficientnet_lite0"],
         help="backbones whose plain-script throughput is compared at the smallest N (none: skip)",
     )
+    parser.add_argument("--stream-rate", type=float, default=20.0, help="photos/s landing in the stream (0: skip)")
+    parser.add_argument("--stream-seconds", type=float, default=60.0, help="how long they land")
+    parser.add_argument(
+        "--stream-old", type=int, nargs="*", default=[20_000, 71_000], help="featurized rows under 10 new photos"
+    )
     parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
     args = parser.parse_args(argv)
 
@@ -466,7 +473,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     backbones, skipped = available_backbones(args.backbones, args.input_size, weights)
     rows: list[BenchRow] = []
     photo_sets: dict[int, str] = {}
-    pca = serving = int8 = None
+    pca = serving = int8 = streaming = None
     backbone_rates: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="fruits_bench_"))
     try:
@@ -513,6 +520,17 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         int8_photos = args.int8_photos or (str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else "none")
         if int8_photos.lower() != "none" and backbones:
             int8 = compare_int8(Path(int8_photos).resolve(), work, backbones[0], args.int8_params)
+        if (args.stream_rate or args.stream_old) and backbones:
+            from tools.bench_streaming import measure as measure_streaming
+
+            backbone = get_backbone(backbones[0])
+            size = resolve_input_size(backbone, args.input_size)
+            stream_params = f"backbone.name={backbone.name},backbone.input_size={size}"
+            stream_params += f",backbone.weights={weights or 'null'}"
+            width = backbone.feature_dim(size)
+            streaming = measure_streaming(
+                args.stream_rate, args.stream_seconds, args.stream_old, 2.0, stream_params, width
+            )
     finally:
         os.chdir(PROJECT_ROOT)
         shutil.rmtree(work, ignore_errors=True)
@@ -537,6 +555,10 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         print(f"\nBackbones, plain script at N={min(args.n):,} (images/s, model loading included): {rates}")
     if int8:
         print(f"\n{format_comparison(int8)}")
+    if streaming:
+        from tools.bench_streaming import format_figures
+
+        print(f"\n{format_figures(streaming['latency'], streaming['new_photos'])}")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -548,6 +570,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         "serve": serving,
         "backbone_images_per_s": backbone_rates,
         "int8": int8,
+        "streaming": streaming,
     }
     output.write_text(json.dumps(report, indent=2))
     print(f"\nWritten to {output}")

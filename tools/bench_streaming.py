@@ -31,23 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tools.bench import _env, make_project
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("FRUITS_KEDRO_CACHE_DIR", Path.home() / ".cache" / "fruits_kedro"))
 PCA_MEMBER = "04_feature/image_features_pca.parquet"
-
-
-def _env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "KEDRO_DISABLE_TELEMETRY": "1"}
-
-
-def make_project(destination: Path) -> Path:
-    shutil.copytree(PROJECT_ROOT / "conf", destination / "conf", ignore=shutil.ignore_patterns("credentials*.yml"))
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", destination / "pyproject.toml")
-    (destination / "src").mkdir()
-    for layer in ("01_raw", "02_intermediate", "04_feature", "08_reporting"):
-        (destination / "data" / layer).mkdir(parents=True)
-    return destination
 
 
 def _stream(project: Path, photos: Path, params: str, log: Path) -> subprocess.Popen:

@@ -77,6 +77,7 @@ class StreamingParams(_Section):
     interval_seconds: float = Field(gt=0.0, le=86400.0, description="processing_time: seconds between triggers")
     max_files_per_trigger: int = Field(gt=0)
     refit_growth: float = Field(gt=0.0)
+    refit_min_rows: int = Field(ge=1)
 
 
 class OrbBaselineParams(_Section):

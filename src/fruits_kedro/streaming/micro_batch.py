@@ -69,6 +69,7 @@ class StreamSettings:
     variance_threshold: float
     max_components: int | None
     refit_growth: float
+    refit_min_rows: int
     feature_settings: str
     totals: Counter = field(default_factory=Counter)
 
@@ -208,9 +209,11 @@ class MicroBatches:
         if photos is not None:
             featurized, rejected = self._featurize(photos, n_photos, part, batch_id)
         account.update({"featurized": featurized, "rejected": rejected, "listed": len(rows)})
-        refit = self._refit_due()
-        if featurized and store.state["basis"] is not None and not refit:
+        # Projected even when a refit follows: the committed batch must be in the table if the
+        # refit never completes (a killed driver; another refit_growth at the restart).
+        if featurized and store.state["basis"] is not None:
             self._project(part)
+        refit = self._refit_due()
         self._pause("written", batch_id)
         state = store.state
         state["last_batch"] = batch_id
@@ -296,7 +299,8 @@ class MicroBatches:
             return False
         if state["basis"] is None:
             return True
-        return rows >= state["fitted_rows"] * (1.0 + self.settings.refit_growth)
+        fitted = state["fitted_rows"]
+        return rows - fitted >= max(fitted * self.settings.refit_growth, self.settings.refit_min_rows)
 
     def _refit(self) -> None:
         """A new basis from the running moments; every row projected with it; the CSV rewritten."""

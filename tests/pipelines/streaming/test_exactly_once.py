@@ -33,7 +33,7 @@ KILLS = {
     "between_files": ("features_saved", ""),  # the features saved, the PCA part and moments not yet
     "written": ("written", ""),  # every file of the batch written, the stream's commit not yet
     "committed": ("committed", ""),  # the stream's commit done, Spark's commit log not yet
-    "refit": ("refit", ",streaming.refit_growth=0.01"),  # a new basis written, not committed yet
+    "refit": ("refit", ",streaming.refit_growth=0.01,streaming.refit_min_rows=1"),  # a new basis, not committed
 }
 # Elsewhere the basis is refitted only when the rows double: most batches use the current one.
 GROWTH = ",streaming.refit_growth=1.0"

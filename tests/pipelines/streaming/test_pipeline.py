@@ -40,7 +40,8 @@ def runs(tmp_path_factory, generated_sample):
     with pytest.MonkeyPatch.context() as monkeypatch:
         found["first"] = landing.land(16)
         run_kedro(batch, monkeypatch, images_root=str(landing.folder), **STREAM_PARAMS)
-        found["fresh_stream"] = _stream(stream, monkeypatch, landing.folder, max_files_per_trigger=6, refit_growth=0.01)
+        every_batch_refits = {"max_files_per_trigger": 6, "refit_growth": 0.01, "refit_min_rows": 1}
+        found["fresh_stream"] = _stream(stream, monkeypatch, landing.folder, **every_batch_refits)
         found["reference"] = {
             member: _table(batch, member)
             for member in ("04_feature/image_features.parquet", "04_feature/image_features_pca.parquet")

@@ -46,6 +46,7 @@ def stream_new_photos(
             variance_threshold=reduction.variance_threshold,
             max_components=reduction.max_components,
             refit_growth=settings.refit_growth,
+            refit_min_rows=settings.refit_min_rows,
             feature_settings=feature_settings(backbone_params, preprocessing_params, runtime),
         ),
     )
