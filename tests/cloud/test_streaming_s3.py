@@ -29,8 +29,7 @@ from tests.s3_server import new_bucket
 pytestmark = [pytest.mark.streaming, pytest.mark.slow]
 
 PREFIX = "fruits"
-# refit_growth: one refit in the run (at 16 rows), not one per micro-batch.
-PARAMS = "backbone.weights=null,backbone.input_size=32,streaming.max_files_per_trigger=4,streaming.refit_growth=3"
+PARAMS = "backbone.weights=null,backbone.input_size=32,streaming.max_files_per_trigger=4"
 
 
 class Landing:
