@@ -14,61 +14,23 @@ so the client's clock, the reader's, stands for it). Real distinct photos
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-from tools.bench_streaming import CACHE, _env, _wait, make_project
+from tools.bench_streaming import CACHE, ReadableRows, _env, _wait, latency_figures, make_project, stop_stream
 
 PREFIX = "fruits"
 PCA_MEMBER = "features/image_features_pca.parquet"
 
 
-class ReadableS3Rows(threading.Thread):
-    """Polls the bucket's current PCA table as a reader would: when each path's row became readable."""
-
-    def __init__(self, root: str, every: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.root, self.every, self.seen, self.parts = root, every, {}, set()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        import pyarrow.parquet as pq
-        import s3fs
-
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        while not self.done.wait(self.every):
-            try:
-                outputs = json.loads(fs.cat_file(f"{self.root}/current_outputs.json"))["outputs"]
-                table = f"{self.root}/{outputs[PCA_MEMBER]}"
-                files = json.loads(fs.cat_file(f"{table}/_SUCCESS"))["files"]
-            except (FileNotFoundError, KeyError, json.JSONDecodeError):
-                continue
-            now = time.time()
-            for name in files:
-                if (table, name) in self.parts:
-                    continue
-                self.parts.add((table, name))
-                part = pq.read_table(f"{table}/{name}", columns=["path"], filesystem=fs)
-                for path in part.column("path").to_pylist():
-                    self.seen.setdefault(path, now)
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join()
-
-
 def measure_latency(rate: float, seconds: float, interval: float, params: str, work: Path) -> dict:
     import boto3
+    import s3fs
 
     from tests.s3_server import DUMMY_AWS_ENVIRONMENT, moto_server
     from tools.bench_photos import photo_set
@@ -94,7 +56,7 @@ def measure_latency(rate: float, seconds: float, interval: float, params: str, w
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        reader = ReadableS3Rows(f"{bucket}/{PREFIX}")
+        reader = ReadableRows(f"{bucket}/{PREFIX}", member=PCA_MEMBER, fs=s3fs.S3FileSystem(skip_instance_cache=True))
         reader.start()
 
         def upload(photo: Path) -> tuple[str, float]:
@@ -115,20 +77,8 @@ def measure_latency(rate: float, seconds: float, interval: float, params: str, w
             _wait(lambda: all(path in reader.seen for path in arrivals), run, log, 600)
         finally:
             reader.stop()
-            run.send_signal(signal.SIGINT)  # the query stops after the micro-batch under way
-            try:
-                run.wait(timeout=300)
-            except subprocess.TimeoutExpired:
-                run.kill()
-    latencies = np.array([reader.seen[path] - landed for path, landed in arrivals.items()])
-    return {
-        "rate_per_s": rate,
-        "photos": n,
-        "interval_s": interval,
-        "p50_s": round(float(np.percentile(latencies, 50)), 2),
-        "p95_s": round(float(np.percentile(latencies, 95)), 2),
-        "max_s": round(float(latencies.max()), 2),
-    }
+            stop_stream(run)
+    return latency_figures(reader.seen, arrivals, rate, interval)
 
 
 def format_latency(latency: dict) -> str:

@@ -142,15 +142,7 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
     def _find_remote(self, fs, root: str) -> dict[str, Any]:
         """Object stores have no folders: an empty or mistyped prefix simply lists nothing,
         so say which bucket and prefix were searched and how to fill them."""
-        require_bucket(fs, self._path, "list images under")
-        fs.invalidate_cache(root)  # objects uploaded since the last listing must be seen
-        try:
-            entries = fs.find(root, detail=True, withdirs=False)
-        except Exception as exc:
-            message = describe_s3_error(exc, self._path, "list images under")
-            if message:
-                raise DatasetError(message) from exc
-            raise
+        entries = find_remote(fs, self._path, root, "list images under")
         if not entries:
             raise DatasetError(
                 f"No files under {self._path}/ (empty or mistyped prefix). Upload the images with: "
@@ -361,6 +353,21 @@ def display_name(name: str) -> str:
     """``os.fsdecode`` text as UTF-8 text: each byte that is not valid UTF-8 becomes ``%XX``."""
     text = os.fsencode(name).decode("utf-8", "surrogateescape")  # the raw bytes, whatever the locale
     return _ESCAPED_BYTE.sub(lambda found: f"%{ord(found.group()) - 0xDC00:02X}", text)
+
+
+def find_remote(fs, url: str, root: str, action: str, *, check_bucket: bool = True) -> dict[str, Any]:
+    """Every object under ``root`` (fsspec ``find``, with details), listed afresh; a failure to
+    reach S3 as a DatasetError naming the bucket and the fix (``action``: what was being done)."""
+    if check_bucket:
+        require_bucket(fs, url, action)
+    fs.invalidate_cache(root)  # objects uploaded since the last listing must be seen
+    try:
+        return fs.find(root, detail=True, withdirs=False)
+    except Exception as exc:
+        message = describe_s3_error(exc, url, action)
+        if message:
+            raise DatasetError(message) from exc
+        raise
 
 
 def remote_listing_row(

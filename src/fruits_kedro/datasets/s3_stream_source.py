@@ -258,25 +258,16 @@ class S3ImageStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def list_objects(self) -> list[ListedObject]:
         """Every object under the prefix, as the batch listing sees it."""
         from fruits_kedro.cloud.s3_retries import use_s3_retry_settings
-        from fruits_kedro.datasets.aws import describe_s3_error, require_bucket
-        from fruits_kedro.datasets.image_folder import LISTING_COLUMNS, remote_listing_row
+        from fruits_kedro.datasets.image_folder import LISTING_COLUMNS, find_remote, remote_listing_row
 
         use_s3_retry_settings(self._source)
         import fsspec
 
         fs, root = fsspec.core.url_to_fs(self._source)
         root = root.rstrip("/")
-        fs.invalidate_cache(root)  # objects uploaded since the last listing must be seen
-        try:
-            if not self._bucket_checked:  # once: a bucket that goes away later fails the listing itself
-                require_bucket(fs, self._source, "list new images under")
-                self._bucket_checked = True
-            found = fs.find(root, detail=True, withdirs=False)
-        except Exception as exc:
-            message = describe_s3_error(exc, self._source, "list new images under")
-            if message:
-                raise StreamSourceError(message) from exc
-            raise
+        # The bucket once: one that goes away later fails the listing itself.
+        found = find_remote(fs, self._source, root, "list new images under", check_bucket=not self._bucket_checked)
+        self._bucket_checked = True
         listing = []
         for name, info in found.items():
             row = remote_listing_row(fs, root, name, info, self._max_file_bytes)
