@@ -37,6 +37,8 @@ def test_bench_compares_the_whole_run_with_the_plain_script(tmp_path):
             "--stream-rate",
             "0",
             "--stream-old",
+            "--stream-checkpoint-files",
+            "0",
             "--output",
             str(output),
         ]

@@ -452,6 +452,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     parser.add_argument(
         "--stream-old", type=int, nargs="*", default=[20_000, 71_000], help="featurized rows under 10 new photos"
     )
+    parser.add_argument("--stream-checkpoint-files", type=int, default=100_000, help="tiny files (0: skip)")
     parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
     args = parser.parse_args(argv)
 
@@ -520,7 +521,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         int8_photos = args.int8_photos or (str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else "none")
         if int8_photos.lower() != "none" and backbones:
             int8 = compare_int8(Path(int8_photos).resolve(), work, backbones[0], args.int8_params)
-        if (args.stream_rate or args.stream_old) and backbones:
+        if (args.stream_rate or args.stream_old or args.stream_checkpoint_files) and backbones:
             from tools.bench_streaming import measure as measure_streaming
 
             backbone = get_backbone(backbones[0])
@@ -529,7 +530,13 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
             stream_params += f",backbone.weights={weights or 'null'}"
             width = backbone.feature_dim(size)
             streaming = measure_streaming(
-                args.stream_rate, args.stream_seconds, args.stream_old, 2.0, stream_params, width
+                args.stream_rate,
+                args.stream_seconds,
+                args.stream_old,
+                2.0,
+                stream_params,
+                width,
+                args.stream_checkpoint_files,
             )
     finally:
         os.chdir(PROJECT_ROOT)
@@ -558,7 +565,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     if streaming:
         from tools.bench_streaming import format_figures
 
-        print(f"\n{format_figures(streaming['latency'], streaming['new_photos'])}")
+        print(f"\n{format_figures(streaming['latency'], streaming['new_photos'], streaming['checkpoint'])}")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {

@@ -10,9 +10,12 @@
    (:mod:`tools.bench_features`, with the run's feature settings) is made current; a first
    stream run starts from it (one-time: its moments, the PCA, the CSV); then 10 photos land and
    a second ``available_now`` run is timed, start-up included.
+3. **Checkpoint size.** The stream's source and query (``ImageStream``, the project's Spark
+   settings) over N tiny files in micro-batches of 1,000, the micro-batch itself doing nothing:
+   the size of the checkpoint (the source's seen-file log, offsets, commits) at the end.
 
     python -m tools.bench_streaming                          # 20 photos/s for 60 s; N = 20,000 and 71,000
-    python -m tools.bench_streaming --rate 5 --seconds 20 --old 2000
+    python -m tools.bench_streaming --rate 5 --seconds 20 --old 2000 --checkpoint-files 5000
 """
 
 from __future__ import annotations
@@ -203,7 +206,53 @@ def _feature_settings(params: str) -> str:
     return feature_settings(backbone, dict(base["preprocessing"]), "onnx")
 
 
-def format_figures(latency: dict | None, new_photos: list[dict]) -> str:
+def measure_checkpoint(files: int, work: Path) -> dict:
+    """The checkpoint's size after ``files`` tiny files, in a fresh process with the project's Spark."""
+    result = work / "checkpoint.json"
+    command = [sys.executable, "-m", "tools.bench_streaming", "--checkpoint-run", str(files), str(work), str(result)]
+    subprocess.run(command, cwd=PROJECT_ROOT, env=_env(), check=True)
+    return json.loads(result.read_text())
+
+
+def _checkpoint_run(files: int, work: Path, result: Path) -> None:
+    import yaml
+
+    from fruits_kedro import spark
+    from fruits_kedro.datasets.image_stream import ImageStream
+
+    conf: dict = {}
+    for env in ("base", "local"):
+        path = PROJECT_ROOT / "conf" / env / "spark.yml"
+        if path.exists():
+            conf.update(yaml.safe_load(path.read_text()) or {})
+    spark.configure({**conf, "spark.eventLog.enabled": False})
+    photos = work / "tiny"
+    for i in range(files):
+        folder = photos / "Training" / f"Class {i % 100:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:07d}.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    checkpoint = work / "checkpoint"
+    frame = ImageStream(str(photos), {"maxFileAge": "7d"}).read(1000)
+    started = time.perf_counter()
+    query = (
+        frame.writeStream.foreachBatch(lambda batch, batch_id: None)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    sizes = [p.stat().st_size for p in checkpoint.rglob("*") if p.is_file()]
+    figures = {
+        "files": files,
+        "batches": int(query.lastProgress["batchId"]) + 1,
+        "checkpoint_mb": round(sum(sizes) / 2**20, 2),
+        "checkpoint_files": len(sizes),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    result.write_text(json.dumps(figures))
+
+
+def format_figures(latency: dict | None, new_photos: list[dict], checkpoint: dict | None = None) -> str:
     lines = []
     if latency:
         lines.append(
@@ -216,17 +265,31 @@ def format_figures(latency: dict | None, new_photos: list[dict]) -> str:
             f"available_now with {row['new']} new photos on {row['old']:,} featurized: {row['run_s']:.1f} s "
             f"(start-up included; the first stream run on them, once: {row['first_run_s']:.1f} s)"
         )
+    if checkpoint:
+        lines.append(
+            f"Checkpoint after {checkpoint['files']:,} files in {checkpoint['batches']} micro-batches: "
+            f"{checkpoint['checkpoint_mb']:.1f} MB in {checkpoint['checkpoint_files']} files"
+        )
     return "\n".join(lines)
 
 
-def measure(rate: float, seconds: float, old: list[int], interval: float, params: str, width: int = 1280) -> dict:
+def measure(
+    rate: float,
+    seconds: float,
+    old: list[int],
+    interval: float,
+    params: str,
+    width: int = 1280,
+    checkpoint_files: int = 0,
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix="fruits_bench_streaming_"))
     try:
         latency = measure_latency(rate, seconds, work, params, interval) if rate and seconds else None
         new_photos = [measure_new_photos(n, 10, work, params, width) for n in old]
+        checkpoint = measure_checkpoint(checkpoint_files, work) if checkpoint_files else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"latency": latency, "new_photos": new_photos}
+    return {"latency": latency, "new_photos": new_photos, "checkpoint": checkpoint}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -236,9 +299,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--interval", type=float, default=2.0, help="streaming.interval_seconds")
     parser.add_argument("--old", type=int, nargs="*", default=[20_000, 71_000], help="featurized rows already there")
     parser.add_argument("--params", default="", help="more --params for the stream's runs")
+    parser.add_argument("--checkpoint-files", type=int, default=100_000, help="tiny files for the checkpoint's size")
+    parser.add_argument("--checkpoint-run", nargs=3, help=argparse.SUPPRESS)  # internal: that measurement's process
     args = parser.parse_args(argv)
-    figures = measure(args.rate, args.seconds, args.old, args.interval, args.params.strip(","))
-    print(format_figures(figures["latency"], figures["new_photos"]))
+    if args.checkpoint_run:
+        files, work, result = args.checkpoint_run
+        _checkpoint_run(int(files), Path(work), Path(result))
+        return {}
+    figures = measure(
+        args.rate, args.seconds, args.old, args.interval, args.params.strip(","), checkpoint_files=args.checkpoint_files
+    )
+    print(format_figures(figures["latency"], figures["new_photos"], figures["checkpoint"]))
     return figures
 
 
