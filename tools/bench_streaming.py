@@ -59,11 +59,17 @@ def land(source: Path, photos: Path, relative: Path) -> float:
 
 
 class ReadableRows(threading.Thread):
-    """Polls the current PCA table as a reader would: when each path's row became readable."""
+    """Polls the current PCA table as a reader would: when each path's row became readable.
 
-    def __init__(self, data: Path, every: float = 0.2) -> None:
+    ``data`` is the output set's folder, on ``fs`` (an fsspec filesystem; the local disk by
+    default); ``member`` the PCA table's name in its ``current_outputs.json``."""
+
+    def __init__(self, data: Path | str, every: float = 0.2, *, member: str = PCA_MEMBER, fs=None) -> None:
+        import fsspec
+
         super().__init__(daemon=True)
-        self.data, self.every, self.seen, self.parts = data, every, {}, set()
+        self.data, self.every, self.seen, self.parts = str(data), every, {}, set()
+        self.member, self.fs = member, fs or fsspec.filesystem("file")
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -71,9 +77,9 @@ class ReadableRows(threading.Thread):
 
         while not self.done.wait(self.every):
             try:
-                outputs = json.loads((self.data / "current_outputs.json").read_text())["outputs"]
-                table = self.data / outputs[PCA_MEMBER]
-                files = json.loads((table / "_SUCCESS").read_text())["files"]
+                outputs = json.loads(self.fs.cat_file(f"{self.data}/current_outputs.json"))["outputs"]
+                table = f"{self.data}/{outputs[self.member]}"
+                files = json.loads(self.fs.cat_file(f"{table}/_SUCCESS"))["files"]
             except (FileNotFoundError, KeyError, json.JSONDecodeError):
                 continue
             now = time.time()
@@ -81,7 +87,8 @@ class ReadableRows(threading.Thread):
                 if (table, name) in self.parts:
                     continue
                 self.parts.add((table, name))
-                for path in pq.read_table(table / name, columns=["path"]).column("path").to_pylist():
+                part = pq.read_table(f"{table}/{name}", columns=["path"], filesystem=self.fs)
+                for path in part.column("path").to_pylist():
                     self.seen.setdefault(path, now)
 
     def stop(self) -> None:
@@ -117,15 +124,24 @@ def measure_latency(rate: float, seconds: float, work: Path, params: str, interv
         _wait(lambda: all(path in reader.seen for path in arrivals), run, log, 600)
     finally:
         reader.stop()
-        run.send_signal(signal.SIGINT)  # the query stops after the micro-batch under way
-        try:
-            run.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            run.kill()
-    latencies = np.array([reader.seen[path] - arrived for path, arrived in arrivals.items()])
+        stop_stream(run)
+    return latency_figures(reader.seen, arrivals, rate, interval)
+
+
+def stop_stream(run: subprocess.Popen) -> None:
+    run.send_signal(signal.SIGINT)  # the query stops after the micro-batch under way
+    try:
+        run.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        run.kill()
+
+
+def latency_figures(seen: dict[str, float], arrivals: dict[str, float], rate: float, interval: float) -> dict:
+    """Percentiles of the time from each photo's arrival to its readable row."""
+    latencies = np.array([seen[path] - arrived for path, arrived in arrivals.items()])
     return {
         "rate_per_s": rate,
-        "photos": n,
+        "photos": len(arrivals),
         "interval_s": interval,
         "p50_s": round(float(np.percentile(latencies, 50)), 2),
         "p95_s": round(float(np.percentile(latencies, 95)), 2),

@@ -140,37 +140,15 @@ class ImageFolderDataset(AbstractDataset[None, Any]):
     def _list_remote(self, fs, root: str) -> list[dict[str, Any]]:
         rows = []
         for name, info in sorted(self._find_remote(fs, root).items()):
-            relative = posixpath.relpath(name, root)
-            size = int(info.get("size") or 0)
-            if name.endswith("/"):  # what consoles create as "folders": reading it finds no file
-                relative, reason = relative + "/", FOLDER_MARKER
-            elif is_hidden(relative):
-                reason = HIDDEN
-            else:
-                reason = size_reason(size, self._max_file_bytes)
-            rows.append(
-                {
-                    "path": fs.unstrip_protocol(name),
-                    "relative_path": relative,
-                    "size": size,
-                    "modified": _modified(info),
-                    "skipped": reason,
-                }
-            )
+            row = remote_listing_row(fs, root, name, info, self._max_file_bytes)
+            if row is not None:
+                rows.append(row)
         return rows
 
     def _find_remote(self, fs, root: str) -> dict[str, Any]:
         """Object stores have no folders: an empty or mistyped prefix simply lists nothing,
         so say which bucket and prefix were searched and how to fill them."""
-        require_bucket(fs, self._path, "list images under")
-        fs.invalidate_cache(root)  # objects uploaded since the last listing must be seen
-        try:
-            entries = fs.find(root, detail=True, withdirs=False)
-        except Exception as exc:
-            message = describe_s3_error(exc, self._path, "list images under")
-            if message:
-                raise DatasetError(message) from exc
-            raise
+        entries = find_remote(fs, self._path, root, "list images under")
         if not entries:
             raise DatasetError(
                 f"No files under {self._path}/ (empty or mistyped prefix). Upload the images with: "
@@ -371,6 +349,42 @@ def display_name(name: str) -> str:
     """``os.fsdecode`` text as UTF-8 text: each byte that is not valid UTF-8 becomes ``%XX``."""
     text = os.fsencode(name).decode("utf-8", "surrogateescape")  # the raw bytes, whatever the locale
     return _ESCAPED_BYTE.sub(lambda found: f"%{ord(found.group()) - 0xDC00:02X}", text)
+
+
+def find_remote(fs, url: str, root: str, action: str, *, check_bucket: bool = True) -> dict[str, Any]:
+    """Every object under ``root`` (fsspec ``find``, with details), listed afresh; a failure to
+    reach S3 as a DatasetError naming the bucket and the fix (``action``: what was being done)."""
+    if check_bucket:
+        require_bucket(fs, url, action)
+    fs.invalidate_cache(root)  # objects uploaded since the last listing must be seen
+    try:
+        return fs.find(root, detail=True, withdirs=False)
+    except Exception as exc:
+        message = describe_s3_error(exc, url, action)
+        if message:
+            raise DatasetError(message) from exc
+        raise
+
+
+def remote_listing_row(fs, root: str, name: str, info: dict[str, Any], max_file_bytes: int | None) -> dict[str, Any]:
+    """The listing row of one object that fsspec's ``find`` returned under ``root``, with why it
+    is skipped where it is not a photo's file: a folder marker (an empty key ending in ``/``, as
+    consoles create for "folders"), a hidden name, a size over ``max_file_bytes``."""
+    relative = posixpath.relpath(name, root)
+    size = int(info.get("size") or 0)
+    if name.endswith("/") or str(info.get("Key") or "").endswith("/"):  # reading it finds no file
+        relative, reason = relative.rstrip("/") + "/", FOLDER_MARKER
+    elif is_hidden(relative):
+        reason = HIDDEN
+    else:
+        reason = size_reason(size, max_file_bytes)
+    return {
+        "path": fs.unstrip_protocol(name),
+        "relative_path": relative,
+        "size": size,
+        "modified": _modified(info),
+        "skipped": reason,
+    }
 
 
 def _modified(info: dict[str, Any]) -> str | None:

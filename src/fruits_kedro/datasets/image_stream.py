@@ -50,7 +50,7 @@ from typing import Any
 import fsspec
 from kedro.io.core import AbstractDataset, DatasetError
 
-from fruits_kedro.datasets.aws import forward_aws_environment, is_local_path
+from fruits_kedro.datasets.aws import is_local_path, require_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +84,18 @@ class ImageStream:
 
     def backlog(self, after) -> tuple[int, Any] | None:
         """Files that arrived after ``after`` (a ``datetime``, the newest arrival processed): how
-        many, and the oldest one's arrival (a UTC ``datetime``); None where this is not known
-        (a remote source). Spark's file source takes files in arrival order, so they are the ones
-        waiting."""
+        many, and the oldest one's arrival (a UTC ``datetime``); None where this is not known.
+        Spark's file source takes files in arrival order, so they are the ones waiting; on S3,
+        one more listing of the prefix."""
         import os
         from datetime import UTC, datetime
 
-        if not self.local or after is None:
+        if after is None:
             return None
+        if not self.local:
+            from fruits_kedro.datasets.s3_stream_source import s3_backlog
+
+            return s3_backlog(self.root, after)
         threshold = after.timestamp() + 0.001  # Spark keeps milliseconds
         count, oldest = 0, None
         folders = [self.root]
@@ -140,10 +144,10 @@ class ImageStream:
                 F.lit(None).cast("string").alias("modified"),
                 F.col("modificationTime").alias("arrival"),
             )
-        from fruits_kedro.datasets.s3_stream_source import S3ImageStreamSource
+        from fruits_kedro.datasets.s3_stream_source import register_s3_stream_source
 
-        spark.dataSource.register(S3ImageStreamSource)
-        forward_aws_environment(spark.sparkContext)
+        # Registering captures the AWS settings for the source's processes: forwarded first.
+        register_s3_stream_source(spark)
         frame = spark.readStream.format(S3_SOURCE_FORMAT).options(**options).option("path", self.root).load()
         return frame.select(*SOURCE_COLUMNS)
 
@@ -184,10 +188,12 @@ class ImageStreamDataset(AbstractDataset[None, ImageStream]):
         self.metadata = metadata
 
     def load(self) -> ImageStream:
+        fs, root = fsspec.core.url_to_fs(self._stream.path)
         if self._stream.local:
-            fs, root = fsspec.core.url_to_fs(self._stream.path)
             if not fs.isdir(root):
                 raise DatasetError(f"Image folder not found: {self._stream.path}")
+        else:  # a mistyped bucket is named before the stream writes its outputs to it
+            require_bucket(fs, self._stream.path, "stream new images from")
         return self._stream
 
     def save(self, data: None) -> None:
