@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.bench import _env, make_project
+from tools.bench_project import make_project, subprocess_env
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("FRUITS_KEDRO_CACHE_DIR", Path.home() / ".cache" / "fruits_kedro"))
@@ -45,7 +45,7 @@ def _stream(project: Path, photos: Path, params: str, log: Path) -> subprocess.P
     given = ",".join(filter(None, [f"images_root={photos}", params]))
     command = [sys.executable, "-m", "kedro", "run", "--pipelines", "streaming", "--params", given]
     with log.open("ab") as out:
-        return subprocess.Popen(command, cwd=project, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=project, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def land(source: Path, photos: Path, relative: Path) -> float:
@@ -168,7 +168,9 @@ def measure_new_photos(old: int, new: int, work: Path, params: str, width: int) 
     data = project / "data"
     table = data / "04_feature" / "runs" / "bench" / "image_features.parquet"
     command = [sys.executable, "-m", "tools.bench_features", str(table), "--n", str(old), "--d", str(width)]
-    subprocess.run([*command, "--settings", _feature_settings(params)], cwd=PROJECT_ROOT, env=_env(), check=True)
+    subprocess.run(
+        [*command, "--settings", _feature_settings(params)], cwd=PROJECT_ROOT, env=subprocess_env(), check=True
+    )
     OutputSet(str(data)).commit("bench", {"04_feature/image_features.parquet": str(table.relative_to(data))})
     photos = work / f"incoming_{old}"
     photos.mkdir()
@@ -210,7 +212,7 @@ def measure_checkpoint(files: int, work: Path) -> dict:
     """The checkpoint's size after ``files`` tiny files, in a fresh process with the project's Spark."""
     result = work / "checkpoint.json"
     command = [sys.executable, "-m", "tools.bench_streaming", "--checkpoint-run", str(files), str(work), str(result)]
-    subprocess.run(command, cwd=PROJECT_ROOT, env=_env(), check=True)
+    subprocess.run(command, cwd=PROJECT_ROOT, env=subprocess_env(), check=True)
     return json.loads(result.read_text())
 
 

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.bench_streaming import CACHE, ReadableRows, _env, _wait, latency_figures, make_project, stop_stream
+from tools.bench_project import make_project, subprocess_env
+from tools.bench_streaming import CACHE, ReadableRows, _wait, latency_figures, stop_stream
 
 PREFIX = "fruits"
 PCA_MEMBER = "features/image_features_pca.parquet"
@@ -52,7 +53,7 @@ def measure_latency(rate: float, seconds: float, interval: float, params: str, w
             run = subprocess.Popen(
                 [*command, "--params", ",".join(filter(None, [given, params]))],
                 cwd=project,
-                env=_env(),
+                env=subprocess_env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

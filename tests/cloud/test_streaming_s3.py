@@ -1,4 +1,4 @@
-"""``kedro run --env s3 --pipeline streaming`` against a real S3 API (the moto server): photos
+"""``kedro run --env s3 --pipelines streaming`` against a real S3 API (the moto server): photos
 land in the bucket between drivers killed -9 at different moments of a micro-batch, and in
 the end the current outputs hold one row per landed photo, none missing, none twice, no NaN."""
 
@@ -48,7 +48,7 @@ class Landing:
 
 
 def _run(project: Path, bucket: str, kill_when: Callable[[], bool] | None = None, pause: str = "") -> None:
-    """``kedro run --env s3 --pipeline streaming``; killed -9 (with its JVM and workers) once
+    """``kedro run --env s3 --pipelines streaming``; killed -9 (with its JVM and workers) once
     ``kill_when()`` holds or the driver waits at the fault point ``pause``, else it must finish."""
     marker = project / "paused"
     marker.unlink(missing_ok=True)
