@@ -169,12 +169,13 @@ def test_runs_with_one_checkpoint_deliver_each_object_once_as_the_batch_listing_
     first = _stream(spark, folder, checkpoint, maxFilesPerTrigger=2, maxFileBytes=32)
     listed = ImageFolderDataset(path=folder, max_file_bytes=32).list_files()
     expected = {tuple(row) for row in listed[list(LISTING_COLUMNS)].itertuples(index=False)}
-    assert len(expected) == 4  # the extension is the ingestion's business; oversized is skipped
+    # Rows with a reason for the marker, the hidden photo and the oversized one; extensions are the ingestion's.
+    assert len(expected) == 6 and sum(reason is not None for *_, reason in expected) == 3
     assert {row[:5] for _, rows in first for row in rows} == expected
     stamps = {o["Key"]: o["LastModified"] for o in boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]}
     arrivals = {row[1]: row[5].timestamp() for _, rows in first for row in rows}  # naive local time, from Spark
     assert arrivals == {key: stamps[f"fruits/raw/{key}"].timestamp() for key in arrivals}
-    assert all(len(rows) <= 2 for _, rows in first) and sum(len(rows) for _, rows in first) == 4
+    assert all(len(rows) <= 2 for _, rows in first) and sum(len(rows) for _, rows in first) == 6
     assert {r[1]: r[4] for _, rows in first for r in rows}["Training/Banana/big.jpg"] == (
         "larger than max_file_bytes (32 bytes)"
     )

@@ -366,11 +366,16 @@ def find_remote(fs, url: str, root: str, action: str, *, check_bucket: bool = Tr
         raise
 
 
-def remote_listing_row(fs, root: str, name: str, info: dict[str, Any], max_file_bytes: int | None) -> dict[str, Any]:
+def remote_listing_row(
+    fs, root: str, name: str, info: dict[str, Any], max_file_bytes: int | None
+) -> dict[str, Any] | None:
     """The listing row of one object that fsspec's ``find`` returned under ``root``, with why it
     is skipped where it is not a photo's file: a folder marker (an empty key ending in ``/``, as
-    consoles create for "folders"), a hidden name, a size over ``max_file_bytes``."""
+    consoles create for "folders"), a hidden name, a size over ``max_file_bytes``. None for the
+    marker of ``root`` itself."""
     relative = posixpath.relpath(name, root)
+    if relative == ".":
+        return None
     size = int(info.get("size") or 0)
     if name.endswith("/") or str(info.get("Key") or "").endswith("/"):  # reading it finds no file
         relative, reason = relative.rstrip("/") + "/", FOLDER_MARKER

@@ -355,7 +355,7 @@ def register_s3_stream_source(spark) -> str:
     so the driver's AWS settings (``AWS_ENDPOINT_URL`` ...) are forwarded first, and
     registering again after they change is safe.
     """
-    from fruits_kedro.datasets.aws import forward_aws_environment
+    from fruits_kedro.spark import forward_aws_environment
 
     forward_aws_environment(spark.sparkContext)
     spark.dataSource.register(S3ImageStreamSource)
