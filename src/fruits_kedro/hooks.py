@@ -166,6 +166,8 @@ def _remove_old_runs(output_set, members: list[str], run_id: str, locked: bool) 
 
     lock = None
     if not locked:
+        if not output_set.has_run_folders(members):
+            return  # nothing to remove: no lock taken, no lock file left where nothing was saved
         try:
             lock = output_set.lock(run_id)
         except RunLockedError as busy:

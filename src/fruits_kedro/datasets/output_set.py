@@ -314,6 +314,11 @@ class OutputSet:
                 fs.rm(old, recursive=True)
                 logger.info("Removed %s: replaced by the run folders listed in %s", self.path(member), MANIFEST_NAME)
 
+    def has_run_folders(self, members: Iterable[str]) -> bool:
+        """Whether any run has saved beside ``members`` (a ``runs/`` folder exists)."""
+        fs, root = self._fs()
+        return any(fs.exists(f"{root}/{posixpath.join(posixpath.dirname(m), RUNS_FOLDER)}") for m in members)
+
     def remove_runs(self, members: Iterable[str], keep: Iterable[str] = (), only: str | None = None) -> list[str]:
         """Remove the run folders beside ``members`` that the current set does not name,
         except the runs in ``keep``; with ``only``, just that run's folders. Returns them."""
