@@ -31,12 +31,16 @@ def image_files(root: Path) -> list[Path]:
 
 
 def upload_photos(source: Path, bucket: str, count: int) -> list[str]:
-    """``count`` photos: those under ``source``, copied as often as needed, each copy under
-    its own folder of ``s3://bucket/fruits/raw/``; returns every photo's URL."""
+    """``count`` photos: those under ``source``, copied as often as needed, each copy beside its
+    original under ``s3://bucket/fruits/raw/`` with a name of its own; returns every photo's URL."""
     client = boto3.session.Session().client("s3")
     files = image_files(source)
     copies = -(-count // len(files))
-    jobs = [(f"{PREFIX}/raw/copy-{i}/{f.relative_to(source).as_posix()}", f) for i in range(copies) for f in files]
+    jobs = [
+        (f"{PREFIX}/raw/{f.parent.relative_to(source).as_posix()}/copy-{i}-{f.name}", f)
+        for i in range(copies)
+        for f in files
+    ]
     jobs = jobs[:count]
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda job: client.put_object(Bucket=bucket, Key=job[0], Body=job[1].read_bytes()), jobs))
