@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fruits_kedro import tracking
+from fruits_kedro.tracking import metric_name
 from tests.conftest import make_project_copy, run_kedro
 from tests.extras import requires_mlflow
 from tests.outputs import current_model
@@ -69,9 +70,10 @@ def test_an_evaluation_records_each_feature_set_its_plots_and_the_classifier(gen
     evaluated = [name for name, entry in sets.items() if entry["status"] == "evaluated"]
     assert evaluated == ["mobilenet_v2", "mobilenet_v2@onnx_int8", "orb"]
     for name in evaluated:
+        logged = metric_name(name)  # mobilenet_v2/onnx_int8
         for metric, field in (("accuracy", "accuracy"), ("macro_f1", "macro_f1"), ("k", "n_features")):
-            assert run.data.metrics[f"{name}.{metric}"] == pytest.approx(sets[name][field]), (name, metric)
-        assert run.data.metrics[f"{name}.images_per_second"] == pytest.approx(sets[name]["images_per_second"])
+            assert run.data.metrics[f"{logged}.{metric}"] == pytest.approx(sets[name][field]), (name, metric)
+        assert run.data.metrics[f"{logged}.images_per_second"] == pytest.approx(sets[name]["images_per_second"])
     assert _artifacts(run, "plots") == {
         "evaluation_confusion_matrix.png",
         "evaluation_feature_sets.png",

@@ -71,6 +71,12 @@ def artifact_location() -> str | None:
     return str(Path(uri.removeprefix("sqlite:///")).parent)
 
 
+def metric_name(feature_set: str) -> str:
+    """A feature set's name as MLflow takes it in a metric's: ``mobilenet_v2@onnx_int8`` ->
+    ``mobilenet_v2/onnx_int8`` (MLflow refuses ``@``)."""
+    return feature_set.replace("@", "/")
+
+
 def run_metrics(dataset_name: str, data: Any) -> dict[str, float]:
     """The figures that a saved report gives the run (none for other datasets)."""
     if not isinstance(data, dict):
@@ -84,6 +90,7 @@ def run_metrics(dataset_name: str, data: Any) -> dict[str, float]:
         for name, entry in data.get("feature_sets", {}).items():
             if entry.get("status") != "evaluated":
                 continue
+            name = metric_name(name)
             metrics.update({f"{name}.{key}": float(entry[field]) for key, field in EVALUATED_FIGURES.items()})
             metrics[f"{name}.images_per_second"] = float(entry["images_per_second"])
         return metrics
