@@ -42,7 +42,9 @@ PCA_MEMBER = "04_feature/image_features_pca.parquet"
 
 
 def _stream(project: Path, photos: Path, params: str, log: Path) -> subprocess.Popen:
-    given = ",".join(filter(None, [f"images_root={photos}", params]))
+    # FP32, as the synthetic old rows are: with auto, a cached INT8 model would make them stale.
+    runtime = "" if "feature_extraction.runtime=" in params else "feature_extraction.runtime=onnx"
+    given = ",".join(filter(None, [f"images_root={photos}", runtime, params]))
     command = [sys.executable, "-m", "kedro", "run", "--pipelines", "streaming", "--params", given]
     with log.open("ab") as out:
         return subprocess.Popen(command, cwd=project, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
