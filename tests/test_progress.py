@@ -30,7 +30,7 @@ def test_a_runs_featurization_reports_images_done_of_the_runs_total(tmp_path, mo
     from fruits_kedro import progress
     from tests.conftest import make_project_copy, run_kedro
 
-    monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.5)
+    monkeypatch.setattr(progress, "INTERVAL_SECONDS", 0.05)  # a line while the CNN stage runs, however short
     project = make_project_copy(tmp_path / "project")
     lines: list[str] = []  # Kedro's logging set-up drops handlers that a test adds: take the calls
     monkeypatch.setattr(progress.logger, "info", lines.append)
