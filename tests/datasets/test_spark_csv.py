@@ -125,3 +125,49 @@ def test_a_save_removes_the_parts_of_killed_saves(spark, tmp_path):
     (killed / "00000-abc-00000.csv").write_text("half")
     SparkCSVFileDataset(filepath=str(tmp_path / "features.csv")).save(spark.createDataFrame([("a",)], "path string"))
     assert [p.name for p in tmp_path.iterdir()] == ["features.csv"]
+
+
+def test_new_rows_merge_into_an_indexed_csv_as_if_it_were_written_whole(spark, tmp_path):
+    rows = [(f'p{(i * 37) % 1009:04d}, "q"', None if i % 7 == 0 else float(i) / 3) for i in range(1009)]
+    old, new = rows[:1000], rows[1000:]
+    schema = "path string, pc_1 double"
+    args = {"sort_by": ["path"], "rows_per_chunk": 90, "index": True}
+    first = tmp_path / "c1" / "scores.csv"
+    SparkCSVFileDataset(filepath=str(first), save_args=args).save(spark.createDataFrame(old, schema).repartition(3))
+    assert sorted(p.name for p in first.parent.iterdir()) == ["scores.csv", "scores.index.arrow"]
+    merged = tmp_path / "c2" / "scores.csv"
+    dataset = SparkCSVFileDataset(filepath=str(merged), save_args={**args, "merge_with": str(first)})
+    dataset.save(spark.createDataFrame(new[:5], schema))
+    again = tmp_path / "c3" / "scores.csv"  # the merged file's own index serves the next merge
+    SparkCSVFileDataset(filepath=str(again), save_args={**args, "merge_with": str(merged)}).save(
+        spark.createDataFrame(new[5:], schema)
+    )
+    whole = tmp_path / "whole.csv"
+    SparkCSVFileDataset(filepath=str(whole), save_args={"sort_by": ["path"]}).save(spark.createDataFrame(rows, schema))
+    assert again.read_bytes() == whole.read_bytes()
+    assert len(pd.read_csv(first)) == 1000 and len(pd.read_csv(merged)) == 1005
+    import pyarrow as pa
+
+    with pa.memory_map(str(again.parent / "scores.index.arrow")) as source:
+        index = pa.ipc.open_file(source).read_all()
+    assert index.column("path").to_pylist() == sorted(r[0] for r in rows)
+    assert sum(index.column("bytes").to_pylist()) + len(b"path,pc_1\n") == len(again.read_bytes())
+
+
+def test_a_merge_refuses_a_csv_of_other_columns_or_without_index(spark, tmp_path):
+    from kedro.io.core import DatasetError
+
+    plain = tmp_path / "plain.csv"
+    SparkCSVFileDataset(filepath=str(plain), save_args={"sort_by": ["path"]}).save(
+        spark.createDataFrame([("a", 1.0)], "path string, pc_1 double")
+    )
+    args = {"sort_by": ["path"], "index": True, "merge_with": str(plain)}
+    with pytest.raises(DatasetError, match="plain.csv has other columns"):
+        SparkCSVFileDataset(filepath=str(tmp_path / "x.csv"), save_args=args).save(
+            spark.createDataFrame([("b", 1.0, 2.0)], "path string, pc_1 double, pc_2 double")
+        )
+    with pytest.raises(DatasetError, match="plain.csv has no index"):
+        SparkCSVFileDataset(filepath=str(tmp_path / "y.csv"), save_args=args).save(
+            spark.createDataFrame([("b", 1.0)], "path string, pc_1 double")
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.csv"]

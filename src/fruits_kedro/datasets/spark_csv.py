@@ -9,6 +9,10 @@ start to end, so its memory stays flat in the number of rows and no Spark sort (
 every row) is needed. The file is written under a temporary name and moved into place at the
 end: a reader never sees half a file. A frame read straight from a Parquet dataset's parts is
 formatted in the tasks that read them (:mod:`fruits_kedro.datasets.arrow_source`).
+
+With ``index``, the merge also writes each row's sort key and byte length beside the file
+(``<name>.index.arrow``); a later save with ``merge_with`` naming that file then merges only its
+new rows into the old file's text, which is copied, never parsed or formatted again.
 """
 
 from __future__ import annotations
@@ -42,7 +46,10 @@ class SparkCSVFileDataset(AbstractDataset[Any, "pd.DataFrame"]):
     Args:
         filepath: The CSV file: a local path or any fsspec URL (``s3://...``).
         save_args: ``sort_by`` (columns to order the rows by), ``rows_per_chunk`` (rows
-            an executor sorts and formats at a time, default 5000), ``float_format``.
+            an executor sorts and formats at a time, default 5000), ``float_format``,
+            ``index`` (also write ``<name>.index.arrow``: each row's sort key and length),
+            ``merge_with`` (a CSV saved with ``index`` and the same columns: its rows are kept,
+            the saved frame's are merged in by ``sort_by``).
         load_args: Passed to ``pandas.read_csv``.
         credentials: fsspec credentials (the AWS chain when not given).
         fs_args: Other fsspec arguments.
@@ -63,7 +70,13 @@ class SparkCSVFileDataset(AbstractDataset[Any, "pd.DataFrame"]):
             >>> dataset.load().shape
     """
 
-    DEFAULT_SAVE_ARGS: dict[str, Any] = {"sort_by": None, "rows_per_chunk": 5000, "float_format": None}
+    DEFAULT_SAVE_ARGS: dict[str, Any] = {
+        "sort_by": None,
+        "rows_per_chunk": 5000,
+        "float_format": None,
+        "index": False,
+        "merge_with": None,
+    }
 
     def __init__(
         self,
@@ -88,15 +101,23 @@ class SparkCSVFileDataset(AbstractDataset[Any, "pd.DataFrame"]):
         fs, path = self._fs()
         require_bucket(fs, self._filepath, "write CSV to")  # s3fs would create a missing bucket
         sort_by = list(self._save_args["sort_by"] or [])
+        indexed = bool(self._save_args["index"])
+        if indexed and not sort_by:
+            raise DatasetError(f"CSV {self._filepath}: 'index' needs 'sort_by'")
         parent = path.rsplit("/", 1)[0] if "/" in path else "."
         fs.makedirs(parent, exist_ok=True)
         name = path.rsplit("/", 1)[-1]
         _remove_leftovers(fs, parent, name)
         token = uuid.uuid4().hex
         temp_path = f"{parent}/.{name}.{token}.tmp"
+        temp_index = f"{parent}/.{name}.{token}.tmp.index"
         parts = f"{parent}/.{name}.{token}.parts"
         local = is_local_path(self._filepath)
         try:
+            import pandas as pd
+
+            header = pd.DataFrame(columns=data.columns).to_csv(index=False).encode("utf-8")
+            previous = self._previous_run(fs, header, bool(sort_by))
             if local:
                 fs.makedirs(parts, exist_ok=True)
             else:
@@ -109,18 +130,38 @@ class SparkCSVFileDataset(AbstractDataset[Any, "pd.DataFrame"]):
                 self._save_args["float_format"],
             )
             written = sorted(tuple(row) for row in map_in_arrow(data, writer, WRITTEN_RUNS_SCHEMA).collect())
+            runs = [(f"{parts}/{text}", 0, keys and f"{parts}/{keys}") for _, _, text, keys, _ in written]
             with fs.open(temp_path, "wb") as handle:
-                import pandas as pd
-
-                handle.write(pd.DataFrame(columns=data.columns).to_csv(index=False).encode("utf-8"))
-                _merge_parts(fs, parts, written, bool(sort_by), handle)
+                handle.write(header)
+                runs = ([previous] if previous else []) + runs
+                index = _IndexWriter(fs, temp_index, runs, sort_by) if indexed else None
+                _merge_parts(fs, runs, bool(sort_by), handle, index)
+                if index:
+                    index.close()
+            if indexed:
+                fs.mv(temp_index, index_path(path))
             fs.mv(temp_path, path)
         except BaseException:
-            if fs.exists(temp_path):
-                fs.rm(temp_path)
+            for temp in (temp_path, temp_index):
+                if fs.exists(temp):
+                    fs.rm(temp)
             raise
         finally:
             _remove_quietly(fs, parts)
+
+    def _previous_run(self, fs, header: bytes, sorted_rows: bool) -> tuple[str, int, str | None] | None:
+        """The ``merge_with`` file as one more run: its text after the header, and its index."""
+        if not self._save_args["merge_with"]:
+            return None
+        _, previous = fsspec.core.url_to_fs(str(self._save_args["merge_with"]), **self._storage_options)
+        with fs.open(previous, "rb") as handle:
+            found = handle.read(len(header))
+        if found != header:
+            raise DatasetError(f"CSV {self._save_args['merge_with']} has other columns than the rows to merge into it")
+        keys = index_path(previous) if sorted_rows else None
+        if keys and not fs.exists(keys):
+            raise DatasetError(f"CSV {self._save_args['merge_with']} has no index ({index_path(previous)})")
+        return previous, len(header), keys
 
     def load(self) -> pd.DataFrame:
         import pandas as pd
@@ -223,26 +264,74 @@ def _row_lengths(data: bytes):
     return np.diff(ends + 1, prepend=0)
 
 
-def _merge_parts(fs, parts: str, written: list[tuple], sorted_rows: bool, handle) -> None:
-    """Append the runs' rows to ``handle``: merged by their keys, else run after run."""
-    if not sorted_rows:
-        for _, _, text_name, _, _ in written:
-            with fs.open(f"{parts}/{text_name}", "rb", block_size=READ_BLOCK_BYTES) as text:
+def index_path(csv_path: str) -> str:
+    """The index a save with ``index`` writes beside ``csv_path``."""
+    return f"{csv_path.removesuffix('.csv')}.index.arrow"
+
+
+def _merge_parts(fs, runs: list[tuple[str, int, str | None]], sorted_rows: bool, handle, index=None) -> None:
+    """Append the runs' rows (text file, offset of its first row, keys file) to ``handle``:
+    merged by their keys, else run after run; ``index`` gets each row's key and length."""
+    texts = [fs.open(text, "rb", block_size=READ_BLOCK_BYTES) for text, _, _ in runs]
+    try:
+        for text, (_, offset, _) in zip(texts, runs, strict=True):
+            text.seek(offset)
+        if not sorted_rows:
+            for text in texts:
                 while block := text.read(READ_BLOCK_BYTES):
                     handle.write(block)
-        return
-    texts = [fs.open(f"{parts}/{text}", "rb", block_size=READ_BLOCK_BYTES) for _, _, text, _, _ in written]
-    try:
-        rows = [_keyed_rows(fs, f"{parts}/{keys}", i) for i, (_, _, _, keys, _) in enumerate(written)]
-        for _, part, length in heapq.merge(*rows):
+            return
+        rows = [_keyed_rows(fs, keys, i) for i, (_, _, keys) in enumerate(runs)]
+        for _, part, length, key in heapq.merge(*rows):
             handle.write(texts[part].read(length))
+            if index is not None:
+                index.add(key, length)
     finally:
         for text in texts:
             text.close()
 
 
+class _IndexWriter:
+    """Each merged row's sort key and byte length, as an Arrow file written a batch at a time,
+    with the schema of the runs' keys (the first run's that has one)."""
+
+    BATCH_ROWS = 65536
+
+    def __init__(self, fs, path: str, runs: list[tuple[str, int, str | None]], sort_by: list[str]) -> None:
+        import pyarrow as pa
+
+        schema = pa.schema([(name, pa.string()) for name in sort_by] + [("bytes", pa.int64())])
+        for _, _, keys in runs:
+            with fs.open(keys, "rb") as handle:
+                schema = pa.ipc.open_file(handle).schema
+            break
+        self._handle = fs.open(path, "wb")
+        self._writer = pa.ipc.new_file(self._handle, schema)
+        self._schema, self._keys, self._lengths = schema, [], []
+
+    def add(self, key: tuple, length: int) -> None:
+        self._keys.append(key)
+        self._lengths.append(length)
+        if len(self._keys) >= self.BATCH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        values = list(zip(*self._keys, strict=True)) + [self._lengths]
+        arrays = [pa.array(list(v), type=field.type) for v, field in zip(values, self._schema, strict=True)]
+        self._writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+        self._keys, self._lengths = [], []
+
+    def close(self) -> None:
+        if self._keys:
+            self._flush()
+        self._writer.close()
+        self._handle.close()
+
+
 def _keyed_rows(fs, keys_path: str, part: int):
-    """(sort key, run, byte length) of each row of a run, in its order, a batch at a time."""
+    """(sort key, run, byte length, key) of each row of a run, in its order, a batch at a time."""
     import pyarrow as pa
 
     with fs.open(keys_path, "rb") as handle:
@@ -252,7 +341,7 @@ def _keyed_rows(fs, keys_path: str, part: int):
             lengths = batch.column(batch.num_columns - 1).to_pylist()
             keys = zip(*(batch.column(c).to_pylist() for c in range(batch.num_columns - 1)))
             for key, length in zip(keys, lengths):
-                yield tuple(_sortable(v) for v in key), part, length
+                yield tuple(_sortable(v) for v in key), part, length, key
 
 
 def _sortable(value) -> tuple:
@@ -274,7 +363,7 @@ def _remove_quietly(fs, path: str) -> None:
 
 def _remove_leftovers(fs, parent: str, name: str) -> None:
     """Temporary files and parts of killed saves of this CSV: hidden, but never kept."""
-    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{32}}\.(tmp|parts)")
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{32}}\.(tmp|tmp\.index|parts)")
     fs.invalidate_cache(parent)
     try:
         entries = fs.ls(parent, detail=False)

@@ -338,21 +338,31 @@ class MicroBatches:
         self.store.remove_unused()
 
     def write_csv(self) -> None:
-        """The PCA table as the one CSV that pandas reads (a new file, named by the next commit)."""
-        store = self.store
-        scores = store.load_table("pca")
-        if scores is None:
+        """The PCA table as the one CSV that pandas reads (a new file, named by the next commit):
+        the rows of the parts the last CSV lacks merged into its text, or all of them after a refit."""
+        store, state = self.store, self.store.state
+        parts = list(state["tables"]["pca"].get("part_rows", {}))
+        if state["tables"]["pca"]["schema"] is None:
             return
         csv = generate_timestamp()
-        target = store.path(f"csv/{csv}/image_features_pca.csv")
-        SparkCSVFileDataset(filepath=target, save_args={"sort_by": ["path"]}).save(
-            with_constant_column(scores, "run_id", csv)
+        save_args: dict[str, Any] = {"sort_by": ["path"], "index": True}
+        previous = store.csv_to_merge_into(parts)
+        if previous is None:
+            rows = store.load_table("pca")
+        else:
+            written = set(state["csv_parts"])
+            rows = store.load_parts("pca", [part for part in parts if part not in written])
+            save_args["merge_with"] = previous
+        SparkCSVFileDataset(filepath=store.path(f"csv/{csv}/image_features_pca.csv"), save_args=save_args).save(
+            with_constant_column(rows, "run_id", csv)
         )
-        store.state.update(
+        state.update(
             {
-                "previous_csv": store.state["csv"],
+                "previous_csv": state["csv"],
                 "csv": csv,
-                "csv_rows": store.state["tables"]["pca"]["rows"],
+                "csv_rows": state["tables"]["pca"]["rows"],
+                "csv_parts": parts,
+                "csv_basis": state["basis"],
             }
         )
 

@@ -8,7 +8,7 @@ Everything lives under one folder (``folder``, e.g. ``data/04_feature/stream``),
     features/<F>/rejected_images.parquet/        b<batch>/...
     pca/<G>/image_features_pca.parquet/          base/ (every row at the fit), b<batch>/...
     pca/<G>/pca_explained_variance.json, basis.npz
-    csv/<C>/image_features_pca.csv
+    csv/<C>/image_features_pca.csv, image_features_pca.index.arrow (each row's path and length)
     moments/b<batch>.npz                         count, mean, scatter of every feature row so far
 
 Each table folder has the layout of :class:`SparkParquetFsspecDataset` (its reader and
@@ -21,6 +21,7 @@ is killed in between), and ``current_outputs.json`` names the tables, as a batch
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -35,6 +36,7 @@ from kedro.io.core import DatasetError, generate_timestamp
 
 from fruits_kedro.datasets.aws import is_local_path
 from fruits_kedro.datasets.output_set import OutputSet
+from fruits_kedro.datasets.spark_csv import index_path
 from fruits_kedro.datasets.spark_parquet import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -72,6 +74,8 @@ def new_state(source: str, settings: str) -> dict[str, Any]:
         "moments": None,
         "csv": None,
         "csv_rows": None,
+        "csv_parts": None,
+        "csv_basis": None,
         "adopted": None,
         "totals": {"listed": 0, "featurized": 0, "already_featurized": 0, "rejected": 0, "skipped": 0},
     }
@@ -208,6 +212,25 @@ class StreamStore:
 
     def load_part(self, table: str, part: str):
         return SparkParquetFsspecDataset(filepath=f"{self.table_path(table)}/{part}", fs_args=self._options).load()
+
+    def load_parts(self, table: str, parts: list[str]):
+        """The rows of committed ``parts`` of ``table`` (a lazy Spark DataFrame)."""
+        frames = [self.load_part(table, part) for part in parts]
+        return functools.reduce(lambda a, b: a.unionByName(b), frames[1:], frames[0])
+
+    def csv_to_merge_into(self, parts: list[str]) -> str | None:
+        """The current CSV, if the PCA table's ``parts`` hold its rows and more, in its basis, and
+        it has its index: the new parts' rows can then be merged into it."""
+        state = self.state
+        written = state.get("csv_parts")
+        if state["csv"] is None or written is None or state.get("csv_basis") != state["basis"]:
+            return None
+        if not set(written) < set(parts):
+            return None
+        csv = self.path(f"csv/{state['csv']}/image_features_pca.csv")
+        fs, _ = self._fs()
+        _, local = fsspec.core.url_to_fs(index_path(csv), **self._options)
+        return csv if fs.exists(local) else None
 
     # ---- moments and basis --------------------------------------------------------------
     def read_moments(self) -> Moments:

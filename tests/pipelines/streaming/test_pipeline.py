@@ -52,6 +52,7 @@ def runs(tmp_path_factory, generated_sample):
         landing.land(4)
         found["stream"] = _stream(batch, monkeypatch, landing.folder)["totals"]
         found["stream_rows"] = _table(batch, "04_feature/image_features_pca.csv")
+        found["stream_scores"] = _table(batch, "04_feature/image_features_pca.parquet")
         landing.land(3)
         incremental = {"feature_extraction": {"incremental": True}}
         run_kedro(batch, monkeypatch, images_root=str(landing.folder), **incremental, **STREAM_PARAMS)
@@ -93,6 +94,9 @@ def test_the_stream_starts_from_a_batch_runs_features_and_a_batch_run_from_the_s
     project, _, landing, runs = runs
     assert (runs["stream"]["featurized"], runs["stream"]["already_featurized"]) == (4, 16)
     assert sorted(runs["stream_rows"].index) == sorted(landing.landed[:20])  # the CSV: old and new rows
+    csv, scores = runs["stream_rows"], runs["stream_scores"]
+    pd.testing.assert_frame_equal(csv.drop(columns="run_id"), scores, check_dtype=False)
+    assert sorted(csv.groupby("run_id").size()) == [4, 16]  # the 4 new rows merged into the CSV of the 16
     assert (runs["batch"]["featurized"], runs["batch"]["reused"]) == (3, 20)
     # The stream's source had seen 20 photos; of the 5 it had not, the batch run featurized 3.
     assert runs["stream_again"]["featurized"] - runs["stream"]["featurized"] == 2
