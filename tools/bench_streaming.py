@@ -6,10 +6,12 @@
    in its folder at a steady rate (each written under a hidden name, then renamed). A reader
    polls what any reader opens (``current_outputs.json``, then the PCA table's ``_SUCCESS``)
    and notes when each photo's row appears; latency = that time - the file's mtime.
-2. **New photos on top of old ones.** A synthetic ``image_features`` table of N rows
-   (:mod:`tools.bench_features`, with the run's feature settings) is made current; a first
-   stream run starts from it (one-time: its moments, the PCA, the CSV); then 10 photos land and
-   a second ``available_now`` run is timed, start-up included.
+2. **New photos on top of old ones.** N tiny files and a synthetic ``image_features`` table of
+   them (:mod:`tools.bench_features`, with the run's feature settings) are made current in two
+   copies of the project; a first stream run starts from it (one-time: the listing, its
+   moments, the PCA, the CSV); then 10 real photos land and the second ``available_now`` run
+   and a batch ``feature_extraction.incremental`` run (in the other copy) are timed, start-up
+   included, each featurizing the 10 photos and keeping the N rows.
 3. **Checkpoint size.** The stream's source and query (``ImageStream``, the project's Spark
    settings) over N tiny files in micro-batches of 1,000, the micro-batch itself doing nothing:
    the size of the checkpoint (the source's seen-file log, offsets, commits) at the end.
@@ -162,36 +164,75 @@ def _wait(condition, run: subprocess.Popen, log: Path, timeout: float) -> None:
 
 
 def measure_new_photos(old: int, new: int, work: Path, params: str, width: int) -> dict:
-    """An ``available_now`` run that finds ``new`` photos on top of ``old`` featurized rows."""
-    from fruits_kedro.datasets.output_set import OutputSet
+    """``new`` photos landing in a folder of ``old`` featurized ones: the ``available_now`` stream
+    run that featurizes them, and the batch ``incremental`` run doing the same, side by side."""
     from tools.bench_photos import photo_set
 
-    project = make_project(work / f"new_on_{old}")
-    data = project / "data"
-    table = data / "04_feature" / "runs" / "bench" / "image_features.parquet"
-    command = [sys.executable, "-m", "tools.bench_features", str(table), "--n", str(old), "--d", str(width)]
-    subprocess.run(
-        [*command, "--settings", _feature_settings(params)], cwd=PROJECT_ROOT, env=subprocess_env(), check=True
-    )
-    OutputSet(str(data)).commit("bench", {"04_feature/image_features.parquet": str(table.relative_to(data))})
-    photos = work / f"incoming_{old}"
-    photos.mkdir()
+    photos = work / f"photos_{old}"
+    stream, batch = make_project(work / f"stream_on_{old}"), make_project(work / f"batch_on_{old}")
+    _make_featurized(stream, batch, old, width, params, photos)
     log = work / f"new_on_{old}.log"
+    # Once: the stream lists the folder's photos, finds them featurized and starts from their rows.
     started = time.perf_counter()
-    if _stream(project, photos, params, log).wait() != 0:
-        raise RuntimeError(f"the first stream run failed: {log.read_text()[-3000:]}")
+    _run(_stream(stream, photos, f"{params},streaming.max_files_per_trigger={old + new}".strip(","), log), log)
     first = time.perf_counter() - started
     source = photo_set(new, CACHE / "bench_photos").root
     for photo in sorted(source.rglob("*.jpg"))[:new]:
         land(photo, photos, photo.relative_to(source))
     started = time.perf_counter()
-    if _stream(project, photos, params, log).wait() != 0:
-        raise RuntimeError(f"the stream run failed: {log.read_text()[-3000:]}")
+    _run(_stream(stream, photos, params, log), log)
     seconds = time.perf_counter() - started
-    state = json.loads((data / "04_feature" / "stream" / "state.json").read_text())
-    if state["tables"]["features"]["rows"] != old + new:
-        raise RuntimeError(f"{state['tables']['features']['rows']} feature rows, not {old + new}")
-    return {"old": old, "new": new, "run_s": round(seconds, 1), "first_run_s": round(first, 1), "k": state["k"]}
+    state = json.loads((stream / "data" / "04_feature" / "stream" / "state.json").read_text())
+    if (state["tables"]["features"]["rows"], state["totals"]["featurized"]) != (old + new, new):
+        raise RuntimeError(f"stream: {state['tables']['features']['rows']} feature rows, {state['totals']}")
+    started = time.perf_counter()
+    _run(_batch_incremental(batch, photos, params, log), log)
+    batch_seconds = time.perf_counter() - started
+    report = _current_json(batch / "data", "08_reporting/feature_extraction_report.json")
+    if (report["featurized"], report["reused"]) != (new, old):
+        raise RuntimeError(f"batch incremental run: {report['featurized']} featurized, {report['reused']} reused")
+    return {
+        "old": old,
+        "new": new,
+        "run_s": round(seconds, 1),
+        "first_run_s": round(first, 1),
+        "batch_incremental_s": round(batch_seconds, 1),
+        "k": state["k"],
+    }
+
+
+def _make_featurized(stream: Path, batch: Path, old: int, width: int, params: str, photos: Path) -> None:
+    """``old`` tiny photos in ``photos`` and a synthetic features table of them, current in both
+    projects (with the run's feature settings, so that both runs take them as featurized)."""
+    from fruits_kedro.datasets.output_set import OutputSet
+
+    relative = Path("04_feature") / "runs" / "bench" / "image_features.parquet"
+    table = stream / "data" / relative
+    command = [sys.executable, "-m", "tools.bench_features", str(table), "--n", str(old), "--d", str(width)]
+    command += ["--settings", _feature_settings(params), "--photos", str(photos)]
+    subprocess.run(command, cwd=PROJECT_ROOT, env=subprocess_env(), check=True)
+    shutil.copytree(table, batch / "data" / relative)
+    for project in (stream, batch):
+        OutputSet(str(project / "data")).commit("bench", {"04_feature/image_features.parquet": str(relative)})
+
+
+def _batch_incremental(project: Path, photos: Path, params: str, log: Path) -> subprocess.Popen:
+    settings = [f"images_root={photos}", "feature_extraction.runtime=onnx", params]
+    settings.append("feature_extraction.incremental=true")
+    given = ",".join(filter(None, settings))
+    command = [sys.executable, "-m", "kedro", "run", "--params", given]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, cwd=project, env=subprocess_env(), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _run(run: subprocess.Popen, log: Path) -> None:
+    if run.wait() != 0:
+        raise RuntimeError(f"the run failed: {log.read_text()[-3000:]}")
+
+
+def _current_json(data: Path, member: str) -> dict:
+    outputs = json.loads((data / "current_outputs.json").read_text())["outputs"]
+    return json.loads((data / outputs[member]).read_text())
 
 
 def _feature_settings(params: str) -> str:
@@ -259,8 +300,9 @@ def format_figures(latency: dict | None, new_photos: list[dict], checkpoint: dic
         )
     for row in new_photos:
         lines.append(
-            f"available_now with {row['new']} new photos on {row['old']:,} featurized: {row['run_s']:.1f} s "
-            f"(start-up included; the first stream run on them, once: {row['first_run_s']:.1f} s)"
+            f"{row['new']} new photos on {row['old']:,} featurized: available_now stream run {row['run_s']:.1f} s, "
+            f"batch incremental run {row['batch_incremental_s']:.1f} s (start-up included; "
+            f"the first stream run on them, once: {row['first_run_s']:.1f} s)"
         )
     if checkpoint:
         lines.append(
