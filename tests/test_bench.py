@@ -40,6 +40,8 @@ def test_bench_compares_the_whole_run_with_the_plain_script(tmp_path):
             "--stream-old",
             "--stream-checkpoint-files",
             "0",
+            "--stream-s3-rate",
+            "0",
             "--output",
             str(output),
         ]

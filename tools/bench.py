@@ -440,6 +440,9 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         "--stream-old", type=int, nargs="*", default=[20_000, 71_000], help="featurized rows under 10 new photos"
     )
     parser.add_argument("--stream-checkpoint-files", type=int, default=100_000, help="tiny files (0: skip)")
+    parser.add_argument(
+        "--stream-s3-rate", type=float, default=20.0, help="photos/s uploaded to the stream on moto S3 (0: skip)"
+    )
     parser.add_argument("--output", default=str(PROJECT_ROOT / "data/08_reporting/benchmark.json"))
     args = parser.parse_args(argv)
 
@@ -461,7 +464,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
     backbones, skipped = available_backbones(args.backbones, args.input_size, weights)
     rows: list[BenchRow] = []
     photo_sets: dict[int, str] = {}
-    pca = serving = int8 = streaming = None
+    pca = serving = int8 = streaming = streaming_s3 = None
     backbone_rates: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="fruits_bench_"))
     try:
@@ -508,14 +511,15 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         int8_photos = args.int8_photos or (str(SHARED_PHOTOS) if SHARED_PHOTOS.is_dir() else "none")
         if int8_photos.lower() != "none" and backbones:
             int8 = compare_int8(Path(int8_photos).resolve(), work, backbones[0], args.int8_params)
-        if (args.stream_rate or args.stream_old or args.stream_checkpoint_files) and backbones:
-            from tools.bench_streaming import measure as measure_streaming
-
+        if backbones:  # the streams run the first backbone, in FP32 (as the synthetic old rows are)
             backbone = get_backbone(backbones[0])
             size = resolve_input_size(backbone, args.input_size)
             stream_params = f"backbone.name={backbone.name},backbone.input_size={size}"
-            stream_params += f",backbone.weights={weights or 'null'}"
+            stream_params += f",backbone.weights={weights or 'null'},feature_extraction.runtime=onnx"
             width = backbone.feature_dim(size)
+        if (args.stream_rate or args.stream_old or args.stream_checkpoint_files) and backbones:
+            from tools.bench_streaming import measure as measure_streaming
+
             streaming = measure_streaming(
                 args.stream_rate,
                 args.stream_seconds,
@@ -525,6 +529,10 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
                 width,
                 args.stream_checkpoint_files,
             )
+        if args.stream_s3_rate and backbones:
+            from tools.bench_streaming_s3 import measure as measure_streaming_s3
+
+            streaming_s3 = measure_streaming_s3(args.stream_s3_rate, args.stream_seconds, 2.0, stream_params)
     finally:
         os.chdir(PROJECT_ROOT)
         shutil.rmtree(work, ignore_errors=True)
@@ -553,6 +561,10 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         from tools.bench_streaming import format_figures
 
         print(f"\n{format_figures(streaming['latency'], streaming['new_photos'], streaming['checkpoint'])}")
+    if streaming_s3:
+        from tools.bench_streaming_s3 import format_latency
+
+        print(format_latency(streaming_s3))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {
@@ -565,6 +577,7 @@ def main(argv: list[str] | None = None) -> list[BenchRow]:
         "backbone_images_per_s": backbone_rates,
         "int8": int8,
         "streaming": streaming,
+        "streaming_s3": streaming_s3,
     }
     output.write_text(json.dumps(report, indent=2))
     print(f"\nWritten to {output}")

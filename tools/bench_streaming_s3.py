@@ -14,6 +14,7 @@ so the client's clock, the reader's, stands for it). Real distinct photos
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from tools.bench_project import make_project, subprocess_env
 from tools.bench_streaming import CACHE, ReadableRows, _wait, latency_figures, stop_stream
@@ -33,7 +35,7 @@ def measure_latency(rate: float, seconds: float, interval: float, params: str, w
     import boto3
     import s3fs
 
-    from tests.s3_server import DUMMY_AWS_ENVIRONMENT, moto_server
+    from tests.s3_server import moto_server
     from tools.bench_photos import photo_set
 
     n, warm_up = int(rate * seconds), 10
@@ -41,8 +43,7 @@ def measure_latency(rate: float, seconds: float, interval: float, params: str, w
     sources = sorted(source.rglob("*.jpg"))
     project = make_project(work / "latency_s3")
     log = work / "latency_s3.log"
-    with moto_server() as endpoint:
-        os.environ.update({**DUMMY_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint})
+    with moto_server() as endpoint, _moto_environment(endpoint):
         client = boto3.session.Session().client("s3")
         bucket = "bench-streaming"
         client.create_bucket(Bucket=bucket)
@@ -82,6 +83,26 @@ def measure_latency(rate: float, seconds: float, interval: float, params: str, w
     return latency_figures(reader.seen, arrivals, rate, interval)
 
 
+@contextlib.contextmanager
+def _moto_environment(endpoint: str):
+    """The AWS settings of the moto server, for this process and the run, restored afterwards."""
+    from tests.s3_server import DUMMY_AWS_ENVIRONMENT
+
+    with mock.patch.dict(os.environ, {**DUMMY_AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint}):
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(name, None)
+        yield
+
+
+def measure(rate: float, seconds: float, interval: float, params: str) -> dict:
+    """The latency figures, in a throw-away folder."""
+    work = Path(tempfile.mkdtemp(prefix="fruits_bench_streaming_s3_"))
+    try:
+        return measure_latency(rate, seconds, interval, params, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def format_latency(latency: dict) -> str:
     return (
         f"Streaming latency on S3 (moto, {latency['photos']} photos at {latency['rate_per_s']:g}/s, processing_time "
@@ -97,11 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--interval", type=float, default=2.0, help="streaming.interval_seconds")
     parser.add_argument("--params", default="", help="more --params for the stream's run")
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="fruits_bench_streaming_s3_"))
-    try:
-        latency = measure_latency(args.rate, args.seconds, args.interval, args.params.strip(","), work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    latency = measure(args.rate, args.seconds, args.interval, args.params.strip(","))
     print(format_latency(latency))
     return latency
 
