@@ -227,18 +227,13 @@ def listing_row(entry: LocalEntry) -> dict[str, Any]:
 @dataclass(frozen=True)
 class LocalEntry:
     """One name under a local folder. ``path`` and ``relative`` are ``os.fsdecode`` text
-    (undecodable bytes as surrogate escapes); ``skipped`` is None for a readable regular file;
-    ``arrival_ns``: when it landed, the latest of its mtime, its ctime and the ctimes of its
-    folders below the root that are later than their mtimes (a copy that kept its old mtime, or
-    a folder moved in, arrives when it lands; a file added to a folder changes that folder's
-    mtime and ctime alike, which makes no other file of it arrive)."""
+    (undecodable bytes as surrogate escapes); ``skipped`` is None for a readable regular file."""
 
     path: str
     relative: str
     size: int
     modified: float | None
     skipped: str | None
-    arrival_ns: int = 0
 
 
 def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]:
@@ -253,17 +248,16 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
     top = os.stat(root)
     listed = {(top.st_dev, top.st_ino): ""}  # each folder walked -> its relative path
     entries: list[LocalEntry] = []
-    # (folder, relative prefix, its own and ancestors' ids, the latest ctime of its folders below root)
-    folders = [(root, "", frozenset(listed), 0)]
-    links: deque[tuple[str, str, frozenset, tuple[int, int], int]] = deque()
+    folders = [(root, "", frozenset(listed))]  # (folder, relative prefix, its own and ancestors' ids)
+    links: deque[tuple[str, str, frozenset, tuple[int, int]]] = deque()
     while folders or links:
         if folders:
-            folder, prefix, ancestors, landed = folders.pop()
+            folder, prefix, ancestors = folders.pop()
         else:
-            path, relative, ancestors, identity, landed = links.popleft()
+            path, relative, ancestors, identity = links.popleft()
             reason = _revisit(identity, ancestors, listed)
             if reason:
-                entries.append(LocalEntry(path, relative, 0, None, reason, landed))
+                entries.append(LocalEntry(path, relative, 0, None, reason))
                 continue
             listed[identity] = display_name(relative)
             folder, prefix, ancestors = path, relative + "/", ancestors | {identity}
@@ -273,8 +267,7 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
         except OSError as exc:
             if not prefix:
                 raise
-            reason = f"folder cannot be listed ({_error_text(exc)})"
-            entries.append(LocalEntry(folder, prefix[:-1], 0, None, reason, landed))
+            entries.append(LocalEntry(folder, prefix[:-1], 0, None, f"folder cannot be listed ({_error_text(exc)})"))
             continue
         for child in children:
             relative = prefix + child.name
@@ -282,27 +275,24 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
                 info = os.stat(child.path)  # follows links; never opens the file
             except FileNotFoundError:
                 if child.is_symlink():
-                    entries.append(LocalEntry(child.path, relative, 0, None, "broken symbolic link", landed))
+                    entries.append(LocalEntry(child.path, relative, 0, None, "broken symbolic link"))
                 continue  # otherwise removed since the folder was read
             except OSError as exc:
-                reason = _stat_failure(exc, child.is_symlink())
-                entries.append(LocalEntry(child.path, relative, 0, None, reason, landed))
+                entries.append(LocalEntry(child.path, relative, 0, None, _stat_failure(exc, child.is_symlink())))
                 continue
             if stat.S_ISDIR(info.st_mode):
-                identity, below = (info.st_dev, info.st_ino), landed
-                if info.st_ctime_ns > info.st_mtime_ns:  # moved in (or its mode changed): not an entry added
-                    below = max(landed, info.st_ctime_ns)
+                identity = (info.st_dev, info.st_ino)
                 if child.is_symlink():
-                    links.append((child.path, relative, ancestors, identity, below))
+                    links.append((child.path, relative, ancestors, identity))
                 elif reason := _revisit(identity, ancestors, listed):  # a bind mount, say
-                    entries.append(LocalEntry(child.path, relative, 0, None, reason, below))
+                    entries.append(LocalEntry(child.path, relative, 0, None, reason))
                 else:
                     listed[identity] = display_name(relative)
-                    folders.append((child.path, relative + "/", ancestors | {identity}, below))
+                    folders.append((child.path, relative + "/", ancestors | {identity}))
                 continue
-            reason = _file_reason(info, max_file_bytes)
-            arrival = max(info.st_mtime_ns, info.st_ctime_ns, landed)
-            entries.append(LocalEntry(child.path, relative, info.st_size, info.st_mtime, reason, arrival))
+            entries.append(
+                LocalEntry(child.path, relative, info.st_size, info.st_mtime, _file_reason(info, max_file_bytes))
+            )
     return sorted((_hide(entry) for entry in entries), key=lambda entry: entry.path)
 
 
