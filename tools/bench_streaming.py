@@ -275,7 +275,7 @@ def _checkpoint_run(files: int, work: Path, result: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{i:07d}.jpg").write_bytes(b"\xff\xd8\xff\xd9")
     checkpoint = work / "checkpoint"
-    frame = ImageStream(str(photos), {"maxFileAge": "7d"}).read(1000)
+    frame = ImageStream(str(photos)).read(1000)
     started = time.perf_counter()
     query = (
         frame.writeStream.foreachBatch(lambda batch, batch_id: None)

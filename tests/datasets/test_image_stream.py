@@ -34,8 +34,11 @@ def test_a_local_folder_gives_the_contracts_columns_and_never_the_bytes(spark, t
         .start()
     )
     query.awaitTermination()
-    assert [(r.path, r.size, r.modified) for r in rows] == [(str(photo), 15, None)]
-    assert abs(rows[0].arrival.timestamp() - os.stat(photo).st_mtime) < 0.002
+    info = os.stat(photo)
+    assert [(r.path, r.size, r.modified) for r in rows] == [(str(photo), 15, str(info.st_mtime))]
+    # Arrival: the latest of the file's mtime and ctime and its folders' ctimes (milliseconds).
+    landed = max(info.st_mtime_ns, info.st_ctime_ns, *(os.stat(p).st_ctime_ns for p in photo.parents[:2]))
+    assert rows[0].arrival.timestamp() == pytest.approx(landed // 1_000_000 / 1000, abs=1e-6)
 
 
 def test_a_missing_folder_is_named(tmp_path):

@@ -63,10 +63,12 @@ _SPECIAL_FILES = (
 
 def not_regular_reason(mode: int) -> str | None:
     """Why a file of this ``st_mode`` must not be read (None: a regular file may be)."""
+    if stat.S_ISREG(mode):
+        return None
     for is_kind, kind in _SPECIAL_FILES:
         if is_kind(mode):
             return f"not a regular file ({kind})"
-    return None if stat.S_ISREG(mode) else "not a regular file"
+    return "not a regular file"
 
 
 def size_reason(size: int, max_bytes: int | None) -> str | None:

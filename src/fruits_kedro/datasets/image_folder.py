@@ -227,13 +227,18 @@ def listing_row(entry: LocalEntry) -> dict[str, Any]:
 @dataclass(frozen=True)
 class LocalEntry:
     """One name under a local folder. ``path`` and ``relative`` are ``os.fsdecode`` text
-    (undecodable bytes as surrogate escapes); ``skipped`` is None for a readable regular file."""
+    (undecodable bytes as surrogate escapes); ``skipped`` is None for a readable regular file;
+    ``arrival_ns``: when it landed, the latest of its mtime, its ctime and the ctimes of its
+    folders below the root that are later than their mtimes (a copy that kept its old mtime, or
+    a folder moved in, arrives when it lands; a file added to a folder changes that folder's
+    mtime and ctime alike, which makes no other file of it arrive)."""
 
     path: str
     relative: str
     size: int
     modified: float | None
     skipped: str | None
+    arrival_ns: int = 0
 
 
 def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]:
@@ -248,16 +253,17 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
     top = os.stat(root)
     listed = {(top.st_dev, top.st_ino): ""}  # each folder walked -> its relative path
     entries: list[LocalEntry] = []
-    folders = [(root, "", frozenset(listed))]  # (folder, relative prefix, its own and ancestors' ids)
-    links: deque[tuple[str, str, frozenset, tuple[int, int]]] = deque()
+    # (folder, relative prefix, its own and ancestors' ids, the latest ctime of its folders below root)
+    folders = [(root, "", frozenset(listed), 0)]
+    links: deque[tuple[str, str, frozenset, tuple[int, int], int]] = deque()
     while folders or links:
         if folders:
-            folder, prefix, ancestors = folders.pop()
+            folder, prefix, ancestors, landed = folders.pop()
         else:
-            path, relative, ancestors, identity = links.popleft()
+            path, relative, ancestors, identity, landed = links.popleft()
             reason = _revisit(identity, ancestors, listed)
             if reason:
-                entries.append(LocalEntry(path, relative, 0, None, reason))
+                entries.append(LocalEntry(path, relative, 0, None, reason, landed))
                 continue
             listed[identity] = display_name(relative)
             folder, prefix, ancestors = path, relative + "/", ancestors | {identity}
@@ -267,7 +273,8 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
         except OSError as exc:
             if not prefix:
                 raise
-            entries.append(LocalEntry(folder, prefix[:-1], 0, None, f"folder cannot be listed ({_error_text(exc)})"))
+            reason = f"folder cannot be listed ({_error_text(exc)})"
+            entries.append(LocalEntry(folder, prefix[:-1], 0, None, reason, landed))
             continue
         for child in children:
             relative = prefix + child.name
@@ -275,24 +282,27 @@ def walk_local(root: str, max_file_bytes: int | None = None) -> list[LocalEntry]
                 info = os.stat(child.path)  # follows links; never opens the file
             except FileNotFoundError:
                 if child.is_symlink():
-                    entries.append(LocalEntry(child.path, relative, 0, None, "broken symbolic link"))
+                    entries.append(LocalEntry(child.path, relative, 0, None, "broken symbolic link", landed))
                 continue  # otherwise removed since the folder was read
             except OSError as exc:
-                entries.append(LocalEntry(child.path, relative, 0, None, _stat_failure(exc, child.is_symlink())))
+                reason = _stat_failure(exc, child.is_symlink())
+                entries.append(LocalEntry(child.path, relative, 0, None, reason, landed))
                 continue
             if stat.S_ISDIR(info.st_mode):
-                identity = (info.st_dev, info.st_ino)
+                identity, below = (info.st_dev, info.st_ino), landed
+                if info.st_ctime_ns > info.st_mtime_ns:  # moved in (or its mode changed): not an entry added
+                    below = max(landed, info.st_ctime_ns)
                 if child.is_symlink():
-                    links.append((child.path, relative, ancestors, identity))
+                    links.append((child.path, relative, ancestors, identity, below))
                 elif reason := _revisit(identity, ancestors, listed):  # a bind mount, say
-                    entries.append(LocalEntry(child.path, relative, 0, None, reason))
+                    entries.append(LocalEntry(child.path, relative, 0, None, reason, below))
                 else:
                     listed[identity] = display_name(relative)
-                    folders.append((child.path, relative + "/", ancestors | {identity}))
+                    folders.append((child.path, relative + "/", ancestors | {identity}, below))
                 continue
-            entries.append(
-                LocalEntry(child.path, relative, info.st_size, info.st_mtime, _file_reason(info, max_file_bytes))
-            )
+            reason = _file_reason(info, max_file_bytes)
+            arrival = max(info.st_mtime_ns, info.st_ctime_ns, landed)
+            entries.append(LocalEntry(child.path, relative, info.st_size, info.st_mtime, reason, arrival))
     return sorted((_hide(entry) for entry in entries), key=lambda entry: entry.path)
 
 

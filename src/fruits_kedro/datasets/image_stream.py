@@ -12,30 +12,32 @@ column     type      value
 path       string    the file as the batch listing names it (``image_folder.LISTING_COLUMNS``):
                      a local absolute path; a remote object as its full URL (``s3://B/key``)
 size       long      bytes
-modified   string    the batch listing's change marker, or null. Local: null here, filled in by
-                     the micro-batch from one ``os.stat`` (``str(st_mtime)``, the batch
-                     listing's exact text; Spark's ``modificationTime`` has milliseconds only).
-                     S3: the ETag without quotes, as ``ImageFolderDataset`` lists it.
-arrival    timestamp when the file landed: its mtime (local) or LastModified (S3); latency and
-                     backlog are measured from it
+modified   string    the batch listing's change marker: local ``str(st_mtime)`` (the micro-batch
+                     takes it again from one ``os.stat``), S3 the ETag without quotes, as
+                     ``ImageFolderDataset`` lists them
+arrival    timestamp when the file landed: the latest of its mtime and ctimes (local, see
+                     :mod:`~fruits_kedro.datasets.local_stream_source`) or its LastModified (S3);
+                     latency and backlog are measured from it
 ========== ========= ======================================================================
 
 Rows may name hidden files (a part starting with ``.``), files without an image extension, or
 files that are too large: the micro-batch applies the batch mode's rules to them.
 
-The source is chosen by ``path``'s protocol:
+The source is chosen by ``path``'s protocol, both written with PySpark's Python Data Source
+API and registered (``spark.dataSource.register``), both with the same offsets (a watermark on
+the arrival time and the files of its lateness window: bounded, exact on replay):
 
-- a local folder: Spark's file source, ``binaryFile`` with ``recursiveFileLookup`` and
-  ``pathGlobFilter``, of which only ``path``, ``length`` and ``modificationTime`` are selected:
-  Spark lists the files and never reads them (the micro-batch reads the bytes in the
-  executors, as the batch mode does). Spark's ``file:`` URI becomes the plain path.
-- ``s3://``: the project's Python data source (:mod:`fruits_kedro.datasets.s3_stream_source`):
-  its ``DataSource`` subclass ``S3ImageStreamSource``, whose ``name()`` is ``fruits_s3_images``
-  (``S3_SOURCE_FORMAT``), is registered (``spark.dataSource.register``) and read with
-  ``spark.readStream.format("fruits_s3_images").options(**load_args).option("path", url)
-  .option("maxFilesPerTrigger", n).load()`` (options arrive as strings; ``path`` is the URL
-  with no trailing ``/``). Its rows already have the columns above, in that order
-  (``arrival`` may be null where the listing has no LastModified).
+- a local folder: ``fruits_local_images``
+  (:mod:`fruits_kedro.datasets.local_stream_source`), a walk of the folder with the batch
+  listing's walker. Spark's own file source (``binaryFile``) lists the whole folder through
+  Hadoop and restores its log of every path seen at each start: seconds per start at tens of
+  thousands of photos, which a run that finds 10 new ones should not pay.
+- ``s3://``: ``fruits_s3_images`` (:mod:`fruits_kedro.datasets.s3_stream_source`), a listing of
+  the prefix with the project's S3 client (no Hadoop S3 connector needed).
+
+Each is read with ``spark.readStream.format(name).options(**load_args).option("path", folder)
+.option("maxFilesPerTrigger", n).load()`` (options arrive as strings; ``path`` has no trailing
+``/``); their rows already have the columns above, in that order.
 """
 
 from __future__ import annotations
@@ -57,8 +59,6 @@ logger = logging.getLogger(__name__)
 SOURCE_COLUMNS = ("path", "size", "modified", "arrival")
 SOURCE_SCHEMA = "path string, size long, modified string, arrival timestamp"
 S3_SOURCE_FORMAT = "fruits_s3_images"
-# Spark's binaryFile schema; a streaming file source must be given one.
-BINARY_FILE_SCHEMA = "path string, modificationTime timestamp, length long, content binary"
 # The checkpoint's own record of what it belongs to, beside Spark's files.
 CHECKPOINT_MARKER = "fruits_kedro_stream.json"
 CHECKPOINT_FORMAT = "fruits_kedro.stream_checkpoint/1"
@@ -85,44 +85,20 @@ class ImageStream:
     def backlog(self, after) -> tuple[int, Any] | None:
         """Files that arrived after ``after`` (a ``datetime``, the newest arrival processed): how
         many, and the oldest one's arrival (a UTC ``datetime``); None where this is not known.
-        Spark's file source takes files in arrival order, so they are the ones waiting; on S3,
-        one more listing of the prefix."""
-        import os
-        from datetime import UTC, datetime
-
+        The sources take files in arrival order, so they are the ones waiting: one more walk of
+        the folder or listing of the prefix."""
         if after is None:
             return None
-        if not self.local:
-            from fruits_kedro.datasets.s3_stream_source import s3_backlog
+        if self.local:
+            from fruits_kedro.datasets.local_stream_source import local_backlog
 
-            return s3_backlog(self.root, after)
-        threshold = after.timestamp() + 0.001  # Spark keeps milliseconds
-        count, oldest = 0, None
-        folders = [self.root]
-        while folders:
-            try:
-                with os.scandir(folders.pop()) as entries:
-                    for entry in entries:
-                        if entry.name.startswith("."):
-                            continue
-                        if entry.is_dir():
-                            folders.append(entry.path)
-                            continue
-                        try:
-                            mtime = entry.stat().st_mtime
-                        except OSError:
-                            continue
-                        if mtime > threshold:
-                            count += 1
-                            oldest = mtime if oldest is None else min(oldest, mtime)
-            except OSError:
-                continue
-        return count, None if oldest is None else datetime.fromtimestamp(oldest, tz=UTC)
+            return local_backlog(self.root, after)
+        from fruits_kedro.datasets.s3_stream_source import s3_backlog
+
+        return s3_backlog(self.root, after)
 
     def read(self, max_files_per_trigger: int | None = None):
         """The streaming DataFrame of ``SOURCE_COLUMNS`` (see the module's docstring)."""
-        from pyspark.sql import functions as F
-
         from fruits_kedro.spark import get_spark
 
         spark = get_spark()
@@ -130,25 +106,15 @@ class ImageStream:
         if max_files_per_trigger is not None:
             options["maxFilesPerTrigger"] = str(int(max_files_per_trigger))
         if self.local:
-            reader = (
-                spark.readStream.format("binaryFile")
-                .schema(BINARY_FILE_SCHEMA)
-                .option("recursiveFileLookup", "true")
-                .options(**options)
-            )
-            files = reader.load(self.root).select("path", "length", "modificationTime")
-            return files.select(
-                # Hadoop names a local file "file:/abs/path", unescaped: the path is what follows.
-                F.regexp_replace("path", "^file:", "").alias("path"),
-                F.col("length").alias("size"),
-                F.lit(None).cast("string").alias("modified"),
-                F.col("modificationTime").alias("arrival"),
-            )
-        from fruits_kedro.datasets.s3_stream_source import register_s3_stream_source
+            from fruits_kedro.datasets.local_stream_source import register_local_stream_source
 
-        # Registering captures the AWS settings for the source's processes: forwarded first.
-        register_s3_stream_source(spark)
-        frame = spark.readStream.format(S3_SOURCE_FORMAT).options(**options).option("path", self.root).load()
+            source = register_local_stream_source(spark)
+        else:
+            from fruits_kedro.datasets.s3_stream_source import register_s3_stream_source
+
+            # Registering captures the AWS settings for the source's processes: forwarded first.
+            source = register_s3_stream_source(spark)
+        frame = spark.readStream.format(source).options(**options).option("path", self.root).load()
         return frame.select(*SOURCE_COLUMNS)
 
 
@@ -160,8 +126,8 @@ class ImageStreamDataset(AbstractDataset[None, ImageStream]):
 
     Args:
         path: The folder: a local path or an ``s3://`` URL.
-        load_args: Source options handed to Spark as they are (the file source's
-            ``pathGlobFilter``, ``maxFileAge``, ``latestFirst``, ``maxCachedFiles``...).
+        load_args: Source options handed to it as they are (``allowedLatenessSeconds``,
+            ``maxFileBytes``: see the sources' modules).
         metadata: Any arbitrary metadata; ignored by Kedro.
 
     Examples:
@@ -171,7 +137,7 @@ class ImageStreamDataset(AbstractDataset[None, ImageStream]):
               type: fruits_kedro.datasets.ImageStreamDataset
               path: data/01_raw/fruits
               load_args:
-                maxFileAge: 7d
+                allowedLatenessSeconds: 60
 
         Using the Python API::
 

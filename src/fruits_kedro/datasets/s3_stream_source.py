@@ -27,7 +27,7 @@ at its end offset but not at its start: a batch replayed after a crash lists the
 and gets the same objects. The one assumption: an object becomes visible in listings within
 ``allowedLatenessSeconds`` of its LastModified (S3 sets it when the upload starts; a
 multipart upload's is its start). An object rewritten under the same key gets a new
-LastModified and is a new row with the same ``path``.
+LastModified and is listed again (the micro-batch keeps one row per ``path``).
 
 **Trigger.AvailableNow.** The source notes the newest LastModified listed when the query
 starts and stops after the objects up to it (an upload still in flight with an earlier
@@ -79,23 +79,23 @@ class StreamSourceError(ValueError):
 
 @dataclass(frozen=True)
 class ListedObject:
-    """One object of the listing: its key relative to the prefix, its LastModified in
-    milliseconds and its row (the columns of :data:`SCHEMA`, in order)."""
+    """One object of the listing: its key relative to the prefix, its LastModified (its arrival)
+    in milliseconds and its row (what the reader's ``row_values`` makes the row of)."""
 
     key: str
     modified_ms: int
-    row: tuple
+    row: Any
 
 
 def initial_offset(source: str) -> dict[str, Any]:
     return {"version": OFFSET_VERSION, "source": source, "through_ms": -1, "recent": []}
 
 
-def check_offset(offset: dict[str, Any], source: str) -> None:
+def check_offset(offset: dict[str, Any], source: str, name: str = SOURCE_NAME) -> None:
     """Refuse an offset written by another source or version (a reused checkpoint folder)."""
     if not isinstance(offset, dict) or offset.get("version") != OFFSET_VERSION or "through_ms" not in offset:
         raise StreamSourceError(
-            f"The streaming checkpoint holds an offset that is not one of {SOURCE_NAME} "
+            f"The streaming checkpoint holds an offset that is not one of {name} "
             f"(version {OFFSET_VERSION}): {json.dumps(offset)[:200]}; use a new checkpoint folder for {source}"
         )
     if offset.get("source") != source:
@@ -171,7 +171,7 @@ def objects_between(listing: Sequence[ListedObject], start: dict[str, Any], end:
     )
 
 
-def _positive_int(options: dict[str, str], name: str, default: int | None) -> int | None:
+def positive_int(options: dict[str, str], name: str, default: int | None, source: str = SOURCE_NAME) -> int | None:
     value = options.get(name)
     if value is None or str(value).strip().lower() in ("", "none", "null"):
         return default
@@ -180,7 +180,7 @@ def _positive_int(options: dict[str, str], name: str, default: int | None) -> in
     except ValueError:
         number = 0
     if number <= 0:
-        raise StreamSourceError(f"{SOURCE_NAME} option {name} must be a positive integer, got {value!r}")
+        raise StreamSourceError(f"{source} option {name} must be a positive integer, got {value!r}")
     return number
 
 
@@ -239,21 +239,86 @@ class _RowsPartition(InputPartition):
         self.rows = rows
 
 
-class S3ImageStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
-    """Offsets, plans and rows of :class:`S3ImageStreamSource` (see the module docstring).
+class WatermarkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+    """Offsets, plans and rows of a source that lists objects with an arrival time (see the
+    module docstring); a subclass lists them (:meth:`list_objects`).
 
     Lives in one Python process beside the driver for the whole query; :meth:`read` runs in
     the executors' Python workers and only yields the rows that were planned here.
     """
 
-    def __init__(self, options: dict[str, str]) -> None:
-        self._source = _source_url(options)
-        self._max_files = _positive_int(options, "maxFilesPerTrigger", None)
-        self._max_file_bytes = _positive_int(options, "maxFileBytes", None)
-        self._lateness_ms = 1000 * _positive_int(options, "allowedLatenessSeconds", DEFAULT_LATENESS_SECONDS)
+    name = SOURCE_NAME
+
+    def __init__(self, source: str, options: dict[str, str]) -> None:
+        self._source = source
+        self._max_files = positive_int(options, "maxFilesPerTrigger", None, self.name)
+        self._max_file_bytes = positive_int(options, "maxFileBytes", None, self.name)
+        lateness = positive_int(options, "allowedLatenessSeconds", DEFAULT_LATENESS_SECONDS, self.name)
+        self._lateness_ms = 1000 * lateness
         self._target_ms: int | None = None
-        self._bucket_checked = False
         self._planned: tuple[str, str, list[ListedObject]] | None = None  # (start, end, objects)
+
+    def list_objects(self) -> list[ListedObject]:
+        raise NotImplementedError
+
+    def row_values(self, obj: ListedObject) -> tuple:
+        """The row of a taken object (the columns of :data:`SCHEMA`, in order)."""
+        return obj.row
+
+    def initialOffset(self) -> dict:
+        return initial_offset(self._source)
+
+    def getDefaultReadLimit(self) -> ReadLimit:
+        return ReadAllAvailable() if self._max_files is None else ReadMaxFiles(self._max_files)
+
+    def prepareForTriggerAvailableNow(self) -> None:
+        self._target_ms = max((obj.modified_ms for obj in self.list_objects()), default=-1)
+
+    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
+        check_offset(start, self._source, self.name)
+        if isinstance(limit, ReadMaxFiles):
+            max_files = limit.max_files
+        elif isinstance(limit, ReadMaxRows):
+            max_files = limit.max_rows
+        else:
+            max_files = None
+        listed_at = int(time.time() * 1000)  # what lands during the listing is later than this
+        end, taken = next_offset(
+            start,
+            self.list_objects(),
+            max_files=max_files,
+            now_ms=listed_at,
+            lateness_ms=self._lateness_ms,
+            target_ms=self._target_ms,
+        )
+        self._planned = (_key(start), _key(end), taken)
+        return end
+
+    def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
+        check_offset(start, self._source, self.name)
+        check_offset(end, self._source, self.name)
+        if _key(start) == _key(end):
+            return []
+        if self._planned is not None and self._planned[:2] == (_key(start), _key(end)):
+            objects = self._planned[2]
+        else:  # a batch planned before a restart: the same objects, listed again
+            objects = objects_between(self.list_objects(), start, end)
+        rows = [self.row_values(obj) for obj in objects]
+        return [_RowsPartition(rows[i : i + ROWS_PER_PARTITION]) for i in range(0, len(rows), ROWS_PER_PARTITION)]
+
+    def read(self, partition: InputPartition) -> Iterator[tuple]:
+        yield from partition.rows
+
+    def commit(self, end: dict) -> None:
+        """Nothing to release: the offsets are the whole state."""
+
+
+class S3ImageStreamReader(WatermarkStreamReader):
+    """:class:`WatermarkStreamReader` over the objects under an S3 prefix."""
+
+    def __init__(self, options: dict[str, str]) -> None:
+        super().__init__(_source_url(options), options)
+        self._bucket_checked = False
 
     def list_objects(self) -> list[ListedObject]:
         """Every object under the prefix, as the batch listing sees it."""
@@ -277,52 +342,6 @@ class S3ImageStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 values = (*(row[column] for column in LISTING_COLUMNS), arrival)
                 listing.append(ListedObject(row["relative_path"], modified_ms, values))
         return listing
-
-    def initialOffset(self) -> dict:
-        return initial_offset(self._source)
-
-    def getDefaultReadLimit(self) -> ReadLimit:
-        return ReadAllAvailable() if self._max_files is None else ReadMaxFiles(self._max_files)
-
-    def prepareForTriggerAvailableNow(self) -> None:
-        self._target_ms = max((obj.modified_ms for obj in self.list_objects()), default=-1)
-
-    def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
-        check_offset(start, self._source)
-        if isinstance(limit, ReadMaxFiles):
-            max_files = limit.max_files
-        elif isinstance(limit, ReadMaxRows):
-            max_files = limit.max_rows
-        else:
-            max_files = None
-        end, taken = next_offset(
-            start,
-            self.list_objects(),
-            max_files=max_files,
-            now_ms=int(time.time() * 1000),
-            lateness_ms=self._lateness_ms,
-            target_ms=self._target_ms,
-        )
-        self._planned = (_key(start), _key(end), taken)
-        return end
-
-    def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
-        check_offset(start, self._source)
-        check_offset(end, self._source)
-        if _key(start) == _key(end):
-            return []
-        if self._planned is not None and self._planned[:2] == (_key(start), _key(end)):
-            objects = self._planned[2]
-        else:  # a batch planned before a restart: the same objects, listed again
-            objects = objects_between(self.list_objects(), start, end)
-        rows = [obj.row for obj in objects]
-        return [_RowsPartition(rows[i : i + ROWS_PER_PARTITION]) for i in range(0, len(rows), ROWS_PER_PARTITION)]
-
-    def read(self, partition: InputPartition) -> Iterator[tuple]:
-        yield from partition.rows
-
-    def commit(self, end: dict) -> None:
-        """Nothing to release: the offsets are the whole state."""
 
 
 def _key(offset: dict[str, Any]) -> str:

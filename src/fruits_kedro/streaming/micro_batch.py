@@ -37,6 +37,7 @@ from kedro.io.core import generate_timestamp
 
 from fruits_kedro import progress
 from fruits_kedro.datasets.arrow_source import with_constant_column
+from fruits_kedro.datasets.files import os_path
 from fruits_kedro.datasets.image_folder import listing_frame, local_listing_row
 from fruits_kedro.datasets.image_stream import ImageStream, StreamCheckpointError
 from fruits_kedro.datasets.photo_rules import labelled, skip_reason
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 BASIS_COLUMN = "pca_basis"
 GONE = "file is gone: listed, then removed before it was read"
+REPLACED = "replaced under the name of a featurized photo: the next incremental batch run featurizes it"
 # A driver paused here (point@batch) waits to be killed: the exactly-once tests' fault points.
 PAUSE_VARIABLE = "FRUITS_KEDRO_STREAM_PAUSE"
 PAUSE_MARKER_VARIABLE = "FRUITS_KEDRO_STREAM_PAUSE_MARKER"
@@ -82,7 +84,7 @@ class MicroBatches:
         self.store = store
         self.settings = settings
         self.checkpoint: str | None = None
-        self._known: set[tuple] | None = None
+        self._known: tuple[set[tuple], set[str]] | None = None
         self._root = stream.root
 
     # ---- before the query -----------------------------------------------------------------
@@ -185,7 +187,7 @@ class MicroBatches:
             store.state["query_id"] = _spark_query_id(self.checkpoint)
         spark = frame.sparkSession
         rows = [row.asDict() for row in frame.collect()]  # paths and stamps only
-        listing, known, gone = self._listing(rows)
+        listing, known, left_out = self._listing(rows)
         account = Counter()
         account["already_featurized"] = known
         part = batch_folder(batch_id)
@@ -202,12 +204,16 @@ class MicroBatches:
                 photos = labelled(files.where(reason.isNull())).repartition(partitions)
         else:
             skipped, n_photos = {}, 0
-        account["skipped"] += gone
-        if gone:
-            skipped[GONE] = skipped.get(GONE, 0) + gone
+        account["skipped"] += sum(left_out.values())
+        for why, n in left_out.items():
+            skipped[why] = skipped.get(why, 0) + n
         featurized = rejected = 0
         if photos is not None:
             featurized, rejected = self._featurize(photos, n_photos, part, batch_id)
+        if featurized:
+            keys = store.read_columns("features", part, list(IMAGE_KEY))
+            self._known[0].update(zip(*(keys[c] for c in IMAGE_KEY)))
+            self._known[1].update(keys["path"])
         account.update({"featurized": featurized, "rejected": rejected, "listed": len(rows)})
         # Projected even when a refit follows: the committed batch must be in the table if the
         # refit never completes (a killed driver; another refit_growth at the restart).
@@ -231,34 +237,40 @@ class MicroBatches:
         self._pause("committed", batch_id)
         self._log(batch_id, rows, account, time.monotonic() - started)
 
-    def _listing(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
-        """The batch listing's rows of the batch's files; how many a batch run already featurized,
-        and how many are gone (local files removed before they could be examined)."""
-        listing, gone = [], 0
+    def _listing(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, Counter]:
+        """The batch listing's rows of the batch's files that are new to the features; how many
+        were featurized before (by a batch run, or by the stream before a change of their mode
+        made them arrive again), and the others left out, by reason."""
+        listing, left_out = [], Counter()
+        known_keys, known_paths = self._known_keys()
+        already = 0
         for row in rows:
-            relative = _relative(row["path"], self._root)
+            path = os_path(row["path"])
+            relative = _relative(path, self._root)
             if any(part.startswith(".") for part in relative.split("/")):
                 continue  # hidden files and folders are not photos, as in the batch listing
             if self.stream.local:
-                entry = local_listing_row(row["path"], relative)
+                entry = local_listing_row(path, relative)
                 if entry is None:
-                    gone += 1
+                    left_out[GONE] += 1
                     continue
             else:
                 entry = {**{k: row[k] for k in ("path", "size", "modified")}, "relative_path": relative}
                 entry["skipped"] = None
-            listing.append(entry)
-        known = self._known_keys()
-        kept = [entry for entry in listing if (entry["path"], entry["size"], entry["modified"]) not in known]
-        return kept, len(listing) - len(kept), gone
+            if (entry["path"], entry["size"], entry["modified"]) in known_keys:
+                already += 1
+            elif entry["path"] in known_paths:
+                left_out[REPLACED] += 1
+            else:
+                listing.append(entry)
+        return listing, already, left_out
 
-    def _known_keys(self) -> set[tuple]:
-        """(path, size, modified) of the features adopted from a batch run: read once per driver."""
+    def _known_keys(self) -> tuple[set[tuple], set[str]]:
+        """(path, size, modified) and path of every featurized photo: read once per driver, then
+        kept up to date batch by batch."""
         if self._known is None:
-            self._known = set()
-            if self.store.state["adopted"]:
-                keys = self.store.read_columns("features", BASE, list(IMAGE_KEY))
-                self._known.update(zip(*(keys[c] for c in IMAGE_KEY)))
+            keys = self.store.read_columns("features", None, list(IMAGE_KEY))
+            self._known = (set(zip(*(keys[c] for c in IMAGE_KEY))), set(keys["path"]))
         return self._known
 
     def _featurize(self, photos, n_photos: int, part: str, batch_id: int) -> tuple[int, int]:

@@ -196,15 +196,16 @@ class StreamStore:
             filepath=self.table_path(table), fs_args=self._options, load_args={"missing_ok": True}
         ).load()
 
-    def read_columns(self, table: str, part: str, columns: list[str]) -> dict[str, list]:
-        """``columns`` of a committed part's rows, on the driver (a few narrow columns only)."""
+    def read_columns(self, table: str, part: str | None, columns: list[str]) -> dict[str, list]:
+        """``columns`` of a committed part's rows (None: every part's), on the driver (a few
+        narrow columns only)."""
         import pyarrow.parquet as pq
 
         fs, _ = self._fs()
         _, folder = fsspec.core.url_to_fs(self.table_path(table), **self._options)
         found: dict[str, list] = {c: [] for c in columns}
         for name in self.state["tables"][table]["files"]:
-            if name.startswith(f"{part}/"):
+            if part is None or name.startswith(f"{part}/"):
                 with fs.open(f"{folder}/{name}", "rb") as handle:
                     for column, values in pq.read_table(handle, columns=columns).to_pydict().items():
                         found[column].extend(values)
