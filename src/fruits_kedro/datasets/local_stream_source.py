@@ -14,9 +14,9 @@ or renaming it into a folder sets its ctime, and moving a folder in sets that fo
 kept (``cp -p``, ``rsync -a``, an unzipped archive) and a folder of photos moved in are new,
 where a watermark on mtime alone would miss them. (A file added to a moved-in folder before the
 next walk hides the move: the folder's photos then arrive only if their own times are recent.)
-A file whose metadata changes later (``chmod``, ``touch``) arrives again with a later time: the
-micro-batch finds its (path, size, mtime) among the featurized photos and counts it as already
-featurized (:class:`~fruits_kedro.streaming.micro_batch.MicroBatches`).
+A file listed again later (a ``chmod`` moves its ctime) is found among the featurized photos
+by the micro-batch (:class:`~fruits_kedro.streaming.micro_batch.MicroBatches`), which keeps
+one row per path.
 
 Rows have the columns and rules of the batch listing (``image_folder.listing_row``: hidden names
 left out, special files and files over ``maxFileBytes`` listed with their reason, a name that is
@@ -30,17 +30,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pyspark.sql.datasource import DataSource
 from pyspark.sql.types import StructType
 
-from fruits_kedro.datasets.s3_stream_source import SCHEMA, ListedObject, StreamSourceError, WatermarkStreamReader
+from fruits_kedro.datasets.s3_stream_source import ListedObject, ListingSource, StreamSourceError, WatermarkStreamReader
 
 SOURCE_NAME = "fruits_local_images"
 NS_PER_MS = 1_000_000
 REUSE_SECONDS = 5.0  # the walk made for Trigger.AvailableNow's target serves its first batch
 
 
-class LocalImageStreamSource(DataSource):
+class LocalImageStreamSource(ListingSource):
     """The photos that land under a local folder, as a streaming DataFrame of listing rows.
 
     Options (strings, as every Spark source option):
@@ -51,25 +50,15 @@ class LocalImageStreamSource(DataSource):
             (default 60): clock differences between the folder's server and this machine.
 
     Examples:
-        Using the Python API::
-
-            from fruits_kedro.datasets.local_stream_source import register_local_stream_source
+        Using the Python API (the columns: path, relative_path, size, modified, skipped, arrival)::
 
             register_local_stream_source(spark)
-            photos = (
-                spark.readStream.format("fruits_local_images")
-                .option("path", "/data/fruits")
-                .option("maxFilesPerTrigger", 500)
-                .load()
-            )  # path, relative_path, size, modified, skipped, arrival
+            photos = spark.readStream.format("fruits_local_images").option("path", "/data/fruits").load()
     """
 
     @classmethod
     def name(cls) -> str:
         return SOURCE_NAME
-
-    def schema(self) -> StructType:
-        return SCHEMA
 
     def streamReader(self, schema: StructType) -> LocalImageStreamReader:
         return LocalImageStreamReader(self.options)

@@ -196,7 +196,14 @@ def _source_url(options: dict[str, str]) -> str:
     return path
 
 
-class S3ImageStreamSource(DataSource):
+class ListingSource(DataSource):
+    """A source of listing rows (:data:`SCHEMA`); a subclass names it and gives its reader."""
+
+    def schema(self) -> StructType:
+        return SCHEMA
+
+
+class S3ImageStreamSource(ListingSource):
     """The photos that land under an S3 prefix, as a streaming DataFrame of listing rows.
 
     Options (strings, as every Spark source option):
@@ -223,9 +230,6 @@ class S3ImageStreamSource(DataSource):
     @classmethod
     def name(cls) -> str:
         return SOURCE_NAME
-
-    def schema(self) -> StructType:
-        return SCHEMA
 
     def streamReader(self, schema: StructType) -> S3ImageStreamReader:
         return S3ImageStreamReader(self.options)
