@@ -42,7 +42,7 @@ from tools.bench_project import make_project, subprocess_env
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("FRUITS_KEDRO_CACHE_DIR", Path.home() / ".cache" / "fruits_kedro"))
 PCA_MEMBER = "04_feature/image_features_pca.parquet"
-LATENESS_SECONDS = 5
+LATENESS_SECONDS = 2
 
 
 def _stream(project: Path, photos: Path, params: str, log: Path) -> subprocess.Popen:
