@@ -9,6 +9,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # MLflow sets its own loggers' level when imported (after Kedro's logging.yml): warnings only.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# MLflow's Databricks-only run resumption imports IPython as each run starts: off elsewhere.
+os.environ.setdefault("MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS", "false")
 
 from kedro.config import OmegaConfigLoader  # noqa: E402
 

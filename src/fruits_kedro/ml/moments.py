@@ -55,26 +55,31 @@ def valid_rows(batch, column: str):
     return batch, x.reshape(len(values), -1)
 
 
+def batches_moments(batches, column: str) -> Moments:
+    """The moments of the non-null vectors of ``column`` in Arrow record batches."""
+    total, block, rows = NO_ROWS, [], 0
+    for batch in batches:
+        _, x = valid_rows(batch, column)
+        if x is None:
+            continue
+        block.append(x)
+        rows += len(x)
+        if rows >= ROWS_PER_BLOCK:
+            total = merge_moments(total, moments_of(np.concatenate(block).astype(np.float64)))
+            block, rows = [], 0
+    if rows:
+        total = merge_moments(total, moments_of(np.concatenate(block).astype(np.float64)))
+    return total
+
+
 def partition_moments(column: str):
     """Arrow function: one row with the moments of the task's non-null vectors, if it has any."""
 
     def partition_moments(batches):
         import pyarrow as pa
 
-        total, block, rows = NO_ROWS, [], 0
-        for batch in batches:
-            _, x = valid_rows(batch, column)
-            if x is None:
-                continue
-            block.append(x)
-            rows += len(x)
-            if rows >= ROWS_PER_BLOCK:
-                total = merge_moments(total, moments_of(np.concatenate(block).astype(np.float64)))
-                block, rows = [], 0
-        if rows:
-            total = merge_moments(total, moments_of(np.concatenate(block).astype(np.float64)))
-        if total[0]:
-            n, mean, scatter = total
+        n, mean, scatter = batches_moments(batches, column)
+        if n:
             yield pa.RecordBatch.from_pydict({"n": [n], "mean": [mean.tobytes()], "scatter": [scatter.tobytes()]})
 
     return partition_moments

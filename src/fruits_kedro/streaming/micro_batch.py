@@ -45,7 +45,7 @@ from fruits_kedro.datasets.spark_csv import SparkCSVFileDataset
 from fruits_kedro.datasets.spark_parquet import SparkParquetFsspecDataset
 from fruits_kedro.feature_settings import IMAGE_KEY, SETTINGS_COLUMN
 from fruits_kedro.inference.featurize import featurize_images
-from fruits_kedro.ml.moments import merge_moments
+from fruits_kedro.ml.moments import batches_moments, merge_moments
 from fruits_kedro.ml.pca import SCORE_ID_COLUMNS, column_moments, fit_from_moments, project_columns
 from fruits_kedro.streaming.store import BASE, StreamStore, batch_folder, new_state
 
@@ -210,10 +210,6 @@ class MicroBatches:
         featurized = rejected = 0
         if photos is not None:
             featurized, rejected = self._featurize(photos, n_photos, part, batch_id)
-        if featurized:
-            keys = store.read_columns("features", part, list(IMAGE_KEY))
-            self._known[0].update(zip(*(keys[c] for c in IMAGE_KEY)))
-            self._known[1].update(keys["path"])
         account.update({"featurized": featurized, "rejected": rejected, "listed": len(rows)})
         # Projected even when a refit follows: the committed batch must be in the table if the
         # refit never completes (a killed driver; another refit_growth at the restart).
@@ -292,9 +288,15 @@ class MicroBatches:
         else:
             self.store.set_part("rejected", part, [], 0)
         if featurized:
-            batch = column_moments(self.store.load_part("features", part), "features")
+            # The batch's part is small: its keys and moments are read once, on the driver.
+            tables = self.store.read_tables("features", part, [*IMAGE_KEY, "features"])
+            batch = batches_moments((b for table in tables for b in table.to_batches()), "features")
             moments = merge_moments(self.store.read_moments(), batch)
             self.store.state["moments"] = self.store.write_moments(moments, part)
+            for table in tables:
+                keys = table.select(list(IMAGE_KEY)).to_pydict()
+                self._known[0].update(zip(*(keys[c] for c in IMAGE_KEY)))
+                self._known[1].update(keys["path"])
         return featurized, len(reasons)
 
     def _project(self, part: str) -> None:

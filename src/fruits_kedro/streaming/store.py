@@ -199,17 +199,24 @@ class StreamStore:
     def read_columns(self, table: str, part: str | None, columns: list[str]) -> dict[str, list]:
         """``columns`` of a committed part's rows (None: every part's), on the driver (a few
         narrow columns only)."""
+        found: dict[str, list] = {c: [] for c in columns}
+        for rows in self.read_tables(table, part, columns):
+            for column, values in rows.to_pydict().items():
+                found[column].extend(values)
+        return found
+
+    def read_tables(self, table: str, part: str | None, columns: list[str]) -> list:
+        """``columns`` of a part's files (None: every part's) as Arrow tables, on the driver."""
         import pyarrow.parquet as pq
 
         fs, _ = self._fs()
         _, folder = fsspec.core.url_to_fs(self.table_path(table), **self._options)
-        found: dict[str, list] = {c: [] for c in columns}
+        tables = []
         for name in self.state["tables"][table]["files"]:
             if part is None or name.startswith(f"{part}/"):
                 with fs.open(f"{folder}/{name}", "rb") as handle:
-                    for column, values in pq.read_table(handle, columns=columns).to_pydict().items():
-                        found[column].extend(values)
-        return found
+                    tables.append(pq.read_table(handle, columns=columns))
+        return tables
 
     def load_part(self, table: str, part: str):
         return SparkParquetFsspecDataset(filepath=f"{self.table_path(table)}/{part}", fs_args=self._options).load()
