@@ -38,10 +38,10 @@ from tests.s3_server import forget_cached_s3_clients, free_port, new_bucket, set
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
-MIN_PHOTOS = 4000
-# 8 tasks of 500 photos: the first ends, and the kill comes, a quarter into the stage; with
+MIN_PHOTOS = 2000
+# 8 tasks of 250 photos: the first ends, and the kill comes, a quarter into the stage; with
 # speculation, more tasks are more stragglers to copy.
-PARTITION_PARAMS = "ingestion.images_per_partition=500"
+PARTITION_PARAMS = "ingestion.images_per_partition=250"
 SPECULATION = {
     "spark.speculation": True,
     "spark.speculation.interval": "100ms",
@@ -66,7 +66,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photos(s3_endpoint, request):
-    """At least 4,000 distinct S3 objects: the real sample (else the generated one), copied."""
+    """At least 2,000 distinct S3 objects: the real sample (else the generated one), copied."""
     source = SHARED_PHOTOS if SHARED_PHOTOS.is_dir() else request.getfixturevalue("generated_sample")
     with pytest.MonkeyPatch.context() as patch:
         set_aws_environment(patch, s3_endpoint)

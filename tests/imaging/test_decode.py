@@ -223,7 +223,7 @@ def test_a_jpeg_cut_in_half_gets_the_same_reason(photo):
         {"exif": Image.Exif()},
         {"restart_marker_blocks": 1},
     ],
-    ids=str,
+    ids=["baseline", "progressive", "optimized", "444-q100", "q5", "exif", "restart-markers"],
 )
 @pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
 def test_whole_jpegs_decode_to_their_own_pixels(mode, options):
