@@ -23,8 +23,11 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 run: install weights sample jvm-archive
 	$(BIN)/kedro run $(ARGS)
 
+# Two workers: the suite's runs spend much of their time waiting (JVM start-up, S3, killed drivers).
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
+
 test: install install-torch install-mlflow weights sample jvm-archive
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 install: check-java $(VENV)/.installed
 

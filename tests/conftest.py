@@ -31,6 +31,16 @@ os.environ["FRUITS_KEDRO_CACHE_DIR"] = tempfile.mkdtemp(prefix="fruits_kedro_tes
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{os.environ['FRUITS_KEDRO_CACHE_DIR']}/mlruns/mlflow.db"
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """In the workers of `make test` (pytest-xdist, a file at a time), the files with whole runs
+    come first: none is left running alone at the end."""
+    if not hasattr(config, "workerinput"):
+        return
+    heavy = {item.path for item in items if {"slow", "real_photos"} & {m.name for m in item.iter_markers()}}
+    items.sort(key=lambda item: item.path not in heavy)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_the_test_cache():
     yield
