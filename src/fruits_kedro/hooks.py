@@ -12,6 +12,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from fruits_kedro import spark
+from fruits_kedro.cloud.s3_retries import use_s3_retry_settings
 
 logger = logging.getLogger(__name__)
 # Node timings get their own logger, so a reader (make bench) can listen to them alone.
@@ -94,6 +95,7 @@ class OutputSetHooks:
         run_id = run_params["run_id"]
         self._reports.clear()
         writing = _by_set(_output_set_members(catalog, pipeline.datasets()))
+        use_s3_retry_settings(*(output_set.root for output_set in writing))  # the driver's S3 calls too
         self._release_locks()
         for output_set in writing:
             try:

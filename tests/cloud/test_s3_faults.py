@@ -122,6 +122,9 @@ def test_an_outage_longer_than_the_retries_fails_loudly_and_leaves_the_previous_
     flat = " ".join(run.stdout.split())  # the console wraps log lines
     assert "Could not remove the failed run's" in flat and "the next run removes them." in flat
     assert "╭─ Traceback" not in run.stdout
+    assert "Could not remove the run lock" in flat  # a warning, not an error raised over the run's own
+    errors = [line for line in run.stdout.splitlines() if line.startswith("Error: ")]
+    assert errors and errors[-1].startswith(f"Error: image_features: Cannot read s3://{bucket}/")
     after = snapshot(fs, root)
     changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
     assert not changed, f"a failed run changed the previous outputs: {changed[:5]}"

@@ -65,3 +65,32 @@ print(json.dumps({"retries": s3fs.S3FileSystem.retries}))
 def test_s3_urls_are_told_from_other_paths():
     assert is_s3_url("s3://bucket/key") and is_s3_url("S3A://bucket/key") and is_s3_url("s3n://b/k")
     assert not is_s3_url("/data/s3://odd") and not is_s3_url("file:///data/x") and not is_s3_url("gs://b/k")
+
+
+def test_a_dropped_connections_unawaited_task_is_not_reported_as_an_error_but_other_errors_are():
+    """aiohttp leaves the body-writing task of a request whose connection dropped unawaited;
+    the request's own failure is what botocore retries or raises."""
+    code = """
+import asyncio, json, logging
+import fsspec.asyn
+from aiohttp.client_exceptions import ClientConnectionResetError
+from fruits_kedro.cloud.s3_retries import use_s3_retry_settings
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append([record.name, record.levelname, record.getMessage()])
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.DEBUG)
+use_s3_retry_settings()
+loop = fsspec.asyn.get_loop()
+for error in (ClientConnectionResetError("Cannot write to closing transport"), ValueError("a real bug")):
+    context = {"message": "Task exception was never retrieved", "exception": error}
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result()
+    loop.call_soon_threadsafe(loop.call_exception_handler, context)
+asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), loop).result()
+print(json.dumps(records))
+"""
+    records = _run(code)
+    dropped = [r for r in records if "Cannot write to closing transport" in r[2]]
+    assert [(r[0], r[1]) for r in dropped] == [("fruits_kedro.cloud.s3_retries", "DEBUG")]
+    assert ["asyncio", "ERROR", "Task exception was never retrieved"] in records  # the ValueError

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -128,3 +129,34 @@ def test_on_s3_a_lock_without_a_recent_heartbeat_is_taken_over_and_a_live_one_is
     _put_lock(s3_root, run_id="live-run", host="another-host", pid=1, started=recent, heartbeat=recent)
     with pytest.raises(RunLockedError, match=r"run live-run \(pid 1 on another-host"):
         run_lock.acquire(s3_root, "run-3")
+
+
+def test_on_s3_an_outage_while_the_lock_is_held_is_said_in_a_warning_and_raises_nowhere(
+    aws_env, s3_root, monkeypatch, caplog
+):
+    """S3 down for the heartbeat and the release: the run's own error stays the one reported."""
+    import threading
+
+    from fruits_kedro.cloud.s3_retries import use_s3_retry_settings
+    from tests.fault_proxy import FaultProxy
+    from tests.s3_server import forget_cached_s3_clients
+
+    use_s3_retry_settings(s3_root)  # bounded retries, as a run sets them before it locks
+    monkeypatch.setattr(run_lock, "HEARTBEAT_SECONDS", 0.2)
+    uncaught = []
+    monkeypatch.setattr(threading, "excepthook", uncaught.append)
+    with FaultProxy.for_url(aws_env) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        forget_cached_s3_clients()
+        lock = run_lock.acquire(s3_root, "run-1")
+        proxy.mode = "reset"
+        deadline = time.monotonic() + 60
+        while "Could not renew the run lock" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lock.release()
+    assert "Could not renew the run lock" in caplog.text and "EndpointConnectionError" in caplog.text
+    assert "Could not remove the run lock" in caplog.text
+    assert uncaught == []
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_env)
+    forget_cached_s3_clients()
+    assert _lock_object(s3_root)["run_id"] == "run-1"  # left to age out; the next run takes it over

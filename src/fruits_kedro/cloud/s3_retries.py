@@ -18,8 +18,11 @@ reads of photos retry the failed part of each batch on top, with backoff, up to 
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 S3_RETRY_SETTINGS: dict[str, Any] = {
     "config_kwargs": {
@@ -55,6 +58,9 @@ def use_s3_retry_settings(*urls: str) -> dict[str, Any]:
             import s3fs
 
             s3fs.S3FileSystem.retries = S3FS_RETRIES  # a class attribute: no keyword sets it
+            import fsspec.asyn
+
+            fsspec.asyn.get_loop().set_exception_handler(_quiet_orphaned_connection_errors)
         except ImportError:  # no S3 support installed: nothing to configure
             pass
         _s3fs_configured = True
@@ -65,3 +71,17 @@ def is_s3_url(url: str) -> bool:
     """Whether ``url`` names an object on S3 (``s3://``, ``s3a://``, ``s3n://``)."""
     protocol, separator, _ = str(url).partition("://")
     return bool(separator) and protocol.lower() in _S3_PROTOCOLS
+
+
+def _quiet_orphaned_connection_errors(loop, context: dict[str, Any]) -> None:
+    """The handler of s3fs's event loop for errors no task awaited.
+
+    aiohttp leaves the task that writes a request's body unawaited when the connection drops
+    while it waits for "100 Continue" (as S3 uploads do); the request itself fails and botocore
+    retries or raises it, so the orphaned copy of that error is logged at DEBUG, not as an
+    ERROR with a traceback that would bury the run's own message."""
+    error = context.get("exception")
+    if isinstance(error, ConnectionError) and "never retrieved" in str(context.get("message", "")):
+        logger.debug("A dropped S3 connection's unawaited task: %r", error)
+        return
+    loop.default_exception_handler(context)

@@ -205,8 +205,8 @@ class S3RunLock(RunLock):
             self._record["heartbeat"] = _now().isoformat(timespec="seconds")
             try:
                 self._etag = self._put(IfMatch=self._etag)
-            except OSError as exc:  # S3 down a while, or the lock was taken over: said, not fatal
-                logger.warning("Could not renew the run lock %s (%s)", self.url, exc)
+            except _s3_errors() as exc:  # S3 down a while, or the lock was taken over: said, not fatal
+                logger.warning("Could not renew the run lock %s (%s: %s)", self.url, type(exc).__name__, exc)
 
     def _release(self) -> None:
         if self._stop.is_set():
@@ -215,8 +215,16 @@ class S3RunLock(RunLock):
         self._heartbeat.join(timeout=5)
         try:
             self._fs.call_s3("delete_object", Bucket=self._bucket, Key=self._key, IfMatch=self._etag)
-        except OSError as exc:  # taken over as stale, or S3 unreachable: the lock ages out
-            logger.warning("Could not remove the run lock %s (%s)", self.url, exc)
+        except _s3_errors() as exc:  # taken over as stale, or S3 unreachable: the lock ages out
+            logger.warning("Could not remove the run lock %s (%s: %s)", self.url, type(exc).__name__, exc)
+
+
+def _s3_errors() -> tuple[type[Exception], ...]:
+    """What a failed S3 call raises: s3fs translates answers into OSError; botocore raises its
+    own errors when no answer came (endpoint unreachable, connection closed)."""
+    from botocore.exceptions import BotoCoreError
+
+    return (OSError, BotoCoreError)
 
 
 def _staleness(holder: dict[str, Any], modified: datetime | None) -> str | None:
