@@ -130,6 +130,7 @@ def weights_source_digest(backbone: Backbone, weights: str | None) -> str | None
         return digest.hexdigest()
     if weights == "imagenet":
         files = sorted(keras_cache_dir().glob(backbone.imagenet_files)) if backbone.imagenet_files else []
+        files = [path for path in files if path.is_file()]  # a link left dangling is not the weights
     elif _is_remote_uri(weights) or not Path(weights).is_file():
         files = []
     else:
