@@ -111,6 +111,28 @@ def test_without_the_extra_a_run_says_so_in_one_line(monkeypatch, caplog):
     ]
 
 
+@requires_mlflow
+def test_mlflow_sends_no_telemetry_even_when_imported_before_the_projects_settings():
+    """kedro-mlflow's commands import MLflow before Kedro reads settings.py, and MLflow's
+    telemetry takes DO_NOT_TRACK=1 for consent (it waits for "true")."""
+    import subprocess
+    import sys
+
+    # MLflow turns its telemetry off by itself under CI or pytest: a plain shell's environment.
+    opt_outs = {"MLFLOW_DISABLE_TELEMETRY", "PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "CIRCLECI", "GITLAB_CI"}
+    opt_outs |= {"JENKINS_URL", "TRAVIS", "TF_BUILD", "BITBUCKET_BUILD_NUMBER", "CODEBUILD_BUILD_ARN", "BUILDKITE"}
+    opt_outs |= {"TEAMCITY_VERSION", "CLOUD_RUN_EXECUTION", "RUNBOT_HOST_URL", "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID"}
+    env = {name: value for name, value in os.environ.items() if name not in opt_outs} | {"DO_NOT_TRACK": "1"}
+    code = """
+import mlflow.telemetry.client as client
+before = client.get_telemetry_client() is not None
+import fruits_kedro.settings
+print(before, client.get_telemetry_client() is not None)
+"""
+    answer = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert answer.stdout.split() == ["True", "False"]
+
+
 def test_the_local_store_is_at_the_projects_root_from_any_folder(tmp_path, monkeypatch):
     project = make_project_copy(tmp_path / "project")
     (project / "notebooks").mkdir(exist_ok=True)

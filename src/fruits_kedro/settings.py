@@ -1,12 +1,18 @@
 """Project settings. https://docs.kedro.org/en/stable/kedro_project_setup/settings.html"""
 
 import os
+import sys
 
 # Telemetry must never make a command wait on the network (the machines this runs on may
 # have none). The project's `.telemetry` file says the same for runs started elsewhere.
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# MLflow's own telemetry reads DO_NOT_TRACK as "true" only; kedro-mlflow's commands may have
+# imported MLflow already, whose client then starts nothing once told.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+if "mlflow.telemetry.client" in sys.modules:
+    sys.modules["mlflow.telemetry.client"].set_telemetry_client()
 # MLflow sets its own loggers' level when imported (after Kedro's logging.yml): warnings only.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # MLflow's Databricks-only run resumption imports IPython as each run starts: off elsewhere.
