@@ -6,6 +6,8 @@ the libraries' output that a run hides by default (:mod:`fruits_kedro.verbosity`
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import traceback
 from datetime import UTC, datetime
@@ -73,6 +75,9 @@ VERBOSE = click.Option(
 def run(ctx: click.Context, verbose: bool, **kwargs) -> None:
     from fruits_kedro import interrupts
 
+    # The interpreter's exit needs no last garbage collection through all that the run made.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     if verbose:
         from fruits_kedro.verbosity import set_verbose
 
