@@ -17,16 +17,16 @@ export KERAS_HOME ?= $(abspath ../shared/keras)
 endif
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test install install-torch install-mlflow sample check-java jvm-archive viz viz-build mlflow clean bench lint browser serve weights
+.PHONY: run test install install-torch install-mlflow sample check-java jvm-archive pyspark-bytecode viz viz-build mlflow clean bench lint browser serve weights
 .PHONY: cluster-up cluster-down cluster-status history history-down
 
-run: install weights sample jvm-archive
+run: install weights sample jvm-archive pyspark-bytecode
 	$(BIN)/kedro run $(ARGS)
 
 # Two workers: the suite's runs spend much of their time waiting (JVM start-up, S3, killed drivers).
 PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
-test: install install-torch install-mlflow weights sample jvm-archive
+test: install install-torch install-mlflow weights sample jvm-archive pyspark-bytecode
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 install: check-java $(VENV)/.installed
@@ -71,6 +71,12 @@ sample: install
 # a speed-up, so a machine where it cannot be made (read-only home) runs without it.
 jvm-archive: install
 	-$(BIN)/python -m fruits_kedro.spark_class_archive
+
+# Once per PySpark install (seconds): bytecode inside its pyspark.zip, which Spark puts first on
+# the path of the Python processes it starts for data sources and streaming sources. Only a
+# speed-up: a zip that cannot be rewritten is used as it is.
+pyspark-bytecode: install
+	-$(BIN)/python -m fruits_kedro.pyspark_bytecode
 
 # The shared ImageNet weights, linked into Keras' own cache (~/.keras/models): a new shell's
 # kedro and fruits-kedro commands find them without KERAS_HOME. Existing files are kept; a link
@@ -122,7 +128,7 @@ clean:
 # The whole kedro run against a plain one-machine script on the same photos, PCA + CSV on a
 # full-size synthetic feature table, serve's latency (prints a table, writes
 # data/08_reporting/benchmark.json). BENCH_ARGS="--n 1000 --pca-rows 0" to narrow it.
-bench: install jvm-archive
+bench: install jvm-archive pyspark-bytecode
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 # A standalone Spark cluster on loopback (master :7077, web UI :8080), state in .spark-cluster/:

@@ -95,7 +95,8 @@ class OutputSetHooks:
         run_id = run_params["run_id"]
         self._reports.clear()
         writing = _by_set(_output_set_members(catalog, pipeline.datasets()))
-        use_s3_retry_settings(*(output_set.root for output_set in writing))  # the driver's S3 calls too
+        if writing:  # the driver's S3 calls retry as the workers' do (no URL would import s3fs)
+            use_s3_retry_settings(*(output_set.root for output_set in writing))
         self._release_locks()
         for output_set in writing:
             try:
