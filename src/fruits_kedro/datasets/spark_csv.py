@@ -282,13 +282,29 @@ def _merge_parts(fs, runs: list[tuple[str, int, str | None]], sorted_rows: bool,
                     handle.write(block)
             return
         rows = [_keyed_rows(fs, keys, i) for i, (_, _, keys) in enumerate(runs)]
-        for _, part, length, key in heapq.merge(*rows):
-            handle.write(texts[part].read(length))
+        # Consecutive rows of one run are consecutive in its text: each stretch is copied at once.
+        part, stretch = 0, 0
+        for _, row_part, length, key in heapq.merge(*rows):
+            if row_part != part:
+                _copy(texts[part], handle, stretch)
+                part, stretch = row_part, 0
+            stretch += length
             if index is not None:
                 index.add(key, length)
+        _copy(texts[part], handle, stretch)
     finally:
         for text in texts:
             text.close()
+
+
+def _copy(source, target, length: int) -> None:
+    """The next ``length`` bytes of ``source`` to ``target``, a block at a time."""
+    while length > 0:
+        block = source.read(min(length, READ_BLOCK_BYTES))
+        if not block:
+            raise EOFError(f"{getattr(source, 'path', source)} ended {length} bytes before its rows did")
+        target.write(block)
+        length -= len(block)
 
 
 class _IndexWriter:
