@@ -26,9 +26,10 @@ def test_writes_one_pandas_readable_csv_sorted_and_atomically(spark, tmp_path):
 
 def test_empty_frame_gives_a_header_only_csv(spark, tmp_path):
     frame = spark.createDataFrame([], "path string, reason string")
-    target = tmp_path / "rejected.csv"
-    SparkCSVFileDataset(filepath=str(target)).save(frame)
-    assert target.read_text().strip() == "path,reason"
+    for name, save_args in (("unsorted", {}), ("sorted", {"sort_by": ["path"]})):
+        target = tmp_path / name / "rejected.csv"
+        SparkCSVFileDataset(filepath=str(target), save_args=save_args).save(frame)
+        assert target.read_text().strip() == "path,reason"
 
 
 def test_values_read_back_as_written(spark, tmp_path):

@@ -283,15 +283,17 @@ def _merge_parts(fs, runs: list[tuple[str, int, str | None]], sorted_rows: bool,
             return
         rows = [_keyed_rows(fs, keys, i) for i, (_, _, keys) in enumerate(runs)]
         # Consecutive rows of one run are consecutive in its text: each stretch is copied at once.
-        part, stretch = 0, 0
+        part, stretch = None, 0
         for _, row_part, length, key in heapq.merge(*rows):
             if row_part != part:
-                _copy(texts[part], handle, stretch)
+                if stretch:
+                    _copy(texts[part], handle, stretch)
                 part, stretch = row_part, 0
             stretch += length
             if index is not None:
                 index.add(key, length)
-        _copy(texts[part], handle, stretch)
+        if stretch:
+            _copy(texts[part], handle, stretch)
     finally:
         for text in texts:
             text.close()
