@@ -110,6 +110,35 @@ def test_offsets_stay_bounded_while_files_keep_arriving(tmp_path):
     assert len(set(taken_keys)) == 60
 
 
+def test_available_now_plans_every_batch_from_the_one_walk_that_set_its_target(tmp_path, monkeypatch):
+    """Photos landing meanwhile wait for the next run, and no batch (nor the check that the
+    query is done) walks the folder again."""
+    from pyspark.sql.streaming.datasource import ReadMaxFiles
+
+    root = tmp_path / "photos"
+    for i in range(5):
+        _write(root / "Training" / "Kiwi" / f"{i}.jpg")
+    reader = LocalImageStreamReader({"path": str(root.resolve())})
+    walks = []
+    walk = reader.list_objects
+    monkeypatch.setattr(reader, "list_objects", lambda: walks.append(1) or walk())
+    reader.prepareForTriggerAvailableNow()
+    _write(root / "Training" / "Kiwi" / "late.jpg")
+    start, batches = initial_offset(str(root.resolve())), []
+    while (end := reader.latestOffset(start, ReadMaxFiles(2))) != start:
+        batches.append(sorted(row[1] for part in reader.partitions(start, end) for row in reader.read(part)))
+        start = end
+    assert batches == [[f"Training/Kiwi/{i}.jpg" for i in pair] for pair in ((0, 1), (2, 3), (4,))]
+    assert len(walks) == 1
+    later = LocalImageStreamReader({"path": str(root.resolve())})
+    later.prepareForTriggerAvailableNow()  # the next run
+    assert [
+        row[1]
+        for part in later.partitions(start, later.latestOffset(start, ReadMaxFiles(2)))
+        for row in later.read(part)
+    ] == ["Training/Kiwi/late.jpg"]
+
+
 def test_the_path_must_be_an_absolute_folder(tmp_path):
     with pytest.raises(StreamSourceError, match="needs an absolute folder"):
         LocalImageStreamReader({"path": "relative/photos"})

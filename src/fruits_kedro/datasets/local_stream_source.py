@@ -26,7 +26,6 @@ not UTF-8 as a ``file://`` URI), then ``arrival``.
 from __future__ import annotations
 
 import os
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +35,6 @@ from fruits_kedro.datasets.s3_stream_source import ListedObject, ListingSource, 
 
 SOURCE_NAME = "fruits_local_images"
 NS_PER_MS = 1_000_000
-REUSE_SECONDS = 5.0  # the walk made for Trigger.AvailableNow's target serves its first batch
 
 
 class LocalImageStreamSource(ListingSource):
@@ -74,7 +72,6 @@ class LocalImageStreamReader(WatermarkStreamReader):
         if not path or not os.path.isabs(path):
             raise StreamSourceError(f"{SOURCE_NAME} needs an absolute folder as its path, got {options.get('path')!r}")
         super().__init__(path, options)
-        self._listed: tuple[float, list[ListedObject]] | None = None
 
     def list_objects(self) -> list[ListedObject]:
         """Every file under the folder, as the batch listing sees it (hidden names left out)."""
@@ -82,9 +79,6 @@ class LocalImageStreamReader(WatermarkStreamReader):
 
         if not Path(self._source).is_dir():
             raise StreamSourceError(f"Image folder not found: {self._source}")
-        listed, self._listed = self._listed, None
-        if listed is not None and time.monotonic() - listed[0] < REUSE_SECONDS:
-            return listed[1]
         entries = walk_local(self._source, self._max_file_bytes)
         return [ListedObject(e.relative, e.arrival_ns // NS_PER_MS, e) for e in entries if not is_hidden(e.relative)]
 
@@ -94,11 +88,6 @@ class LocalImageStreamReader(WatermarkStreamReader):
 
         row = listing_row(obj.row)
         return (*(row[column] for column in LISTING_COLUMNS), datetime.fromtimestamp(obj.modified_ms / 1000, tz=UTC))
-
-    def prepareForTriggerAvailableNow(self) -> None:
-        listing = self.list_objects()
-        self._target_ms = max((obj.modified_ms for obj in listing), default=-1)
-        self._listed = (time.monotonic(), listing)  # the first batch's offset needs no second walk
 
 
 def local_backlog(root: str, after: datetime) -> tuple[int, datetime | None]:

@@ -260,6 +260,8 @@ class WatermarkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
         lateness = positive_int(options, "allowedLatenessSeconds", DEFAULT_LATENESS_SECONDS, self.name)
         self._lateness_ms = 1000 * lateness
         self._target_ms: int | None = None
+        # Trigger.AvailableNow: the listing that set the target, with its time, for every batch.
+        self._available_now: tuple[int, list[ListedObject]] | None = None
         self._planned: tuple[str, str, list[ListedObject]] | None = None  # (start, end, objects)
 
     def list_objects(self) -> list[ListedObject]:
@@ -276,7 +278,19 @@ class WatermarkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
         return ReadAllAvailable() if self._max_files is None else ReadMaxFiles(self._max_files)
 
     def prepareForTriggerAvailableNow(self) -> None:
-        self._target_ms = max((obj.modified_ms for obj in self.list_objects()), default=-1)
+        """The query takes what this listing holds, in as many batches as its limit needs, and no
+        more: so each batch plans from it, with no second listing (nor one to find it done)."""
+        listed_at = int(time.time() * 1000)
+        listing = self.list_objects()
+        self._target_ms = max((obj.modified_ms for obj in listing), default=-1)
+        self._available_now = (listed_at, listing)
+
+    def _listing(self) -> tuple[int, list[ListedObject]]:
+        """The objects to plan from, and when they were listed (what lands meanwhile is later)."""
+        if self._available_now is not None:
+            return self._available_now
+        listed_at = int(time.time() * 1000)
+        return listed_at, self.list_objects()
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         check_offset(start, self._source, self.name)
@@ -286,10 +300,10 @@ class WatermarkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
             max_files = limit.max_rows
         else:
             max_files = None
-        listed_at = int(time.time() * 1000)  # what lands during the listing is later than this
+        listed_at, listing = self._listing()
         end, taken = next_offset(
             start,
-            self.list_objects(),
+            listing,
             max_files=max_files,
             now_ms=listed_at,
             lateness_ms=self._lateness_ms,
@@ -306,7 +320,7 @@ class WatermarkStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow)
         if self._planned is not None and self._planned[:2] == (_key(start), _key(end)):
             objects = self._planned[2]
         else:  # a batch planned before a restart: the same objects, listed again
-            objects = objects_between(self.list_objects(), start, end)
+            objects = objects_between(self._listing()[1], start, end)
         rows = [self.row_values(obj) for obj in objects]
         return [_RowsPartition(rows[i : i + ROWS_PER_PARTITION]) for i in range(0, len(rows), ROWS_PER_PARTITION)]
 
