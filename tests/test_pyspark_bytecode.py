@@ -34,6 +34,10 @@ def test_the_installed_pysparks_zip_gets_bytecode_that_python_imports_once(tmp_p
     assert {"pyspark/daemon.pyc", "pyspark/sql/worker/create_data_source.pyc"} <= names
     assert not any("/tests/" in name and name.endswith(".pyc") for name in names)  # never imported by a run
     assert _imported_from(archive, "pyspark.daemon")[0] == f"{archive}/pyspark/daemon.pyc"
+    code = f"import sys;sys.path.insert(0, {str(archive)!r})\nimport pyspark.daemon as d\n"
+    code += "print(d.manager.__code__.co_filename)"
+    traced = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True).stdout
+    assert traced.strip() == f"{archive}/pyspark/daemon.py"  # what a traceback names
 
     written = archive.stat().st_mtime_ns
     assert add_bytecode(archive) is False and archive.stat().st_mtime_ns == written

@@ -46,13 +46,19 @@ def installed_zip() -> Path | None:
 
 
 def has_bytecode(archive: Path) -> bool:
-    """Whether ``archive`` holds this Python's bytecode of its ``pyspark/__init__.py``."""
+    """Whether ``archive`` holds this Python's bytecode of its ``pyspark/__init__.py``, made
+    for this place (its tracebacks name the zip's source)."""
+    import marshal
+
     with zipfile.ZipFile(archive) as source:
         try:
-            header = source.read("pyspark/__init__.pyc")[:4]
+            data = source.read("pyspark/__init__.pyc")
         except KeyError:
             return False
-    return header == importlib.util.MAGIC_NUMBER
+    if data[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    code = marshal.loads(data[16:])  # after the magic number, the flags and the source's hash
+    return code.co_filename == f"{archive}/pyspark/__init__.py"
 
 
 def add_bytecode(archive: Path, *, probe: tuple[str, ...] = _PROBE_MODULES) -> bool:
@@ -87,6 +93,7 @@ def _write_with_bytecode(archive: Path, target: Path) -> None:
             warnings.simplefilter("ignore")
             compileall.compile_dir(
                 folder,
+                ddir=str(archive),  # tracebacks name the zip's source, as without the bytecode
                 quiet=2,
                 legacy=True,
                 rx=_NEVER_IMPORTED,
