@@ -225,6 +225,7 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
 
     # ---- load -------------------------------------------------------------------------
     def load(self):
+        from pyspark.sql import functions as F
         from pyspark.sql import types as T
 
         from fruits_kedro.spark import get_spark
@@ -252,9 +253,12 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
             return spark.createDataFrame([], schema)
         if not is_local_path(self._filepath):
             forward_aws_environment(spark.sparkContext)
-        # One element per slice: each part file is read by its own task.
-        file_rows = spark.createDataFrame(
-            spark.sparkContext.parallelize([(f,) for f in files], len(files)), "file string"
+        # One row per partition: each part file is read by its own task. Made in the JVM: a
+        # Python RDD would run in workers of another environment than the SQL functions' (a
+        # second daemon and its workers to start).
+        names = F.array(*(F.lit(f) for f in files))
+        file_rows = spark.range(0, len(files), 1, len(files)).select(
+            F.element_at(names, F.col("id").cast("int") + 1).alias("file")
         )
         reader = _part_reader(self._storage_options, int(self._load_args["batch_rows"]))
         frame = with_arrow_source(file_rows.mapInArrow(reader, schema), file_rows, reader)
