@@ -82,20 +82,19 @@ class ImageStream:
         root = root.rstrip("/") or "/"
         return root if self.local else fs.unstrip_protocol(root)
 
-    def backlog(self, after) -> tuple[int, Any] | None:
-        """Files that arrived after ``after`` (a ``datetime``, the newest arrival processed): how
+    def backlog(self, end: dict[str, Any] | None) -> tuple[int, Any] | None:
+        """Files that the source's offset ``end`` (a micro-batch's end) has not consumed: how
         many, and the oldest one's arrival (a UTC ``datetime``); None where this is not known.
-        The sources take files in arrival order, so they are the ones waiting: one more walk of
-        the folder or listing of the prefix."""
-        if after is None:
+        One more walk of the folder or listing of the prefix."""
+        if end is None:
             return None
+        from fruits_kedro.datasets.s3_stream_source import S3ImageStreamReader, waiting
+
         if self.local:
-            from fruits_kedro.datasets.local_stream_source import local_backlog
+            from fruits_kedro.datasets.local_stream_source import LocalImageStreamReader
 
-            return local_backlog(self.root, after)
-        from fruits_kedro.datasets.s3_stream_source import s3_backlog
-
-        return s3_backlog(self.root, after)
+            return waiting(LocalImageStreamReader({"path": self.root}).list_objects(), end)
+        return waiting(S3ImageStreamReader({"path": self.root}).list_objects(), end)
 
     def read(self, max_files_per_trigger: int | None = None):
         """The streaming DataFrame of ``SOURCE_COLUMNS`` (see the module's docstring)."""

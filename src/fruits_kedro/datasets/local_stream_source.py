@@ -31,7 +31,12 @@ from pathlib import Path
 
 from pyspark.sql.types import StructType
 
-from fruits_kedro.datasets.s3_stream_source import ListedObject, ListingSource, StreamSourceError, WatermarkStreamReader
+from fruits_kedro.datasets.s3_stream_source import (
+    ListedObject,
+    ListingSource,
+    StreamSourceError,
+    WatermarkStreamReader,
+)
 
 SOURCE_NAME = "fruits_local_images"
 NS_PER_MS = 1_000_000
@@ -88,20 +93,6 @@ class LocalImageStreamReader(WatermarkStreamReader):
 
         row = listing_row(obj.row)
         return (*(row[column] for column in LISTING_COLUMNS), datetime.fromtimestamp(obj.modified_ms / 1000, tz=UTC))
-
-
-def local_backlog(root: str, after: datetime) -> tuple[int, datetime | None]:
-    """Files under ``root`` that arrived after ``after`` (naive: local time, as Spark returns
-    timestamps): how many, and the oldest one's arrival (UTC)."""
-    from fruits_kedro.datasets.image_folder import is_hidden, walk_local
-
-    threshold = after.timestamp() * 1000
-    later = [
-        entry.arrival_ns // NS_PER_MS
-        for entry in walk_local(root)
-        if not is_hidden(entry.relative) and entry.arrival_ns // NS_PER_MS > threshold
-    ]
-    return len(later), datetime.fromtimestamp(min(later) / 1000, tz=UTC) if later else None
 
 
 def register_local_stream_source(spark) -> str:

@@ -375,14 +375,12 @@ def _epoch_ms(value: Any) -> int:
     return int(round(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1000))
 
 
-def s3_backlog(source: str, after: datetime) -> tuple[int, datetime | None]:
-    """Objects under ``source`` with a LastModified later than ``after`` (naive: local time, as
-    Spark returns timestamps): how many, and the oldest one's LastModified (UTC)."""
-    threshold = after.timestamp() * 1000
-    later = [
-        obj.modified_ms for obj in S3ImageStreamReader({"path": source}).list_objects() if obj.modified_ms > threshold
-    ]
-    return len(later), datetime.fromtimestamp(min(later) / 1000, tz=UTC) if later else None
+def waiting(listing: Sequence[ListedObject], end: dict[str, Any]) -> tuple[int, datetime | None]:
+    """The objects of ``listing`` that the offset ``end`` has not consumed (those waiting after
+    the micro-batch that ends there): how many, and the oldest one's arrival (UTC)."""
+    pending = pending_objects(listing, end)
+    oldest = datetime.fromtimestamp(pending[0].modified_ms / 1000, tz=UTC) if pending else None
+    return len(pending), oldest
 
 
 def register_s3_stream_source(spark) -> str:

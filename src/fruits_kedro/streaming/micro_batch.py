@@ -29,6 +29,7 @@ import os
 import posixpath
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,7 @@ from fruits_kedro.ml.pca import SCORE_ID_COLUMNS, column_moments, fit_from_momen
 from fruits_kedro.streaming.store import BASE, StreamStore, batch_folder, new_state
 
 logger = logging.getLogger(__name__)
+_BACKLOG = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-backlog")
 
 BASIS_COLUMN = "pca_basis"
 GONE = "file is gone: listed, then removed before it was read"
@@ -187,6 +189,8 @@ class MicroBatches:
             store.state["query_id"] = _spark_query_id(self.checkpoint)
         spark = frame.sparkSession
         rows = [row.asDict() for row in frame.collect()]  # paths and stamps only
+        # The backlog's walk (or listing) goes on while the batch is featurized, for its log line.
+        backlog = _BACKLOG.submit(self._backlog, batch_id)
         listing, known, left_out = self._listing(rows)
         account = Counter()
         account["already_featurized"] = known
@@ -231,7 +235,7 @@ class MicroBatches:
             self.after_refit()
         store.publish()
         self._pause("committed", batch_id)
-        self._log(batch_id, rows, account, time.monotonic() - started)
+        self._log(batch_id, rows, account, time.monotonic() - started, backlog.result())
 
     def _listing(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int, Counter]:
         """The batch listing's rows of the batch's files that are new to the features; how many
@@ -400,9 +404,15 @@ class MicroBatches:
         )
 
     # ---- observability and fault points -----------------------------------------------------
-    def _log(self, batch_id: int, rows: list[dict[str, Any]], account: Counter, seconds: float) -> None:
-        newest = max((row["arrival"] for row in rows if row.get("arrival") is not None), default=None)
-        waiting = self.stream.backlog(newest)
+    def _backlog(self, batch_id: int) -> tuple[int, Any] | None:
+        """The files waiting after this batch, by the end offset Spark logged for it."""
+        if self.checkpoint is None:
+            return None
+        return self.stream.backlog(_source_offset(self.checkpoint, batch_id))
+
+    def _log(
+        self, batch_id: int, rows: list[dict[str, Any]], account: Counter, seconds: float, waiting: tuple | None
+    ) -> None:
         if waiting is None:
             backlog = "backlog unknown"
         elif waiting[0] == 0:
@@ -461,6 +471,22 @@ def _spark_query_id(checkpoint: str) -> str | None:
         return json.loads(fs.cat_file(f"{root.rstrip('/')}/metadata").decode("utf-8")).get("id")
     except FileNotFoundError:
         return None
+
+
+def _source_offset(checkpoint: str, batch_id: int) -> dict[str, Any] | None:
+    """The source's end offset of ``batch_id``: the last line of Spark's offset log entry (a
+    version, the batch's metadata, then one offset per source), None where it is not JSON."""
+    import json
+
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(checkpoint)
+    lines = fs.cat_file(f"{root.rstrip('/')}/offsets/{batch_id}").decode("utf-8").splitlines()
+    try:
+        offset = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        return None
+    return offset if isinstance(offset, dict) and "through_ms" in offset else None
 
 
 def _has_commits(checkpoint: str) -> bool:

@@ -43,6 +43,7 @@ def runs(tmp_path_factory, generated_sample):
         run_kedro(batch, monkeypatch, images_root=str(landing.folder), **STREAM_PARAMS)
         every_batch_refits = {"max_files_per_trigger": 6, "refit_growth": 0.01, "refit_min_rows": 1}
         found["fresh_stream"] = _stream(stream, monkeypatch, landing.folder, **every_batch_refits)
+        found["fresh_log"] = (stream / "logs" / "info.log").read_text()
         found["reference"] = {
             member: _table(batch, member)
             for member in ("04_feature/image_features.parquet", "04_feature/image_features_pca.parquet")
@@ -73,6 +74,15 @@ def test_the_streams_features_equal_the_batch_runs(runs):
     assert (got["label"] == expected["label"]).all() and (got["modified"] == expected["modified"]).all()
     a, b = np.stack(got["features"]), np.stack(expected["features"])
     assert np.isfinite(a).all() and np.abs(a - b).max() <= 1e-5
+
+
+def test_each_micro_batch_logs_one_line_with_the_files_still_waiting(runs):
+    *_, found = runs
+    lines = [line for line in found["fresh_log"].splitlines() if " Micro-batch " in line]
+    assert [line.split(" Micro-batch ")[1].split(":")[0] for line in lines] == ["0", "1", "2"]
+    assert ["6 photos" in lines[0], "6 photos" in lines[1], "4 photos" in lines[2]] == [True] * 3
+    backlogs = [line.split("backlog ")[1].split(" files")[0] for line in lines]
+    assert backlogs == ["10", "4", "0"]  # 16 photos, 6 per batch
 
 
 def test_a_refit_equals_the_batch_pca_on_the_same_rows(runs):
