@@ -193,7 +193,12 @@ def listing_frame(spark, rows):
         ]
     )
     if isinstance(rows, list):
-        rows = [tuple(row[c] for c in LISTING_COLUMNS) for row in rows]
+        import pyarrow as pa
+
+        # An Arrow table becomes a local relation: no Python RDD, so no Python worker to read it.
+        types = {"size": pa.int64()}
+        arrow_schema = pa.schema([(c, types.get(c, pa.string())) for c in LISTING_COLUMNS])
+        rows = pa.table({c: [row[c] for row in rows] for c in LISTING_COLUMNS}, schema=arrow_schema)
     return spark.createDataFrame(rows, schema=schema)
 
 
