@@ -80,3 +80,24 @@ def test_a_driver_started_here_hides_spark_s_start_up_notices_unless_verbose(mon
     assert "spark.driver.extraJavaOptions" not in session_conf({}, {})  # YARN: the cluster's logging
     monkeypatch.setenv(VERBOSE_ENV, "1")
     assert "spark.driver.extraJavaOptions" not in session_conf({"spark.master": "local[2]"}, {})
+
+
+def test_warmed_python_workers_have_imported_the_modules_when_the_next_task_runs(spark):
+    import json
+
+    from fruits_kedro.spark import warm_python_workers
+
+    marker = "fruits_kedro.labels"  # imported by no task of this test session's Python workers before
+    thread = warm_python_workers(spark, (marker,))
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+
+    def imported(batches):
+        import pyarrow as pa
+
+        for batch in batches:
+            yield pa.record_batch({"found": [json.dumps(marker in sys.modules)] * batch.num_rows})
+
+    cores = spark.sparkContext.defaultParallelism
+    found = spark.range(0, cores, 1, cores).mapInArrow(imported, "found string").collect()
+    assert [row.found for row in found] == ["true"] * cores  # the tasks ran in the warmed workers

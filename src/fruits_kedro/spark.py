@@ -199,3 +199,31 @@ def _spark_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def warm_python_workers(spark: SparkSession, modules: tuple[str, ...]) -> threading.Thread | None:
+    """Start a local session's Python workers now, one per core, each importing ``modules``, in
+    a background job: the first Python tasks of the run then find workers ready instead of
+    starting them (PySpark's worker, pyarrow and the project's modules), while the driver does
+    other work. Returns the thread (None for a cluster's executors, which start their own)."""
+    context = spark.sparkContext
+    if not _is_local_master(str(context.master)):
+        return None
+    cores = context.defaultParallelism
+
+    def warm(batches):
+        import importlib
+
+        for name in modules:
+            importlib.import_module(name)
+        yield from batches
+
+    def run() -> None:
+        try:
+            spark.range(0, cores, 1, cores).mapInArrow(warm, "id long").collect()
+        except Exception as error:  # noqa: BLE001 - only a head start: the run's own tasks still start workers
+            logger.debug("Warming the Python workers failed: %s", error)
+
+    thread = threading.Thread(target=run, name="warm-python-workers", daemon=True)
+    thread.start()
+    return thread

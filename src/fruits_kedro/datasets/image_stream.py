@@ -98,9 +98,11 @@ class ImageStream:
 
     def read(self, max_files_per_trigger: int | None = None):
         """The streaming DataFrame of ``SOURCE_COLUMNS`` (see the module's docstring)."""
-        from fruits_kedro.spark import get_spark
+        from fruits_kedro.spark import get_spark, warm_python_workers
 
         spark = get_spark()
+        # Its micro-batches run Python tasks: their workers start while the query does.
+        warm_python_workers(spark, ("fruits_kedro.inference.featurize", "fruits_kedro.datasets.s3_stream_source"))
         options = dict(self.options)
         if max_files_per_trigger is not None:
             options["maxFilesPerTrigger"] = str(int(max_files_per_trigger))
