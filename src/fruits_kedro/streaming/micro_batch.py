@@ -405,10 +405,15 @@ class MicroBatches:
 
     # ---- observability and fault points -----------------------------------------------------
     def _backlog(self, batch_id: int) -> tuple[int, Any] | None:
-        """The files waiting after this batch, by the end offset Spark logged for it."""
+        """The files waiting after this batch, by the end offset Spark logged for it; None when
+        unknown (a log line never fails a batch: the listing's error is said instead)."""
         if self.checkpoint is None:
             return None
-        return self.stream.backlog(_source_offset(self.checkpoint, batch_id))
+        try:
+            return self.stream.backlog(_source_offset(self.checkpoint, batch_id))
+        except Exception as error:  # noqa: BLE001 - observability only; the batch's own work is done
+            logger.warning("Micro-batch %d: backlog unknown (%s: %s)", batch_id, type(error).__name__, error)
+            return None
 
     def _log(
         self, batch_id: int, rows: list[dict[str, Any]], account: Counter, seconds: float, waiting: tuple | None
