@@ -3,6 +3,7 @@ master: the interpreter, the S3 settings and credentials, the event-log folder."
 
 from __future__ import annotations
 
+import os
 import sys
 
 from fruits_kedro.spark import session_conf
@@ -82,22 +83,32 @@ def test_a_driver_started_here_hides_spark_s_start_up_notices_unless_verbose(mon
     assert "spark.driver.extraJavaOptions" not in session_conf({"spark.master": "local[2]"}, {})
 
 
-def test_warmed_python_workers_have_imported_the_modules_when_the_next_task_runs(spark):
-    import json
+def test_warmed_python_workers_have_imported_the_modules_when_the_next_task_runs(tmp_path):
+    """In a new session (as a run's): its first tasks find the workers started, modules imported."""
+    import subprocess
 
-    from fruits_kedro.spark import warm_python_workers
+    code = """
+import sys
+from pyspark.sql import SparkSession
+from fruits_kedro.spark import warm_python_workers
+spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+marker = "fruits_kedro.labels"
+warm = sys.argv[1] == "warm"
+if warm:
+    warm_python_workers(spark, (marker,)).join(timeout=300)
 
-    marker = "fruits_kedro.labels"  # imported by no task of this test session's Python workers before
-    thread = warm_python_workers(spark, (marker,))
-    thread.join(timeout=300)
-    assert not thread.is_alive()
+def imported(batches):
+    import sys
+    import pyarrow as pa
+    for batch in batches:
+        yield pa.record_batch({"found": [str(marker in sys.modules)] * batch.num_rows})
 
-    def imported(batches):
-        import pyarrow as pa
-
-        for batch in batches:
-            yield pa.record_batch({"found": [json.dumps(marker in sys.modules)] * batch.num_rows})
-
-    cores = spark.sparkContext.defaultParallelism
-    found = spark.range(0, cores, 1, cores).mapInArrow(imported, "found string").collect()
-    assert [row.found for row in found] == ["true"] * cores  # the tasks ran in the warmed workers
+print(sorted(row.found for row in spark.range(0, 2, 1, 2).mapInArrow(imported, "found string").collect()))
+"""
+    found = {}
+    for mode in ("warm", "cold"):
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+        run = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        found[mode] = run.stdout.strip().splitlines()[-1]
+    assert found == {"warm": "['True', 'True']", "cold": "['False', 'False']"}
