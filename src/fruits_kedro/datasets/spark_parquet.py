@@ -254,8 +254,7 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
         if not is_local_path(self._filepath):
             forward_aws_environment(spark.sparkContext)
         # One row per partition: each part file is read by its own task. Made in the JVM: a
-        # Python RDD would run in workers of another environment than the SQL functions' (a
-        # second daemon and its workers to start).
+        # Python RDD would need a Python worker only to hand out the file names.
         names = F.array(*(F.lit(f) for f in files))
         file_rows = spark.range(0, len(files), 1, len(files)).select(
             F.element_at(names, F.col("id").cast("int") + 1).alias("file")
