@@ -112,3 +112,46 @@ print(sorted(row.found for row in spark.range(0, 2, 1, 2).mapInArrow(imported, "
         assert run.returncode == 0, run.stderr[-2000:]
         found[mode] = run.stdout.strip().splitlines()[-1]
     assert found == {"warm": "['True', 'True']", "cold": "['False', 'False']"}
+
+
+def _in_new_process(code: str, tmp_path, **environ: str):
+    import subprocess
+
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, **environ}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+
+
+def test_a_session_started_in_the_background_has_the_configuration_and_is_this_thread_s(tmp_path):
+    """As a run's: Spark starts while the driver goes on; the first use waits and gets the
+    configured session, active in the thread that asked for it."""
+    code = """
+import threading
+from pyspark.sql import SparkSession
+from fruits_kedro import spark
+spark.configure({"spark.master": "local[1]", "spark.ui.enabled": False, "spark.sql.shuffle.partitions": 3})
+spark.start_spark()
+print("starting", any(thread.name == "start-spark" for thread in threading.enumerate()))
+session = spark.started_session()
+print("active", SparkSession.getActiveSession() is session is spark.get_spark())
+print("settings", session.conf.get("spark.sql.shuffle.partitions"), session.sparkContext.master)
+print("rows", session.range(5).count())
+"""
+    run = _in_new_process(code, tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split("\n")[-5:-1] == ["starting True", "active True", "settings 3 local[1]", "rows 5"]
+
+
+def test_a_background_start_that_fails_raises_where_spark_is_needed_and_nothing_else_starts_it(tmp_path):
+    code = """
+from fruits_kedro import spark
+print("before", spark.started_session())
+spark.configure({"spark.master": "local[1]"})
+spark.start_spark()
+try:
+    spark.get_spark()
+except Exception as error:
+    print("error", type(error).__name__)
+"""
+    run = _in_new_process(code, tmp_path, JAVA_HOME=str(tmp_path / "no-java"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split("\n")[-3:-1] == ["before None", "error PySparkRuntimeError"]

@@ -55,8 +55,9 @@ class ParameterValidationHooks:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
         """Check every setting the run uses before Spark starts, so mistakes cost seconds.
 
-        Errors name the setting and say how to fix it. Spark is started here, after the
-        checks, so that every dataset (ours and kedro-datasets') shares the configured session.
+        Errors name the setting and say how to fix it. Spark starts here, after the checks, in
+        the background (the first dataset that needs it waits), so that every dataset (ours
+        and kedro-datasets') shares the configured session.
         """
         from fruits_kedro.params import parse_params, prepare_inference
         from fruits_kedro.verbosity import library_noise_hidden
@@ -70,7 +71,7 @@ class ParameterValidationHooks:
         with library_noise_hidden():  # TensorFlow, when a model is converted
             prepare_inference(params, used_sections=used)
         require_java()
-        spark.get_spark()
+        spark.start_spark()
 
 
 IMAGE_FOLDER = "raw_image_files"
@@ -381,9 +382,7 @@ class NodeTimingHooks:
 
 def _progress_for(name: str, featurizes: bool):
     """A progress reporter for the node, if Spark runs (a hook never starts a session)."""
-    from pyspark.sql import SparkSession
-
     from fruits_kedro import progress
 
-    session = SparkSession.getActiveSession()
+    session = spark.started_session()
     return progress.for_node(session.sparkContext, name, featurizes) if session is not None else None

@@ -76,10 +76,54 @@ def _is_standalone_master(master: str | None) -> bool:
     return bool(master) and master.startswith("spark://")
 
 
+def start_spark() -> None:
+    """Start Spark's JVM and SparkContext from the recorded configuration in a background
+    thread, so that the driver's other start-up work (MLflow's run, the catalog) goes on
+    meanwhile; :func:`get_spark` waits for it and builds the session."""
+    global _starting
+    from pyspark import SparkContext
+
+    with _lock:
+        if _starting is not None or SparkContext._active_spark_context is not None:
+            return
+        _starting = _ContextStart(session_conf(spark_conf()))
+        _starting.start()
+
+
+class _ContextStart(threading.Thread):
+    def __init__(self, conf: dict[str, Any]) -> None:
+        super().__init__(name="start-spark", daemon=True)
+        self.conf = conf
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from pyspark import SparkConf, SparkContext
+
+        try:
+            _prepare(self.conf)
+            SparkContext.getOrCreate(SparkConf().setAll((k, _spark_value(v)) for k, v in self.conf.items()))
+        except BaseException as error:  # noqa: BLE001 - raised again by get_spark, in the thread that needs Spark
+            self.error = error
+
+
+def _prepare(conf: dict[str, Any]) -> None:
+    if _truthy(conf.get("spark.eventLog.enabled", False)):
+        _ensure_remote_folder(str(conf["spark.eventLog.dir"]))
+    logger.info("Starting SparkSession (master=%s)", conf.get("spark.master") or "from the cluster environment")
+
+
+_starting: _ContextStart | None = None
+
+
 def get_spark() -> SparkSession:
-    """Return the active SparkSession, building it from the recorded configuration."""
+    """Return the active SparkSession, building it from the recorded configuration (on the
+    context that :func:`start_spark` started, if it did)."""
+    global _starting
     from pyspark.sql import SparkSession
 
+    starting = _starting
+    if starting is not None and starting is not threading.current_thread():
+        starting.join()
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -87,19 +131,30 @@ def get_spark() -> SparkSession:
         active = SparkSession.getActiveSession()
         if active is not None:
             return active
-        conf = session_conf(spark_conf())
-        master = conf.get("spark.master")
-        if _truthy(conf.get("spark.eventLog.enabled", False)):
-            _ensure_remote_folder(str(conf["spark.eventLog.dir"]))
+        starting, _starting = _starting, None
+        if starting is not None and starting.error is not None:
+            raise starting.error
+        conf = starting.conf if starting is not None else session_conf(spark_conf())
+        if starting is None:
+            _prepare(conf)
         builder = SparkSession.builder
         for key, value in conf.items():
             builder = builder.config(key, _spark_value(value))
-        logger.info("Starting SparkSession (master=%s)", master or "from the cluster environment")
         session = builder.getOrCreate()
         interrupts.reinstall()  # SparkContext replaced the CLI's Ctrl-C handler with its own
         session.sparkContext.setLogLevel(str(_spark_conf.get("fruits.log_level", "WARN")))
         _log_where_to_watch(session, conf)
         return session
+
+
+def started_session() -> SparkSession | None:
+    """The session, if one runs or :func:`start_spark` is starting it (waiting for that); None
+    otherwise: never starts Spark."""
+    from pyspark.sql import SparkSession
+
+    if _starting is not None:
+        return get_spark()
+    return SparkSession.getActiveSession()
 
 
 def session_conf(recorded: dict[str, Any], environ: dict[str, str] | None = None) -> dict[str, Any]:
