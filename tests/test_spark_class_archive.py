@@ -49,6 +49,17 @@ def test_archive_name_changes_when_sparks_jars_are_reinstalled(tmp_path, monkeyp
     assert after.name.split("-")[-2] == before.name.split("-")[-2]  # the same installation's
 
 
+def test_archive_name_changes_with_the_job_that_touches_the_classes(tmp_path, monkeypatch):
+    """An archive made by an older job lacks the classes a newer one touches: make rebuilds it."""
+    before = spark_class_archive.archive_path(tmp_path)
+
+    def another_stream(spark):
+        spark.range(1).count()
+
+    monkeypatch.setattr(spark_class_archive, "_representative_stream", another_stream)
+    assert spark_class_archive.archive_path(tmp_path) != before
+
+
 def test_driver_options_keep_the_configured_ones_and_add_the_archive(tmp_path, monkeypatch):
     monkeypatch.setattr(spark_class_archive, "DEFAULT_DIRECTORY", str(tmp_path))
     assert spark_module._with_class_archive("-Dderby.system.home=/tmp/d") == "-Dderby.system.home=/tmp/d"

@@ -7,7 +7,8 @@ those classes from an archive instead.
 The archive is made once per Java runtime and Spark release (``make`` does it, or
 ``python -m fruits_kedro.spark_class_archive``) by a JVM that runs a small job touching the
 code paths of a run (Arrow and pandas UDFs, shuffles, a cached DataFrame, Spark ML) with
-``-XX:ArchiveClassesAtExit`` and writes the archive as it exits. A second JVM must then start
+``-XX:ArchiveClassesAtExit`` and writes the archive as it exits; a streaming query over the
+project's Python source archives the classes of a streaming run. A second JVM must then start
 with it under ``-Xshare:on`` (which refuses an unusable archive) before it is moved into
 place: a truncated archive crashes the JVM that maps it. :func:`java_options` names the
 archive for the driver when it exists; a JVM that finds it stale ignores it silently
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -64,6 +66,9 @@ def archive_path(directory: str | Path | None = None) -> Path | None:
     for jar in sorted(jars.glob("*.jar")):
         stat = jar.stat()
         identity.update(f"{jar.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    # A changed job archives other classes: a new name, so that make builds the archive again.
+    for job in (_representative_job, _representative_stream):
+        identity.update(inspect.getsource(job).encode())
     name = f"spark-{pyspark.__version__}-{installation}-{identity.hexdigest()[:16]}.jsa"
     return Path(directory or DEFAULT_DIRECTORY).expanduser() / name
 
@@ -185,6 +190,31 @@ def _representative_job(spark) -> None:
     featurized.unpersist()
 
 
+def _representative_stream(spark) -> None:
+    """Touch the classes of a streaming run: the project's Python streaming source over a
+    folder, micro-batches handed to Python (``foreachBatch``), ``Trigger.AvailableNow``, the
+    checkpoint's offset and commit logs."""
+    import tempfile
+
+    from fruits_kedro.datasets.local_stream_source import register_local_stream_source
+
+    with tempfile.TemporaryDirectory(prefix="fruits_kedro_class_archive_") as folder:
+        photos = Path(folder) / "photos" / "Class 0"
+        photos.mkdir(parents=True)
+        for i in range(3):
+            (photos / f"{i}.jpg").write_bytes(b"\xff\xd8\xff")
+        frame = spark.readStream.format(register_local_stream_source(spark)).option("maxFilesPerTrigger", "2")
+        query = (
+            frame.option("path", str(photos.parent))
+            .load()
+            .writeStream.foreachBatch(lambda batch, _: batch.collect())
+            .option("checkpointLocation", str(Path(folder) / "checkpoint"))
+            .trigger(availableNow=True)
+            .start()
+        )
+        query.awaitTermination()
+
+
 def _stop_and_wait(spark) -> None:
     """Stop Spark and wait for its JVM to exit (it writes the archive as it does)."""
     from pyspark import SparkContext
@@ -206,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.dump:
         spark = _session(f"-XX:ArchiveClassesAtExit={args.dump}")
         _representative_job(spark)
+        _representative_stream(spark)
         _stop_and_wait(spark)
     elif args.check:
         spark = _session(f"-XX:SharedArchiveFile={args.check} -Xshare:on")
