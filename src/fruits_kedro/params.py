@@ -89,6 +89,8 @@ class StreamingParams(_Section):
     max_files_per_trigger: int = Field(gt=0)
     refit_growth: float = Field(gt=0.0)
     refit_min_rows: int = Field(ge=1)
+    compact_parts: int = Field(ge=2)
+    compact_rows: int = Field(ge=1)
 
 
 class OrbBaselineParams(_Section):

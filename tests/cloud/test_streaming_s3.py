@@ -29,7 +29,8 @@ from tests.s3_server import new_bucket
 pytestmark = [pytest.mark.streaming, pytest.mark.slow]
 
 PREFIX = "fruits"
-PARAMS = "backbone.weights=null,backbone.input_size=32,streaming.max_files_per_trigger=4"
+# Every second micro-batch merges the tables' small parts.
+PARAMS = "backbone.weights=null,backbone.input_size=32,streaming.max_files_per_trigger=4,streaming.compact_parts=2"
 
 
 class Landing:
@@ -108,6 +109,7 @@ def test_drivers_killed_while_photos_land_on_s3_leave_one_row_per_photo(aws_env,
     root = f"{bucket}/{PREFIX}"
     state = json.loads(fs.cat_file(f"{root}/features/stream/state.json"))
     assert state["totals"]["featurized"] == len(landing.landed) == 19
+    assert any(part.startswith("m") for part in state["tables"]["features"]["part_rows"])
     features = pq.read_table(current_s3_output(fs, root, "features/intermediate/image_features.parquet"), filesystem=fs)
     paths = features.column("path").to_pylist()
     assert sorted(paths) == sorted(landing.landed)  # none missing, none twice

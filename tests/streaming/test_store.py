@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 
 from fruits_kedro.streaming.store import MEMBERS, StreamStore, new_state
 
@@ -47,3 +48,28 @@ def test_the_running_moments_round_trip_in_float64(tmp_path):
     n, mean, scatter = store.read_moments()
     assert n == 3 and mean.dtype == scatter.dtype == np.float64
     assert np.array_equal(mean, moments[1]) and np.array_equal(scatter, moments[2])
+
+
+def test_small_parts_leave_out_the_base_and_the_large_ones(tmp_path):
+    store = _store(tmp_path)
+    for part, rows in (("base", 3), ("b00000000", 2), ("m00000004", 9), ("b00000005", 10)):
+        store.set_part("features", part, [f"{part}/part-0.parquet"], rows)
+    assert store.small_parts("features", 10) == ["b00000000", "m00000004"]
+
+
+def test_merged_parts_keep_every_row_in_one_part_and_the_replaced_files_go(tmp_path, spark):
+    store = _store(tmp_path)
+    for batch, paths in enumerate((["a", "b"], ["c"], ["d", "e"])):
+        frame = spark.createDataFrame([(p, float(i)) for i, p in enumerate(paths)], "path string, score double")
+        store.save_part("features", f"b{batch:08d}", frame)
+    store.write_state()
+    folder = tmp_path / store.output_set.member_of(store.table_path("features"))
+    (folder / "m00000001").mkdir()  # a merge that a killed driver never committed
+    assert store.merge_parts("features", ["b00000000", "b00000001"], "m00000002") == 3
+    store.write_state()
+    store.remove_unnamed_parts()
+    table = store.state["tables"]["features"]
+    assert (table["rows"], table["part_rows"]) == (5, {"b00000002": 2, "m00000002": 3})
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["b00000002", "m00000002"]
+    assert sorted(pd.read_parquet(folder)["path"]) == ["a", "b", "c", "d", "e"]  # a reader of the folder
+    assert sorted(store.load_table("features").toPandas()["path"]) == ["a", "b", "c", "d", "e"]  # of the manifest

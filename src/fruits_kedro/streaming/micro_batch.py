@@ -16,7 +16,9 @@ Per micro-batch ``b``:
 5. ``state.json`` is committed (the commit point), then the tables' manifests;
 6. when the rows have grown by ``refit_growth`` since the last fit, the basis is fitted again from
    the running moments (no feature row is read for it), every row is projected with it, the CSV is
-   written, and the new set becomes current through ``current_outputs.json``.
+   written, and the new set becomes current through ``current_outputs.json``;
+7. once a table has ``compact_parts`` small parts (fewer than ``compact_rows`` rows each), they
+   are merged into one, committed by ``state.json`` as well.
 
 A batch that Spark replays after a crash replaces its own files (every file of ``b`` is named by
 ``b``); one that ``state.json`` already committed is not run again.
@@ -48,7 +50,7 @@ from fruits_kedro.feature_settings import IMAGE_KEY, SETTINGS_COLUMN
 from fruits_kedro.inference.featurize import featurize_images
 from fruits_kedro.ml.moments import batches_moments, merge_moments
 from fruits_kedro.ml.pca import SCORE_ID_COLUMNS, column_moments, fit_from_moments, project_columns
-from fruits_kedro.streaming.store import BASE, StreamStore, batch_folder, new_state
+from fruits_kedro.streaming.store import BASE, TABLES, StreamStore, batch_folder, merged_folder, new_state
 
 logger = logging.getLogger(__name__)
 _BACKLOG = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-backlog")
@@ -74,6 +76,8 @@ class StreamSettings:
     max_components: int | None
     refit_growth: float
     refit_min_rows: int
+    compact_parts: int
+    compact_rows: int
     feature_settings: str
     totals: Counter = field(default_factory=Counter)
 
@@ -153,6 +157,7 @@ class MicroBatches:
         store.write_state()
         store.publish()
         store.remove_unused()
+        store.remove_unnamed_parts()  # a merge or a batch that a killed driver left uncommitted
 
     def _adopt(self, current: dict[str, Any] | None) -> None:
         """Start from the current features of a batch run, if they were made with these settings."""
@@ -234,6 +239,7 @@ class MicroBatches:
             store.write_state()
             self.after_refit()
         store.publish()
+        self._merge_small_parts(batch_id)
         self._pause("committed", batch_id)
         self._log(batch_id, rows, account, time.monotonic() - started, backlog.result())
 
@@ -308,6 +314,34 @@ class MicroBatches:
         features = self.store.load_part("features", part)
         scores = project_columns(features, "features", mean, axes, SCORE_ID_COLUMNS)
         self.store.save_part("pca", part, with_constant_column(scores, BASIS_COLUMN, self.store.state["basis"]))
+
+    def _merge_small_parts(self, batch_id: int) -> None:
+        """Each table's small parts (one per micro-batch) merged into one, once there are
+        ``compact_parts`` of them, so that readers open a few files rather than one per batch."""
+        store, settings = self.store, self.settings
+        due = {}
+        for table in TABLES:
+            parts = store.small_parts(table, settings.compact_rows)
+            if len(parts) >= settings.compact_parts:
+                due[table] = parts
+        if not due:
+            return
+        started = time.monotonic()
+        into = merged_folder(batch_id)
+        for table, parts in due.items():
+            store.merge_parts(table, parts, into)
+        written = store.state.get("csv_parts")
+        if written is not None and "pca" in due and set(due["pca"]) <= set(written):
+            store.state["csv_parts"] = [part for part in written if part not in due["pca"]] + [into]
+        self._pause("merged", batch_id)
+        store.write_state()
+        store.remove_unnamed_parts(tuple(due))  # at once: a reader of the folder must not see rows twice
+        logger.info(
+            "Stream: %s merged into one part each, after micro-batch %d (%.1f s)",
+            ", ".join(f"{len(parts)} parts of {table}" for table, parts in due.items()),
+            batch_id,
+            time.monotonic() - started,
+        )
 
     # ---- the PCA's basis --------------------------------------------------------------------
     def _refit_due(self) -> bool:

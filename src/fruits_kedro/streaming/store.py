@@ -4,7 +4,7 @@ Everything lives under one folder (``folder``, e.g. ``data/04_feature/stream``),
 ``runs/`` folders that a batch run's start cleans up::
 
     state.json                                   the stream's commit record (one atomic write)
-    features/<F>/image_features.parquet/         base/ (adopted from a batch run), b<batch>/...
+    features/<F>/image_features.parquet/         base/ (adopted from a batch run), b<batch>/, m<batch>/...
     features/<F>/rejected_images.parquet/        b<batch>/...
     pca/<G>/image_features_pca.parquet/          base/ (every row at the fit), b<batch>/...
     pca/<G>/pca_explained_variance.json, basis.npz
@@ -15,6 +15,9 @@ Each table folder has the layout of :class:`SparkParquetFsspecDataset` (its read
 ``pandas.read_parquet`` both open it): every micro-batch is saved, with that dataset's two-phase
 commit, into its own sub-folder ``b<batch id>`` (a replayed batch replaces its own files), and the
 folder's ``_SUCCESS`` manifest names the parts of the batches that ``state.json`` has committed.
+Small committed parts are merged into one (``m<batch>``, named by the batch after which they
+were merged): Spark never replays a batch that ``state.json`` committed, so no replay can add a
+part's rows again beside the merged copy.
 ``state.json`` is written first, the manifests after it (they are rewritten from it when a driver
 is killed in between), and ``current_outputs.json`` names the tables, as a batch run's commit does.
 """
@@ -55,8 +58,16 @@ MEMBERS = ("features", "rejected", "pca", "pca_csv", "pca_report")
 BASE = "base"
 
 
+# A micro-batch's part, and a part that merged smaller ones (named by the batch that merged them).
+PART_PREFIXES = ("b", "m")
+
+
 def batch_folder(batch_id: int) -> str:
     return f"b{batch_id:08d}"
+
+
+def merged_folder(batch_id: int) -> str:
+    return f"m{batch_id:08d}"
 
 
 def new_state(source: str, settings: str) -> dict[str, Any]:
@@ -184,6 +195,41 @@ class StreamStore:
         entry["rows"] = entry["rows"] - dropped_rows + rows
         if rows:
             entry["part_rows"][part] = rows
+
+    def small_parts(self, table: str, most_rows: int) -> list[str]:
+        """The committed parts of ``table`` with fewer than ``most_rows`` rows, ``base`` aside."""
+        parts = self.state["tables"][table].get("part_rows", {})
+        return [part for part, rows in parts.items() if part != BASE and rows < most_rows]
+
+    def merge_parts(self, table: str, parts: list[str], into: str) -> int:
+        """Save the rows of committed ``parts`` of ``table`` as the one part ``into``, in their
+        place in ``state`` (not committed yet); returns its rows."""
+        rows = self.save_part(table, into, self.load_parts(table, parts).coalesce(1))
+        for part in parts:
+            self.set_part(table, part, [], 0)
+        return rows
+
+    def remove_unnamed_parts(self, tables: tuple[str, ...] = TABLES) -> None:
+        """The part folders of ``tables`` that ``state`` does not name: those a merge replaced,
+        and those that a killed driver wrote and never committed."""
+        fs, _ = self._fs()
+        for table in tables:
+            entry = self.state["tables"][table]
+            if entry["schema"] is None or (table == "pca" and self.state["basis"] is None):
+                continue
+            named = {name.split("/", 1)[0] for name in entry["files"]}
+            _, folder = fsspec.core.url_to_fs(self.table_path(table), **self._options)
+            try:
+                found = fs.ls(folder, detail=False)
+            except FileNotFoundError:
+                continue
+            for path in found:
+                name = path.rstrip("/").rsplit("/", 1)[-1]
+                if name not in named and name[:1] in PART_PREFIXES and name[1:].isdigit():
+                    try:
+                        fs.rm(path, recursive=True)
+                    except FileNotFoundError:
+                        pass
 
     def reset_table(self, table: str) -> None:
         self.state["tables"][table] = {"schema": None, "files": [], "rows": 0}

@@ -1,6 +1,7 @@
 """Exactly once: photos land while a processing-time stream runs, its driver is killed -9 at five
-moments of a micro-batch, and every restart goes on from the checkpoint; at the end there is one
-row per landed photo in every table, none missing, none twice, no NaN."""
+moments of a micro-batch and during a merge of small parts, and every restart goes on from the
+checkpoint; at the end there is one row per landed photo in every table, none missing, none
+twice, no NaN."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from tests.pipelines.streaming.photos import Landing, photo_pool
 pytestmark = [pytest.mark.streaming, pytest.mark.slow]
 
 STREAM = "data/04_feature/stream"
+# Elsewhere the basis is refitted only when the rows double: most batches use the current one.
+GROWTH = ",streaming.refit_growth=1.0"
 FEATURE_PARTS = f"{STREAM}/features/*/image_features.parquet/b*"
 # (name, pause point or None, extra parameters): each kills one driver, at a moment of a micro-batch.
 KILLS = {
@@ -34,9 +37,8 @@ KILLS = {
     "written": ("written", ""),  # every file of the batch written, the stream's commit not yet
     "committed": ("committed", ""),  # the stream's commit done, Spark's commit log not yet
     "refit": ("refit", ",streaming.refit_growth=0.01,streaming.refit_min_rows=1"),  # a new basis, not committed
+    "merge": ("merged", f"{GROWTH},streaming.compact_parts=2"),  # small parts merged, the merge not committed
 }
-# Elsewhere the basis is refitted only when the rows double: most batches use the current one.
-GROWTH = ",streaming.refit_growth=1.0"
 
 
 def _params(photos: Path, trigger: str, extra: str) -> str:

@@ -32,8 +32,9 @@ def _table(project, member: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, generated_sample):
     """A batch run on 16 photos, and a stream of the same photos in 3 micro-batches whose every
-    batch refits the PCA (the last fit covers every row). Then, in the batch run's project, with
-    photos landing before each: a stream, an incremental batch run, a stream."""
+    batch refits the PCA (the last fit covers every row) and merges the features' parts. Then,
+    in the batch run's project, with photos landing before each: a stream, an incremental batch
+    run, a stream."""
     base = tmp_path_factory.mktemp("stream_and_batch")
     landing = Landing(photo_pool(generated_sample), base / "photos")
     batch, stream = make_project_copy(base / "batch"), make_project_copy(base / "stream")
@@ -42,6 +43,7 @@ def runs(tmp_path_factory, generated_sample):
         found["first"] = landing.land(16)
         run_kedro(batch, monkeypatch, images_root=str(landing.folder), **STREAM_PARAMS)
         every_batch_refits = {"max_files_per_trigger": 6, "refit_growth": 0.01, "refit_min_rows": 1}
+        every_batch_refits["compact_parts"] = 2  # batches 1 and 2 merge the features' parts
         found["fresh_stream"] = _stream(stream, monkeypatch, landing.folder, **every_batch_refits)
         found["fresh_log"] = (stream / "logs" / "info.log").read_text()
         found["reference"] = {
@@ -74,6 +76,17 @@ def test_the_streams_features_equal_the_batch_runs(runs):
     assert (got["label"] == expected["label"]).all() and (got["modified"] == expected["modified"]).all()
     a, b = np.stack(got["features"]), np.stack(expected["features"])
     assert np.isfinite(a).all() and np.abs(a - b).max() <= 1e-5
+
+
+def test_small_parts_are_merged_into_one_and_their_files_removed(runs):
+    _, stream, _, found = runs
+    features = found["fresh_stream"]["tables"]["features"]
+    assert features["part_rows"] == {"m00000002": 16}  # b0 and b1 into m1, then m1 and b2 into m2
+    assert {name.split("/")[0] for name in features["files"]} == {"m00000002"}
+    folder = current_output(stream, "04_feature/image_features.parquet")
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["m00000002"]
+    merges = [line for line in found["fresh_log"].splitlines() if "merged into one part each" in line]
+    assert ["after micro-batch 1" in merges[0], "after micro-batch 2" in merges[1], len(merges)] == [True, True, 2]
 
 
 def test_each_micro_batch_logs_one_line_with_the_files_still_waiting(runs):

@@ -46,6 +46,8 @@ def stream_new_photos(
             max_components=reduction.max_components,
             refit_growth=settings.refit_growth,
             refit_min_rows=settings.refit_min_rows,
+            compact_parts=settings.compact_parts,
+            compact_rows=settings.compact_rows,
             feature_settings=run_feature_settings(backbone_params, preprocessing_params, feature_extraction),
         ),
     )
