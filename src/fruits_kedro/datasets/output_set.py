@@ -271,9 +271,8 @@ class OutputSet:
     def read(self) -> dict[str, Any] | None:
         """The current set, or None when no run has committed one yet."""
         fs, root = self._fs()
-        try:
-            text = fs.cat_file(f"{root}/{MANIFEST_NAME}").decode("utf-8")
-        except FileNotFoundError:
+        text = read_text(fs, f"{root}/{MANIFEST_NAME}")
+        if text is None:
             return None
         try:
             manifest = json.loads(text)
@@ -359,3 +358,11 @@ def _stamp(data: Any, field: str, run_id: str) -> Any:
     if hasattr(data, "assign"):  # a pandas DataFrame
         return data.assign(**{field: run_id})
     raise DatasetError(f"run_id_field: cannot add {field!r} to a {type(data).__name__}")
+
+
+def read_text(fs, path: str) -> str | None:
+    """A small file's text (a manifest, a state), or None when it does not exist."""
+    try:
+        return fs.cat_file(path).decode("utf-8")
+    except FileNotFoundError:
+        return None

@@ -38,7 +38,7 @@ import numpy as np
 from kedro.io.core import DatasetError, generate_timestamp
 
 from fruits_kedro.datasets.aws import is_local_path
-from fruits_kedro.datasets.output_set import OutputSet
+from fruits_kedro.datasets.output_set import OutputSet, read_text
 from fruits_kedro.datasets.spark_csv import index_path
 from fruits_kedro.datasets.spark_parquet import (
     MANIFEST_FORMAT,
@@ -135,9 +135,8 @@ class StreamStore:
 
     def read_state(self) -> dict[str, Any] | None:
         fs, root = self._fs()
-        try:
-            text = fs.cat_file(f"{root}/{STATE_NAME}").decode("utf-8")
-        except FileNotFoundError:
+        text = read_text(fs, f"{root}/{STATE_NAME}")
+        if text is None:
             return None
         state = json.loads(text)
         if state.get("format") != STATE_FORMAT:
