@@ -86,6 +86,17 @@ def test_load_without_manifest_names_the_path(spark, tmp_path):
         SparkParquetFsspecDataset(filepath=str(target)).load()
 
 
+def test_some_committed_files_load_alone_and_others_are_refused(spark, tmp_path):
+    target = tmp_path / "features.parquet"
+    dataset = SparkParquetFsspecDataset(filepath=str(target))
+    dataset.save(_frame(spark, 40, partitions=4))
+    files = json.loads((target / "_SUCCESS").read_text())["files"]
+    expected = sorted(pq.read_table(target / files[0]).column("path").to_pylist())
+    assert sorted(row.path for row in dataset.load_files(files[:1]).collect()) == expected
+    with pytest.raises(DatasetError, match="not committed files: part-9"):
+        dataset.load_files([files[0], "part-9.parquet"])
+
+
 def test_only_overwrite_mode(tmp_path):
     with pytest.raises(DatasetError, match="mode"):
         SparkParquetFsspecDataset(filepath=str(tmp_path / "x"), save_args={"mode": "append"})

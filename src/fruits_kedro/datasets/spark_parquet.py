@@ -225,15 +225,26 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
 
     # ---- load -------------------------------------------------------------------------
     def load(self):
-        from pyspark.sql import functions as F
-        from pyspark.sql import types as T
-
-        from fruits_kedro.spark import get_spark
-
         fs, root = self._fs()
+        manifest = self._committed(fs, root)
+        if manifest is None:
+            return None
+        return self._frame(fs, root, manifest["files"], manifest["schema"], int(manifest["rows"]))
+
+    def load_files(self, names: list[str]):
+        """Like :meth:`load`, the rows of some of the committed files only: ``names``, relative
+        to the folder, as the manifest lists them (for a reader that knows which parts it wants)."""
+        fs, root = self._fs()
+        manifest = self._committed(fs, root)
+        unknown = sorted(set(names) - set(manifest["files"] if manifest else []))
+        if unknown:
+            raise DatasetError(f"{self._filepath}: not committed files: {', '.join(unknown[:3])}")
+        return self._frame(fs, root, names, manifest["schema"], None)
+
+    def _committed(self, fs, root: str) -> dict[str, Any] | None:
         require_bucket(fs, self._filepath, "read Parquet from")
         try:
-            manifest = self._read_manifest(fs, root)
+            return self._read_manifest(fs, root)
         except FileNotFoundError:
             if self._load_args["missing_ok"]:
                 return None  # e.g. the previous run's features, on a first run
@@ -246,22 +257,30 @@ class SparkParquetFsspecDataset(AbstractDataset[Any, Any]):
             if message:
                 raise DatasetError(message) from exc
             raise
-        schema = T.StructType.fromJson(manifest["schema"])
+
+    def _frame(self, fs, root: str, names: list[str], schema_json: dict[str, Any], rows: int | None):
+        from pyspark.sql import functions as F
+        from pyspark.sql import types as T
+
+        from fruits_kedro.spark import get_spark
+
+        schema = T.StructType.fromJson(schema_json)
         spark = get_spark()
-        files = [self._uri(fs, f"{root}/{name}") for name in manifest["files"]]
+        files = [self._uri(fs, f"{root}/{name}") for name in names]
         if not files:
             return spark.createDataFrame([], schema)
         if not is_local_path(self._filepath):
             forward_aws_environment(spark.sparkContext)
         # One row per partition: each part file is read by its own task. Made in the JVM: a
         # Python RDD would need a Python worker only to hand out the file names.
-        names = F.array(*(F.lit(f) for f in files))
+        names_column = F.array(*(F.lit(f) for f in files))
         file_rows = spark.range(0, len(files), 1, len(files)).select(
-            F.element_at(names, F.col("id").cast("int") + 1).alias("file")
+            F.element_at(names_column, F.col("id").cast("int") + 1).alias("file")
         )
         reader = _part_reader(self._storage_options, int(self._load_args["batch_rows"]))
         frame = with_arrow_source(file_rows.mapInArrow(reader, schema), file_rows, reader)
-        setattr(frame, _ROWS_ATTRIBUTE, int(manifest["rows"]))
+        if rows is not None:
+            setattr(frame, _ROWS_ATTRIBUTE, rows)
         return frame
 
     def _read_manifest(self, fs, root: str) -> dict[str, Any]:

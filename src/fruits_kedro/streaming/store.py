@@ -24,7 +24,6 @@ is killed in between), and ``current_outputs.json`` names the tables, as a batch
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import logging
@@ -203,7 +202,9 @@ class StreamStore:
     def merge_parts(self, table: str, parts: list[str], into: str) -> int:
         """Save the rows of committed ``parts`` of ``table`` as the one part ``into``, in their
         place in ``state`` (not committed yet); returns its rows."""
-        rows = self.save_part(table, into, self.load_parts(table, parts).coalesce(1))
+        frame = self.load_parts(table, parts)
+        # A few files, read in parallel: one task would open every small file in turn.
+        rows = self.save_part(table, into, frame.coalesce(frame.sparkSession.sparkContext.defaultParallelism))
         for part in parts:
             self.set_part(table, part, [], 0)
         return rows
@@ -267,9 +268,11 @@ class StreamStore:
         return SparkParquetFsspecDataset(filepath=f"{self.table_path(table)}/{part}", fs_args=self._options).load()
 
     def load_parts(self, table: str, parts: list[str]):
-        """The rows of committed ``parts`` of ``table`` (a lazy Spark DataFrame)."""
-        frames = [self.load_part(table, part) for part in parts]
-        return functools.reduce(lambda a, b: a.unionByName(b), frames[1:], frames[0])
+        """The rows of committed ``parts`` of ``table`` (a lazy Spark DataFrame), read through
+        the table's manifest (one scan, whatever the number of parts)."""
+        wanted = set(parts)
+        files = [name for name in self.state["tables"][table]["files"] if name.split("/", 1)[0] in wanted]
+        return SparkParquetFsspecDataset(filepath=self.table_path(table), fs_args=self._options).load_files(files)
 
     def csv_to_merge_into(self, parts: list[str]) -> str | None:
         """The current CSV, if the PCA table's ``parts`` hold its rows and more, in its basis, and
