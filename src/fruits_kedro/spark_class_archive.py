@@ -7,8 +7,8 @@ those classes from an archive instead.
 The archive is made once per Java runtime and Spark release (``make`` does it, or
 ``python -m fruits_kedro.spark_class_archive``) by a JVM that runs a small job touching the
 code paths of a run (Arrow and pandas UDFs, shuffles, a cached DataFrame, Spark ML) with
-``-XX:ArchiveClassesAtExit`` and writes the archive as it exits; a streaming query over the
-project's Python source archives the classes of a streaming run. A second JVM must then start
+``-XX:ArchiveClassesAtExit`` and writes the archive as it exits; a streaming query over a
+Python data source archives the classes of a streaming run. A second JVM must then start
 with it under ``-Xshare:on`` (which refuses an unusable archive) before it is moved into
 place: a truncated archive crashes the JVM that maps it. :func:`java_options` names the
 archive for the driver when it exists; a JVM that finds it stale ignores it silently
@@ -191,21 +191,51 @@ def _representative_job(spark) -> None:
 
 
 def _representative_stream(spark) -> None:
-    """Touch the classes of a streaming run: the project's Python streaming source over a
-    folder, micro-batches handed to Python (``foreachBatch``), ``Trigger.AvailableNow``, the
-    checkpoint's offset and commit logs."""
+    """Touch the classes of a streaming run: a Python streaming source (``DataSourceStreamReader``
+    with a files limit and ``Trigger.AvailableNow``, as the project's sources), micro-batches
+    handed to Python (``foreachBatch``), the checkpoint's offset and commit logs. The source is
+    defined here: the JVM's classes are the same whatever source it runs."""
     import tempfile
 
-    from fruits_kedro.datasets.local_stream_source import register_local_stream_source
+    from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+    from pyspark.sql.streaming.datasource import ReadMaxFiles, SupportsTriggerAvailableNow
 
+    files = 3
+
+    class Reader(DataSourceStreamReader, SupportsTriggerAvailableNow):
+        def initialOffset(self):
+            return {"taken": 0}
+
+        def getDefaultReadLimit(self):
+            return ReadMaxFiles(2)
+
+        def prepareForTriggerAvailableNow(self):
+            pass
+
+        def latestOffset(self, start, limit):
+            return {"taken": min(files, start["taken"] + limit.max_files)}
+
+        def partitions(self, start, end):
+            return [InputPartition(i) for i in range(start["taken"], end["taken"])]
+
+        def read(self, partition):
+            yield (f"/photos/Class 0/{partition.value}.jpg", 3)
+
+    class Source(DataSource):
+        @classmethod
+        def name(cls):
+            return "fruits_kedro_class_archive"
+
+        def schema(self):
+            return "path string, size long"
+
+        def streamReader(self, schema):
+            return Reader()
+
+    spark.dataSource.register(Source)
     with tempfile.TemporaryDirectory(prefix="fruits_kedro_class_archive_") as folder:
-        photos = Path(folder) / "photos" / "Class 0"
-        photos.mkdir(parents=True)
-        for i in range(3):
-            (photos / f"{i}.jpg").write_bytes(b"\xff\xd8\xff")
-        frame = spark.readStream.format(register_local_stream_source(spark)).option("maxFilesPerTrigger", "2")
         query = (
-            frame.option("path", str(photos.parent))
+            spark.readStream.format(Source.name())
             .load()
             .writeStream.foreachBatch(lambda batch, _: batch.collect())
             .option("checkpointLocation", str(Path(folder) / "checkpoint"))
