@@ -317,11 +317,14 @@ class MicroBatches:
 
     def _merge_small_parts(self, batch_id: int) -> None:
         """Each table's small parts (one per micro-batch) merged into one, once there are
-        ``compact_parts`` of them, so that readers open a few files rather than one per batch."""
+        ``compact_parts`` of them, so that readers open a few files rather than one per batch.
+        The batch's own part waits for the next merge: the last CSV has the earlier ones, and
+        keeps taking new rows by merging them into its text."""
         store, settings = self.store, self.settings
+        own = batch_folder(batch_id)
         due = {}
         for table in TABLES:
-            parts = store.small_parts(table, settings.compact_rows)
+            parts = [part for part in store.small_parts(table, settings.compact_rows) if part != own]
             if len(parts) >= settings.compact_parts:
                 due[table] = parts
         if not due:
