@@ -239,6 +239,9 @@ def _format(error: ValidationError, section: str | None = None) -> str:
         if item["type"] == "extra_forbidden":
             lines.append(f"{setting}: not a known parameter{_suggestion(loc)}")
             continue
+        if item["type"] == "missing":  # its input is the enclosing section: not worth printing
+            lines.append(f"{setting}: missing (conf/base/parameters_*.yml holds every default)")
+            continue
         message = item["msg"].removeprefix("Value error, ")
         lines.append(f"{setting} = {item.get('input')!r}: {message}" if setting else message)
     if len(lines) == 1:
