@@ -162,15 +162,19 @@ class StreamStore:
         """Each table's ``_SUCCESS`` from ``state`` (idempotent: a restart rewrites them)."""
         fs, _ = self._fs()
         for table in tables:
-            entry = self.state["tables"][table]
-            if entry["schema"] is None or (table == "pca" and self.state["basis"] is None):
+            if not self._has_rows(table):
                 continue
+            entry = self.state["tables"][table]
             _, folder = fsspec.core.url_to_fs(self.table_path(table), **self._options)
             if is_local_path(self.folder):
                 fs.makedirs(folder, exist_ok=True)
             manifest = {"format": MANIFEST_FORMAT, "schema": entry["schema"], "files": entry["files"]}
             manifest["rows"] = entry["rows"]
             write_text_atomically(fs, f"{folder}/{MANIFEST_NAME}", json.dumps(manifest, indent=1))
+
+    def _has_rows(self, table: str) -> bool:
+        """Whether ``table`` has a committed folder (a schema; the PCA's, a basis too)."""
+        return self.state["tables"][table]["schema"] is not None and (table != "pca" or self.state["basis"] is not None)
 
     # ---- tables ---------------------------------------------------------------------------
     def save_part(self, table: str, part: str, frame) -> int:
@@ -214,22 +218,11 @@ class StreamStore:
         and those that a killed driver wrote and never committed."""
         fs, _ = self._fs()
         for table in tables:
-            entry = self.state["tables"][table]
-            if entry["schema"] is None or (table == "pca" and self.state["basis"] is None):
+            if not self._has_rows(table):
                 continue
-            named = {name.split("/", 1)[0] for name in entry["files"]}
+            named = {name.split("/", 1)[0] for name in self.state["tables"][table]["files"]}
             _, folder = fsspec.core.url_to_fs(self.table_path(table), **self._options)
-            try:
-                found = fs.ls(folder, detail=False)
-            except FileNotFoundError:
-                continue
-            for path in found:
-                name = path.rstrip("/").rsplit("/", 1)[-1]
-                if name not in named and name[:1] in PART_PREFIXES and name[1:].isdigit():
-                    try:
-                        fs.rm(path, recursive=True)
-                    except FileNotFoundError:
-                        pass
+            _remove_entries(fs, folder, named, _is_part)
 
     def reset_table(self, table: str) -> None:
         self.state["tables"][table] = {"schema": None, "files": [], "rows": 0}
@@ -362,17 +355,27 @@ class StreamStore:
             "moments": {posixpath.basename(self.state["moments"] or "")},
         }
         for folder, names in keep.items():
+            _remove_entries(fs, f"{root}/{folder}", names, lambda name: not name.startswith("."))
+
+
+def _is_part(name: str) -> bool:
+    return name[:1] in PART_PREFIXES and name[1:].isdigit()
+
+
+def _remove_entries(fs, folder: str, keep: set[str], removable) -> None:
+    """Remove the entries of ``folder`` not named in ``keep`` whose name is ``removable`` (one
+    gone already is fine)."""
+    try:
+        entries = fs.ls(folder, detail=False)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name not in keep and removable(name):
             try:
-                entries = fs.ls(f"{root}/{folder}", detail=False)
+                fs.rm(entry, recursive=True)
             except FileNotFoundError:
-                continue
-            for entry in entries:
-                name = entry.rstrip("/").rsplit("/", 1)[-1]
-                if name not in names and not name.startswith("."):
-                    try:
-                        fs.rm(entry, recursive=True)
-                    except FileNotFoundError:
-                        pass
+                pass
 
 
 def _npz(**arrays) -> bytes:
